@@ -1,0 +1,43 @@
+"""The Mutator interface: a batch of parent groups in, a batch of child programs out."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar, Sequence
+
+from elm.types import Parent, Proposal, TaskContext
+
+
+class Mutator(ABC):
+    """A variation operator over programs (an AST rewriter, a language model...).
+
+    ``parents_per_child`` is how many parents each child draws on (1 for
+    mutation, 2+ for crossover); the engine samples that many elites for each
+    requested child. Implementations are constructed from their Hydra config
+    inside a Ray actor, so constructors take plain keyword arguments.
+    """
+
+    #: default name recorded in the run store; a config may override it per instance
+    name: ClassVar[str] = "mutator"
+    parents_per_child: ClassVar[int] = 1
+
+    @abstractmethod
+    def mutate(
+        self, *, parents: Sequence[Sequence[Parent]], task: TaskContext, seed: int
+    ) -> list[Proposal]:
+        """Write one child per parent group.
+
+        Args:
+            parents: ``len(parents)`` groups, each with ``parents_per_child`` elites.
+            task: the environment's description, for prompts.
+            seed: seed for this batch (derive all randomness from it, so that a
+                seeded run is reproducible).
+
+        Returns:
+            Exactly ``len(parents)`` proposals, in order. A child that could not
+            be produced is a proposal with ``source=None`` and a status saying
+            why; it is recorded, never dropped.
+        """
+
+    def close(self) -> None:
+        """Release models or connections (default: nothing to release)."""
