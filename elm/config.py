@@ -1,0 +1,131 @@
+"""Structured-config schemas for the Hydra CLI (``run_elm.py`` and ``conf/``).
+
+Each typed group (``qd``, ``sandbox``, ``budget``, ``ray``, ``loop``) is a
+dataclass, so a misspelt key or a wrong type fails at start with Hydra's own
+message. ``env`` and ``mutator`` are open nodes with a ``_target_`` (users plug
+in their own classes); the built-in options extend a schema registered here
+through their defaults list, which makes their keys typo-checked too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class QDConfig:
+    """Archive and parent selection."""
+
+    kind: str = "grid"  # "grid" or "cvt"
+    bins: Optional[List[int]] = None  # grid bins per descriptor; default: the environment's
+    bounds: Optional[List[List[float]]] = None  # [[lo, hi], ...] per descriptor; default: the environment's
+    cells: int = 1000  # CVT only
+    cvt_samples: int = 50_000  # CVT only: uniform samples for k-means
+    qd_offset: float = 0.0  # QD score = sum(fitness - qd_offset) over elites
+    out_of_bounds: str = "clip"  # "clip" into the edge cell, or "reject" (status out_of_bounds)
+    selection: str = "uniform"  # "uniform" or "curiosity"
+    selection_args: Any = field(default_factory=dict)
+
+
+@dataclass
+class SandboxConfig:
+    """Where candidates run and under which limits (see docs/sandbox.md for the reasoning)."""
+
+    backend: str = "gvisor"  # "gvisor", "process" (unsafe), or a dotted path to a Sandbox class
+    workers: int = 2  # warm sandboxes per evaluator actor (= cores the actor owns)
+    runtime_dir: Optional[str] = None
+    timeout_s: float = 10.0
+    cpu_s: int = 20
+    memory_mb: int = 2048
+    nproc: int = 64
+    fsize_mb: int = 64
+    output_bytes: int = 1048576
+    sandbox_memory_mb: int = 4096
+    sandbox_pids: int = 512
+    tmpfs_mb: int = 64
+    recycle_after: int = 500
+
+
+@dataclass
+class BudgetConfig:
+    """When the run stops: whichever limit is reached first (counted across resumes)."""
+
+    evaluations: int = 2000  # finished evaluations, seeds included
+    wall_seconds: Optional[float] = None
+    tokens: Optional[int] = None  # model tokens in + out, once mutators report them
+
+
+@dataclass
+class RayConfig:
+    """Ray cluster connection and actor placement."""
+
+    address: Optional[str] = None  # None: start a local Ray; "auto": join a running cluster
+    num_cpus: Optional[int] = None  # local Ray only; None: all cores
+    num_gpus: Optional[int] = None
+    object_store_memory_mb: int = 256
+    include_dashboard: bool = False
+    mutator_actors: int = 1
+    mutator_num_cpus: float = 0.0
+    mutator_num_gpus: float = 0.0
+    evaluator_actors: int = 1
+    evaluator_num_cpus: float = 1.0
+    evaluator_resources: Any = field(default_factory=dict)  # e.g. {sandbox: 1} on clusters
+
+
+@dataclass
+class LoopConfig:
+    """Steady-state loop settings."""
+
+    batch_size: int = 16  # children per mutator call (and per evaluator call)
+    max_in_flight: int = 4  # batches proposed or being evaluated at once
+    ordered: Optional[bool] = None  # absorb batches in submission order; None: when 1 mutator + 1 evaluator
+    progress: bool = True  # progress bar with live QD metrics
+    export_elites: bool = True  # write elites.jsonl at the end
+
+
+@dataclass
+class ELMConfig:
+    """Top-level run configuration."""
+
+    env: Any = MISSING
+    mutator: Any = MISSING
+    qd: QDConfig = field(default_factory=QDConfig)
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    seed: int = 0
+    resume: Optional[str] = None  # a run directory to continue
+
+
+# --- schemas of the built-in env/mutator options (their YAML lists these in `defaults`)
+
+
+@dataclass
+class CirclePackingEnvConfig:
+    _target_: str = "environments.circle_packing.CirclePacking"
+    n: int = 26
+
+
+@dataclass
+class GPMutatorConfig:
+    _target_: str = "mutators.gp.GPMutator"
+    name: Optional[str] = None
+    constant_sigma: float = 0.1
+    p_constant: float = 0.6
+    p_operator: float = 0.15
+    p_duplicate: float = 0.1
+    p_delete: float = 0.15
+    max_edits: int = 3
+
+
+def register_configs() -> None:
+    """Register the schemas with Hydra's ConfigStore (idempotent)."""
+    cs = ConfigStore.instance()
+    cs.store(name="elm_schema", node=ELMConfig)
+    cs.store(group="env", name="circle_packing_schema", node=CirclePackingEnvConfig)
+    cs.store(group="mutator", name="gp_schema", node=GPMutatorConfig)

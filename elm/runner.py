@@ -1,0 +1,154 @@
+"""Start or resume a run from a resolved config: validate, open the store, start Ray, drive.
+
+Everything that can be checked without Ray is checked first (environment
+import and construction, descriptor bounds, archive settings, sandbox
+availability, mutator target), so configuration mistakes fail in a second
+with a message, not after Ray has started.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shutil
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Mapping
+
+from elm.environment import Environment
+from elm.loop import Driver, RunError, RunSummary, build_archive, build_selector, descriptor_space_for
+from elm.sandbox import EnvironmentSpec
+from elm.store import DB_NAME, RunStore, StoreError
+from elm.workers import import_target, sandbox_limits
+
+log = logging.getLogger("elm")
+
+# Config keys that a resume may change; everything else comes from the stored run.
+RESUMABLE_OVERRIDES = ("budget", "loop", "ray")
+
+
+class ConfigError(ValueError):
+    """The run configuration is invalid (message names the key and the fix)."""
+
+
+def _package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in ("elm-search", "numpy", "ray", "hydra-core", "omegaconf", "gvisor", "torch", "transformers"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    runsc = shutil.which("runsc")
+    if runsc:
+        try:
+            out = subprocess.run([runsc, "--version"], capture_output=True, text=True, timeout=10).stdout
+            versions["runsc"] = out.splitlines()[0].strip() if out else "unknown"
+        except (OSError, subprocess.SubprocessError):
+            versions["runsc"] = "unknown"
+    return versions
+
+
+def validate(cfg: Mapping[str, Any]) -> Environment:
+    """Check a resolved config without starting anything; returns the environment built locally."""
+    try:
+        env = EnvironmentSpec.from_config(cfg["env"]).build()
+    except Exception as exc:
+        raise ConfigError(f"env: cannot build the environment: {exc}") from exc
+    try:
+        space = descriptor_space_for(env.descriptor_space, cfg["qd"])
+        build_archive(space, {**cfg["qd"], "cvt_samples": 1000, "cells": min(int(cfg["qd"].get("cells", 1000)), 1000)}
+                      if cfg["qd"].get("kind") == "cvt" else cfg["qd"], seed=0)
+        build_selector(cfg["qd"])
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"qd: {exc}") from exc
+    try:
+        sandbox_limits(cfg["sandbox"])
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"sandbox: {exc}") from exc
+    backend = str(cfg["sandbox"].get("backend"))
+    if backend == "gvisor":
+        from sandbox import check_gvisor
+
+        check_gvisor()  # raises SandboxUnavailable with install instructions
+    elif backend != "process" and "." not in backend:
+        raise ConfigError(f"sandbox.backend must be 'gvisor', 'process' or a dotted class path, got {backend!r}")
+    try:
+        import_target(str(cfg["mutator"]["_target_"]))
+    except (ValueError, KeyError) as exc:
+        raise ConfigError(f"mutator: {exc}") from exc
+    budget = cfg["budget"]
+    if int(budget["evaluations"]) < 1:
+        raise ConfigError(f"budget.evaluations must be >= 1, got {budget['evaluations']}")
+    return env
+
+
+def run(cfg: Mapping[str, Any], *, run_dir: str | os.PathLike, progress: bool | None = None) -> RunSummary:
+    """Start a new run in ``run_dir``, or resume it if ``cfg["resume"]`` names a run directory.
+
+    ``cfg`` must be resolved plain containers (``OmegaConf.to_container(cfg, resolve=True)``).
+    On resume the stored config is used, except for the keys in
+    :data:`RESUMABLE_OVERRIDES` (e.g. a larger ``budget.evaluations``).
+    """
+    cfg = json.loads(json.dumps(cfg))  # a private, plain copy
+    resume = cfg.get("resume")
+    if resume:
+        run_dir = Path(resume)
+        store = RunStore.open(run_dir, readonly=False)
+        stored = store.config()
+        if not stored:
+            raise StoreError(f"{run_dir / DB_NAME} holds no config; it cannot be resumed")
+        for key in RESUMABLE_OVERRIDES:
+            stored[key] = cfg[key]
+        stored["resume"] = str(run_dir)
+        cfg = stored
+        env = validate(cfg)
+    else:
+        env = validate(cfg)
+        run_dir = Path(run_dir)
+        store = RunStore.create(run_dir, meta={
+            "config": cfg,
+            "seed": cfg["seed"],
+            "versions": _package_versions(),
+            "environment": env.name,
+            "descriptor_space": descriptor_space_for(env.descriptor_space, cfg["qd"]).to_dict(),
+            "sandbox_backend": cfg["sandbox"]["backend"],
+        })
+    if cfg["sandbox"]["backend"] == "process":
+        log.warning("sandbox=process is UNSAFE: candidate programs run as plain processes on this machine "
+                    "with your permissions (rlimits only). Use sandbox=gvisor for untrusted programs.")
+    started_ray = _init_ray(cfg["ray"])
+    try:
+        driver = Driver(cfg=cfg, env=env, store=store, run_dir=str(run_dir), progress=progress)
+        store.set_meta(archive=driver.archive.to_dict())
+        return driver.run()
+    finally:
+        store.close()
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+
+
+def _init_ray(ray_cfg: Mapping[str, Any]) -> bool:
+    """Start (or join) Ray unless already initialised; returns True if this call started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    kwargs: dict[str, Any] = dict(include_dashboard=bool(ray_cfg.get("include_dashboard", False)),
+                                  log_to_driver=True, configure_logging=False)
+    if ray_cfg.get("address"):
+        kwargs["address"] = ray_cfg["address"]
+    else:
+        if ray_cfg.get("num_cpus") is not None:
+            kwargs["num_cpus"] = int(ray_cfg["num_cpus"])
+        if ray_cfg.get("num_gpus") is not None:
+            kwargs["num_gpus"] = int(ray_cfg["num_gpus"])
+        kwargs["object_store_memory"] = int(ray_cfg.get("object_store_memory_mb", 256)) * 1024 * 1024
+    ray.init(**kwargs)
+    return True

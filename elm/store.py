@@ -1,0 +1,517 @@
+"""The run store: one SQLite database (``run.db``, WAL mode) per run.
+
+Tables (schema version :data:`SCHEMA_VERSION`):
+
+``meta``         key/value text: ``schema_version``, ``config`` (the resolved run
+                 config as JSON), ``seed``, ``versions`` (JSON), ``created_at``,
+                 ``environment``, ``descriptor_space`` (JSON), ``archive`` (JSON
+                 geometry), ``sandbox_backend``.
+``evaluations``  one row per *finished* evaluation (see :class:`EvaluationRecord`).
+``sessions``     one row per process that worked on the run (start, resume...),
+                 with its elapsed wall time, so budgets continue across resumes.
+``metrics``      archive statistics snapshots over evaluations and wall time.
+
+Every batch of evaluations is written in one transaction, together with a
+metrics snapshot and the session heartbeat: a run killed with SIGKILL keeps
+every evaluation whose batch was committed, and nothing half-written.
+JSON columns hold lists/objects; nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import sqlite3
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+SCHEMA_VERSION = 1
+DB_NAME = "run.db"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS evaluations (
+    id              INTEGER PRIMARY KEY,   -- run-wide evaluation id, stable across resumes
+    parent_ids      TEXT    NOT NULL,      -- JSON list of evaluation ids ([] for seeds)
+    mutator         TEXT    NOT NULL,      -- "seed" for the initial population
+    generation      INTEGER NOT NULL,      -- 0 for seeds, 1 + max(parent generation) otherwise
+    source          TEXT,                  -- program source; NULL if the mutator produced none
+    status          TEXT    NOT NULL,      -- elm.types.EvalStatus value, or the mutator's failure status
+    fitness         REAL,
+    descriptor      TEXT,                  -- JSON list of floats (as measured, before clipping)
+    cell            INTEGER,               -- archive cell, NULL when not scored or rejected
+    archive_status  TEXT,                  -- new_cell / improved / not_added, NULL when not offered
+    mutation_status TEXT,                  -- the mutator's per-child status (applied, no_op, ...)
+    error           TEXT,                  -- reason or traceback tail for non-ok statuses
+    info            TEXT,                  -- JSON object from the environment / mutator
+    tokens_in       INTEGER NOT NULL DEFAULT 0,
+    tokens_out      INTEGER NOT NULL DEFAULT 0,
+    model_s         REAL    NOT NULL DEFAULT 0,
+    run_s           REAL    NOT NULL DEFAULT 0,
+    score_s         REAL    NOT NULL DEFAULT 0,
+    eval_s          REAL    NOT NULL DEFAULT 0,
+    worker          TEXT,
+    session         INTEGER NOT NULL,
+    created_at      REAL    NOT NULL       -- UNIX time the row was recorded
+);
+CREATE INDEX IF NOT EXISTS evaluations_status ON evaluations(status);
+CREATE INDEX IF NOT EXISTS evaluations_cell ON evaluations(cell);
+CREATE TABLE IF NOT EXISTS sessions (
+    id                  INTEGER PRIMARY KEY,
+    started_at          REAL NOT NULL,
+    heartbeat_at        REAL NOT NULL,
+    elapsed_s           REAL NOT NULL DEFAULT 0,
+    evaluations_at_start INTEGER NOT NULL,
+    end_reason          TEXT,              -- NULL while running or after a crash
+    pid                 INTEGER,
+    host                TEXT
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    evaluations    INTEGER PRIMARY KEY,    -- finished evaluations when the snapshot was taken
+    wall_s         REAL NOT NULL,          -- run wall time, summed over sessions
+    time           REAL NOT NULL,          -- UNIX time
+    num_elites     INTEGER NOT NULL,
+    coverage       REAL NOT NULL,
+    qd_score       REAL NOT NULL,
+    norm_qd_score  REAL NOT NULL,
+    max_fitness    REAL,
+    mean_fitness   REAL,
+    tokens         INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+
+class StoreError(RuntimeError):
+    """The run store cannot be opened or written (message says why and what to do)."""
+
+
+@dataclass(frozen=True)
+class EvaluationRecord:
+    """One row of ``evaluations``; lists/dicts are stored as JSON."""
+
+    id: int
+    parent_ids: tuple[int, ...]
+    mutator: str
+    generation: int
+    source: str | None
+    status: str
+    fitness: float | None = None
+    descriptor: tuple[float, ...] | None = None
+    cell: int | None = None
+    archive_status: str | None = None
+    mutation_status: str | None = None
+    error: str | None = None
+    info: Mapping[str, Any] = field(default_factory=dict)
+    tokens_in: int = 0
+    tokens_out: int = 0
+    model_s: float = 0.0
+    run_s: float = 0.0
+    score_s: float = 0.0
+    eval_s: float = 0.0
+    worker: str | None = None
+    created_at: float = 0.0
+
+
+_RECORD_FIELDS = [f.name for f in fields(EvaluationRecord)]
+_INSERT_SQL = (
+    f"INSERT INTO evaluations ({', '.join(_RECORD_FIELDS)}, session) "
+    f"VALUES ({', '.join('?' for _ in _RECORD_FIELDS)}, ?)"
+)
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "value"):  # enums
+        return value.value
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, default=_json_default, allow_nan=True)
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _row_values(record: EvaluationRecord, session: int) -> tuple:
+    return (
+        record.id,
+        _dumps(list(record.parent_ids)),
+        record.mutator,
+        record.generation,
+        record.source,
+        str(record.status),
+        _finite_or_none(record.fitness),
+        None if record.descriptor is None else _dumps(list(record.descriptor)),
+        record.cell,
+        None if record.archive_status is None else str(record.archive_status),
+        record.mutation_status,
+        record.error,
+        _dumps(dict(record.info)) if record.info else None,
+        int(record.tokens_in),
+        int(record.tokens_out),
+        float(record.model_s),
+        float(record.run_s),
+        float(record.score_s),
+        float(record.eval_s),
+        record.worker,
+        record.created_at or time.time(),
+        session,
+    )
+
+
+def _record_from_row(row: sqlite3.Row) -> EvaluationRecord:
+    return EvaluationRecord(
+        id=row["id"],
+        parent_ids=tuple(json.loads(row["parent_ids"])),
+        mutator=row["mutator"],
+        generation=row["generation"],
+        source=row["source"],
+        status=row["status"],
+        fitness=row["fitness"],
+        descriptor=None if row["descriptor"] is None else tuple(json.loads(row["descriptor"])),
+        cell=row["cell"],
+        archive_status=row["archive_status"],
+        mutation_status=row["mutation_status"],
+        error=row["error"],
+        info=json.loads(row["info"]) if row["info"] else {},
+        tokens_in=row["tokens_in"],
+        tokens_out=row["tokens_out"],
+        model_s=row["model_s"],
+        run_s=row["run_s"],
+        score_s=row["score_s"],
+        eval_s=row["eval_s"],
+        worker=row["worker"],
+        created_at=row["created_at"],
+    )
+
+
+class RunStore:
+    """Reader/writer of one run's ``run.db``.
+
+    Use :meth:`create` for a new run, :meth:`open` to resume (writable) or
+    analyse (``readonly=True``; safe while the run is still writing, thanks to
+    WAL). One writer per run: a second writable open of a run whose last
+    session is still heartbeating raises :class:`StoreError`.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, *, readonly: bool):
+        self._conn = conn
+        self.path = path
+        self.readonly = readonly
+        self.session: int | None = None
+        self._session_started = 0.0
+        self._elapsed_before = 0.0
+
+    # ------------------------------------------------------------------ opening
+    @staticmethod
+    def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+        try:
+            if readonly:
+                conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0,
+                                       check_same_thread=False)
+            else:
+                conn = sqlite3.connect(path, timeout=30.0, isolation_level=None,
+                                       check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+                # NORMAL in WAL mode: a committed batch survives a SIGKILL of the
+                # process; only a power loss can drop the last few batches.
+                conn.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open run store {path}: {exc}") from exc
+        conn.row_factory = sqlite3.Row
+        return conn
+
+    @classmethod
+    def create(cls, run_dir: str | os.PathLike, *, meta: Mapping[str, Any]) -> "RunStore":
+        """Create ``run_dir/run.db`` for a new run; refuses to overwrite an existing store."""
+        run_dir = Path(run_dir)
+        path = run_dir / DB_NAME
+        if path.exists():
+            raise StoreError(
+                f"{path} already exists: this directory holds a run. Resume it with "
+                f"`python run_elm.py resume={run_dir}` or choose another hydra.run.dir"
+            )
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create run directory {run_dir}: {exc}") from exc
+        if not os.access(run_dir, os.W_OK):
+            raise StoreError(f"run directory {run_dir} is not writable; choose another hydra.run.dir")
+        conn = cls._connect(path, readonly=False)
+        store = cls(conn, path, readonly=False)
+        conn.executescript(_SCHEMA)
+        with store._transaction():
+            values = {"schema_version": SCHEMA_VERSION, "created_at": time.time(), **meta}
+            conn.executemany(
+                "INSERT INTO meta(key, value) VALUES (?, ?)",
+                [(k, v if isinstance(v, str) else _dumps(v)) for k, v in values.items()],
+            )
+        return store
+
+    @classmethod
+    def open(cls, run_dir: str | os.PathLike, *, readonly: bool = True) -> "RunStore":
+        """Open an existing run (a run directory or the ``run.db`` path itself)."""
+        path = Path(run_dir)
+        if path.is_dir():
+            path = path / DB_NAME
+        if not path.exists():
+            raise StoreError(
+                f"no run store at {path}: expected a run directory containing {DB_NAME} "
+                "(the directory a run printed at its start)"
+            )
+        conn = cls._connect(path, readonly=readonly)
+        store = cls(conn, path, readonly=readonly)
+        version = store.meta().get("schema_version")
+        if version is None:
+            raise StoreError(f"{path} is not an ELM run store (no schema_version in meta)")
+        if int(version) > SCHEMA_VERSION:
+            raise StoreError(
+                f"{path} has schema version {version}, newer than this engine's {SCHEMA_VERSION}; "
+                "upgrade the engine to read it"
+            )
+        return store
+
+    def close(self) -> None:
+        try:
+            self._conn.close()
+        except sqlite3.Error:
+            pass
+
+    def __enter__(self) -> "RunStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ helpers
+    class _Tx:
+        def __init__(self, conn: sqlite3.Connection):
+            self.conn = conn
+
+        def __enter__(self):
+            self.conn.execute("BEGIN IMMEDIATE")
+            return self.conn
+
+        def __exit__(self, exc_type, exc, tb):
+            if exc_type is None:
+                try:
+                    self.conn.execute("COMMIT")
+                except sqlite3.Error:
+                    self.conn.execute("ROLLBACK")
+                    raise
+            else:
+                self.conn.execute("ROLLBACK")
+            return False
+
+    def _transaction(self) -> "_Tx":
+        if self.readonly:
+            raise StoreError(f"{self.path} was opened read-only")
+        return RunStore._Tx(self._conn)
+
+    def _write(self, fn, what: str):
+        try:
+            with self._transaction() as conn:
+                return fn(conn)
+        except sqlite3.OperationalError as exc:
+            # e.g. "database or disk is full", "attempt to write a readonly database":
+            # the transaction was rolled back, so the store stays consistent.
+            raise StoreError(
+                f"could not write {what} to {self.path}: {exc}. Nothing of this batch was "
+                "written; free disk space or fix permissions, then resume the run"
+            ) from exc
+
+    # ------------------------------------------------------------------ metadata
+    def meta(self) -> dict[str, str]:
+        return {row["key"]: row["value"] for row in self._conn.execute("SELECT key, value FROM meta")}
+
+    def meta_json(self, key: str, default: Any = None) -> Any:
+        value = self.meta().get(key)
+        return default if value is None else json.loads(value)
+
+    def set_meta(self, **values: Any) -> None:
+        self._write(
+            lambda c: c.executemany(
+                "INSERT INTO meta(key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [(k, v if isinstance(v, str) else _dumps(v)) for k, v in values.items()],
+            ),
+            "metadata",
+        )
+
+    def config(self) -> dict:
+        """The resolved config the run was started with."""
+        return self.meta_json("config", {})
+
+    # ------------------------------------------------------------------ sessions
+    def begin_session(self, *, stale_after_s: float = 30.0) -> int:
+        """Register this process as the run's writer; returns the session id.
+
+        Refuses when another session heartbeated in the last ``stale_after_s``
+        seconds without ending (another process still writing this run).
+        """
+        now = time.time()
+        row = self._conn.execute(
+            "SELECT id, heartbeat_at, pid, host FROM sessions WHERE end_reason IS NULL "
+            "ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        if row is not None and now - row["heartbeat_at"] < stale_after_s and not (
+            row["host"] == socket.gethostname() and not _pid_alive(row["pid"])
+        ):
+            raise StoreError(
+                f"run {self.path.parent} is being written by another process (pid {row['pid']} on "
+                f"{row['host']}, last heartbeat {now - row['heartbeat_at']:.0f}s ago); stop it first"
+            )
+        self._elapsed_before = self.elapsed_s()
+        evaluations = self.count()
+
+        def insert(c):
+            if row is not None:  # a crashed session: close it so budgets stay exact
+                c.execute("UPDATE sessions SET end_reason = 'crashed' WHERE id = ?", (row["id"],))
+            cur = c.execute(
+                "INSERT INTO sessions(started_at, heartbeat_at, elapsed_s, evaluations_at_start, pid, host)"
+                " VALUES (?, ?, 0, ?, ?, ?)",
+                (now, now, evaluations, os.getpid(), socket.gethostname()),
+            )
+            return cur.lastrowid
+
+        self.session = self._write(insert, "a new session")
+        self._session_started = now
+        return self.session
+
+    def end_session(self, reason: str) -> None:
+        if self.session is None:
+            return
+        now = time.time()
+        self._write(
+            lambda c: c.execute(
+                "UPDATE sessions SET heartbeat_at = ?, elapsed_s = ?, end_reason = ? WHERE id = ?",
+                (now, now - self._session_started, reason, self.session),
+            ),
+            "the session's end",
+        )
+
+    def elapsed_s(self) -> float:
+        """Wall time spent on this run so far, summed over sessions (this one included)."""
+        (total,) = self._conn.execute("SELECT COALESCE(SUM(elapsed_s), 0) FROM sessions").fetchone()
+        return float(total)
+
+    def run_wall_s(self) -> float:
+        """Wall time of the run including the current session's running time."""
+        if self.session is None:
+            return self.elapsed_s()
+        return self._elapsed_before + (time.time() - self._session_started)
+
+    # ------------------------------------------------------------------ evaluations
+    def record(self, records: Sequence[EvaluationRecord], *, metrics: Mapping[str, Any] | None = None) -> None:
+        """Write a batch of finished evaluations (+ optional metrics snapshot) in one transaction."""
+        if self.session is None:
+            raise StoreError("begin_session() must be called before recording evaluations")
+        now = time.time()
+        rows = [_row_values(r, self.session) for r in records]
+
+        def write(c):
+            c.executemany(_INSERT_SQL, rows)
+            c.execute(
+                "UPDATE sessions SET heartbeat_at = ?, elapsed_s = ? WHERE id = ?",
+                (now, now - self._session_started, self.session),
+            )
+            if metrics is not None:
+                c.execute(
+                    "INSERT OR REPLACE INTO metrics(evaluations, wall_s, time, num_elites, coverage, "
+                    "qd_score, norm_qd_score, max_fitness, mean_fitness, tokens) "
+                    "VALUES (:evaluations, :wall_s, :time, :num_elites, :coverage, :qd_score, "
+                    ":norm_qd_score, :max_fitness, :mean_fitness, :tokens)",
+                    {"time": now, "tokens": 0, **metrics},
+                )
+
+        self._write(write, f"{len(rows)} evaluations")
+
+    def count(self, *, status: str | None = None) -> int:
+        if status is None:
+            (n,) = self._conn.execute("SELECT COUNT(*) FROM evaluations").fetchone()
+        else:
+            (n,) = self._conn.execute("SELECT COUNT(*) FROM evaluations WHERE status = ?", (status,)).fetchone()
+        return int(n)
+
+    def max_id(self) -> int:
+        """Largest evaluation id recorded, -1 when none."""
+        (n,) = self._conn.execute("SELECT COALESCE(MAX(id), -1) FROM evaluations").fetchone()
+        return int(n)
+
+    def tokens_used(self) -> int:
+        (n,) = self._conn.execute(
+            "SELECT COALESCE(SUM(tokens_in + tokens_out), 0) FROM evaluations"
+        ).fetchone()
+        return int(n)
+
+    def status_counts(self) -> dict[str, int]:
+        return {
+            row[0]: row[1]
+            for row in self._conn.execute("SELECT status, COUNT(*) FROM evaluations GROUP BY status")
+        }
+
+    def iter_evaluations(self, *, status: str | None = None, chunk: int = 2000) -> Iterator[EvaluationRecord]:
+        """All evaluations in id order (optionally of one status), streamed in chunks."""
+        last = -1
+        while True:
+            if status is None:
+                rows = self._conn.execute(
+                    "SELECT * FROM evaluations WHERE id > ? ORDER BY id LIMIT ?", (last, chunk)
+                ).fetchall()
+            else:
+                rows = self._conn.execute(
+                    "SELECT * FROM evaluations WHERE id > ? AND status = ? ORDER BY id LIMIT ?",
+                    (last, status, chunk),
+                ).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield _record_from_row(row)
+            last = rows[-1]["id"]
+
+    def get(self, evaluation_id: int) -> EvaluationRecord | None:
+        row = self._conn.execute("SELECT * FROM evaluations WHERE id = ?", (evaluation_id,)).fetchone()
+        return None if row is None else _record_from_row(row)
+
+    def metrics(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._conn.execute("SELECT * FROM metrics ORDER BY evaluations")]
+
+    def sessions(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._conn.execute("SELECT * FROM sessions ORDER BY id")]
+
+    # ------------------------------------------------------------------ export
+    def export_elites(self, path: str | os.PathLike, elites: Sequence[Any]) -> int:
+        """Write archive elites as JSON Lines (one object per elite); returns how many."""
+        path = Path(path)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for elite in elites:
+                row = asdict(elite) if hasattr(elite, "__dataclass_fields__") else dict(elite)
+                fh.write(_dumps(row) + "\n")
+        os.replace(tmp, path)  # never leave a half-written export behind
+        return len(elites)
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

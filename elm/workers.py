@@ -1,0 +1,138 @@
+"""Ray actors of a run: mutator workers (host a Mutator) and evaluator workers (host a Sandbox).
+
+Both are plain classes wrapped with ``ray.remote`` by the driver, so they can
+also be unit-tested in-process. They receive only resolved, plain-container
+configs (never a Hydra ``DictConfig``).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import os
+import socket
+import time
+from typing import Any, Mapping, Sequence
+
+from elm.mutator import Mutator
+from elm.sandbox import EnvironmentSpec, Sandbox, SandboxLimits
+from elm.types import EvalRequest, EvalResult, EvalStatus, Parent, Proposal, TaskContext
+
+_LIMIT_KEYS = tuple(SandboxLimits.__dataclass_fields__)
+
+
+def import_target(path: str) -> Any:
+    """Import ``"package.module.Name"``; errors name the path and the likely fix."""
+    module_name, _, attr = path.rpartition(".")
+    if not module_name:
+        raise ValueError(f"{path!r} is not a dotted path 'module.Name'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"cannot import {module_name!r} (from {path!r}): {exc}") from exc
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise ValueError(f"module {module_name!r} has no attribute {attr!r} (from {path!r})") from None
+
+
+def build_mutator(cfg: Mapping[str, Any]) -> Mutator:
+    """Instantiate a mutator from ``{"_target_": ..., **kwargs}`` (a resolved config node)."""
+    if "_target_" not in cfg:
+        raise ValueError("mutator config has no '_target_' naming the Mutator class")
+    cls = import_target(str(cfg["_target_"]))
+    kwargs = {k: v for k, v in cfg.items() if not str(k).startswith("_")}
+    mutator = cls(**kwargs)
+    if not isinstance(mutator, Mutator):
+        raise TypeError(f"{cfg['_target_']} built a {type(mutator).__name__}, not an elm.Mutator")
+    return mutator
+
+
+def sandbox_limits(cfg: Mapping[str, Any]) -> SandboxLimits:
+    return SandboxLimits(**{k: cfg[k] for k in _LIMIT_KEYS if k in cfg and cfg[k] is not None})
+
+
+def build_sandbox(cfg: Mapping[str, Any], env: EnvironmentSpec) -> Sandbox:
+    """Build the sandbox backend named by ``cfg["backend"]`` ("gvisor", "process" or a dotted path)."""
+    backend = str(cfg.get("backend", "gvisor"))
+    kwargs = dict(env=env, limits=sandbox_limits(cfg), workers=int(cfg.get("workers", 2)),
+                  runtime_dir=cfg.get("runtime_dir"))
+    if "." in backend:
+        cls = import_target(backend)
+        return cls(**kwargs)
+    from sandbox import make_sandbox
+
+    return make_sandbox(backend, **kwargs)
+
+
+class MutatorWorker:
+    """Hosts one Mutator; ``mutate`` is called with parent groups and a seed per batch."""
+
+    def __init__(self, mutator_cfg: Mapping[str, Any], task: TaskContext):
+        self.mutator = build_mutator(mutator_cfg)
+        self.task = task
+        self.label = f"{socket.gethostname()}:{os.getpid()}"
+
+    def ping(self) -> str:
+        return self.label
+
+    def mutate(self, parents: Sequence[Sequence[Parent]], seed: int) -> list[Proposal]:
+        start = time.perf_counter()
+        proposals = list(self.mutator.mutate(parents=parents, task=self.task, seed=seed))
+        elapsed = time.perf_counter() - start
+        if len(proposals) != len(parents):
+            raise RuntimeError(
+                f"mutator {type(self.mutator).__name__} returned {len(proposals)} children "
+                f"for {len(parents)} parent groups; it must return exactly one per group"
+            )
+        share = elapsed / max(len(proposals), 1)
+        # Mutators that do not time themselves get an equal share of the batch time.
+        return [p if p.model_seconds else _replace(p, model_seconds=share) for p in proposals]
+
+    def close(self) -> None:
+        self.mutator.close()
+
+
+def _replace(proposal: Proposal, **changes: Any) -> Proposal:
+    from dataclasses import replace
+
+    return replace(proposal, **changes)
+
+
+class EvaluatorWorker:
+    """Hosts one Sandbox (a pool of warm sandboxes) and evaluates batches of children."""
+
+    def __init__(self, sandbox_cfg: Mapping[str, Any], env: EnvironmentSpec):
+        self.sandbox = build_sandbox(sandbox_cfg, env)
+        self.label = f"{socket.gethostname()}:{os.getpid()}"
+
+    def ping(self) -> str:
+        return self.label
+
+    def evaluate(self, proposals: Sequence[Proposal], ids: Sequence[int]) -> tuple[str, list[EvalResult | None]]:
+        """Evaluate children; returns (worker label, one result or None per child).
+
+        None means the mutator produced no program (its status explains why).
+        Children that do not parse get ``syntax_error`` without reaching a sandbox.
+        """
+        results: list[EvalResult | None] = [None] * len(proposals)
+        requests: list[EvalRequest] = []
+        slots: list[int] = []
+        for i, (proposal, eval_id) in enumerate(zip(proposals, ids)):
+            if proposal.source is None:
+                continue
+            try:
+                ast.parse(proposal.source)
+            except (SyntaxError, ValueError) as exc:  # ValueError: source has NUL bytes
+                results[i] = EvalResult(id=eval_id, status=EvalStatus.SYNTAX_ERROR,
+                                        error=f"{type(exc).__name__}: {exc}")
+                continue
+            requests.append(EvalRequest(id=eval_id, source=proposal.source))
+            slots.append(i)
+        if requests:
+            for i, result in zip(slots, self.sandbox.evaluate(requests)):
+                results[i] = result
+        return self.label, results
+
+    def close(self) -> None:
+        self.sandbox.close()
