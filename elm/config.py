@@ -129,3 +129,24 @@ def register_configs() -> None:
     cs.store(name="elm_schema", node=ELMConfig)
     cs.store(group="env", name="circle_packing_schema", node=CirclePackingEnvConfig)
     cs.store(group="mutator", name="gp_schema", node=GPMutatorConfig)
+
+
+CONF_DIR = __import__("pathlib").Path(__file__).resolve().parent.parent / "conf"
+
+
+def compose(overrides: list[str] | tuple[str, ...] = (), *, config_dir: str | None = None) -> dict:
+    """Compose the run config as ``run_elm.py`` would, and return it resolved as plain containers.
+
+    For notebooks and tests: ``elm.runner.run(compose(["budget.evaluations=100"]), run_dir=...)``.
+    Raises Hydra's own errors for typos, wrong types and unknown group options.
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from omegaconf import OmegaConf
+
+    register_configs()
+    if not OmegaConf.has_resolver("elm_run_dir"):
+        OmegaConf.register_new_resolver("elm_run_dir", lambda resume, default: resume or default)
+    with initialize_config_dir(version_base="1.3", config_dir=str(config_dir or CONF_DIR)):
+        cfg = hydra_compose(config_name="config", overrides=list(overrides))
+    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)

@@ -1,0 +1,70 @@
+"""Test doubles for loop tests: an in-process 'sandbox' and mutators that misbehave on purpose.
+
+The in-process sandbox runs env.execute/score in the evaluator actor itself.
+It is only for trusted test programs; the real backends are tested in
+tests/sandbox and end to end in tests/test_cli.py.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from typing import Sequence
+
+from elm.environment import InvalidProgram, roundtrip_json, validate_evaluation
+from elm.mutator import Mutator
+from elm.sandbox import EnvironmentSpec, Sandbox, SandboxLimits
+from elm.types import EvalRequest, EvalResult, EvalStatus, Parent, Proposal, TaskContext
+
+
+class InProcessSandbox(Sandbox):
+    backend = "inprocess-test"
+    unsafe = True
+
+    def __init__(self, *, env: EnvironmentSpec, limits: SandboxLimits, workers: int = 1, runtime_dir=None):
+        self.env = env.build()
+
+    def evaluate(self, requests: Sequence[EvalRequest]) -> list[EvalResult]:
+        out = []
+        for req in requests:
+            start = time.perf_counter()
+            try:
+                ev = validate_evaluation(self.env.score(roundtrip_json(self.env.execute(req.source))),
+                                         self.env.descriptor_space)
+                out.append(EvalResult(id=req.id, status=EvalStatus.OK, fitness=ev.fitness,
+                                      descriptor=ev.descriptor, info=dict(ev.info),
+                                      total_s=time.perf_counter() - start))
+            except InvalidProgram as exc:
+                out.append(EvalResult(id=req.id, status=EvalStatus.INVALID, error=str(exc)))
+            except Exception as exc:  # noqa: BLE001 - a candidate's fault is a result
+                out.append(EvalResult(id=req.id, status=EvalStatus.ERROR,
+                                      error=traceback.format_exc(limit=2)[-500:]))
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+class CrashOnceSandbox(InProcessSandbox):
+    """Kills its own worker process once: when ``<runtime_dir>/crash-once`` exists (it deletes it first)."""
+
+    def __init__(self, *, env, limits, workers=1, runtime_dir=None):
+        super().__init__(env=env, limits=limits, workers=workers)
+        self.marker = os.path.join(runtime_dir, "crash-once") if runtime_dir else None
+
+    def evaluate(self, requests):
+        if self.marker and os.path.exists(self.marker):
+            os.remove(self.marker)
+            os._exit(1)
+        return super().evaluate(requests)
+
+
+class WrongCountMutator(Mutator):
+    name = "wrong_count"
+
+    def __init__(self, name: str | None = None):
+        pass
+
+    def mutate(self, *, parents: Sequence[Sequence[Parent]], task: TaskContext, seed: int) -> list[Proposal]:
+        return []
