@@ -22,7 +22,7 @@ class QDConfig:
 
     kind: str = "grid"  # "grid" or "cvt"
     bins: Optional[List[int]] = None  # grid bins per descriptor; default: the environment's
-    bounds: Optional[List[List[float]]] = None  # [[lo, hi], ...] per descriptor; default: the environment's
+    bounds: Optional[Any] = None  # [[lo, hi], ...] per descriptor; default: the environment's
     cells: int = 1000  # CVT only
     cvt_samples: int = 50_000  # CVT only: uniform samples for k-means
     qd_offset: float = 0.0  # QD score = sum(fitness - qd_offset) over elites

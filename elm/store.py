@@ -417,6 +417,8 @@ class RunStore:
     # ------------------------------------------------------------------ evaluations
     def record(self, records: Sequence[EvaluationRecord], *, metrics: Mapping[str, Any] | None = None) -> None:
         """Write a batch of finished evaluations (+ optional metrics snapshot) in one transaction."""
+        if self.readonly:
+            raise StoreError(f"{self.path} was opened read-only")
         if self.session is None:
             raise StoreError("begin_session() must be called before recording evaluations")
         now = time.time()
