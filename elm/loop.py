@@ -34,7 +34,7 @@ from elm.environment import Environment
 from elm.sandbox import EnvironmentSpec
 from elm.store import EvaluationRecord, RunStore
 from elm.types import AddStatus, DescriptorSpace, Elite, EvalResult, EvalStatus, Parent, Proposal
-from elm.workers import EvaluatorWorker, MutatorWorker
+from elm.workers import EvaluatorWorker, MutatorWorker, syntax_error
 
 log = logging.getLogger("elm")
 
@@ -173,7 +173,6 @@ class Driver:
             ordered = int(self.ray_cfg["mutator_actors"]) == 1 and int(self.ray_cfg["evaluator_actors"]) == 1
         self.ordered = bool(ordered)
         self.progress = self.loop_cfg.get("progress", True) if progress is None else progress
-        self._generation: dict[int, int] = {}
         self._stop_reason: str | None = None
         self._interrupts = 0
         self._jobs: deque[_Job] = deque()
@@ -183,6 +182,7 @@ class Driver:
         self._tokens = store.tokens_used()
         self._seed_stats: tuple[float, float] | None = None
         self._bar = None
+        self._seeding = False
 
     # --------------------------------------------------------------- resume
     def _replay(self) -> None:
@@ -200,7 +200,6 @@ class Driver:
                 batch.clear()
 
         for rec in self.store.iter_evaluations():
-            self._generation[rec.id] = rec.generation
             if rec.status == EvalStatus.OK.value and rec.descriptor is not None and rec.fitness is not None:
                 batch.append((rec, Elite(id=rec.id, cell=-1, source=rec.source or "", fitness=rec.fitness,
                                          descriptor=tuple(rec.descriptor), parent_ids=rec.parent_ids,
@@ -281,7 +280,12 @@ class Driver:
         if not sources:
             raise RunError(f"environment {self.env.name!r} returned no seed programs")
         ids = self._alloc_ids(len(sources))
-        proposals = [Proposal(source=s, parent_ids=(), mutator=SEED_MUTATOR) for s in sources]
+        proposals = []
+        for s in sources:
+            error = syntax_error(s)
+            proposals.append(Proposal(source=s, parent_ids=(), mutator=SEED_MUTATOR,
+                                      status="ok" if error is None else EvalStatus.SYNTAX_ERROR.value,
+                                      meta={} if error is None else {"error": error}))
         job = _Job(index=self._job_index, ids=ids, parents=[[] for _ in ids], mutator=SEED_MUTATOR, seed=0,
                    proposals_ref=proposals, stage="evaluate")
         self._job_index += 1
@@ -289,7 +293,7 @@ class Driver:
         self._jobs.append(job)
 
     def _fill(self) -> None:
-        while (self._stop_reason is None and len(self._jobs) < self.max_in_flight and len(self.archive) > 0):
+        while (not self._seeding and self._stop_reason is None and len(self._jobs) < self.max_in_flight and len(self.archive) > 0):
             n = min(self.batch_size, self._remaining())
             if n <= 0:
                 return
@@ -413,50 +417,55 @@ class Driver:
     def _absorb(self, job: _Job) -> None:
         proposals, worker, results = job.result
         now = time.time()
-        records: list[EvaluationRecord | None] = [None] * len(job.ids)
-        candidates: list[tuple[int, Elite]] = []
-        groups: list[tuple[int, ...]] = []
-        outcomes: list[AddOutcome | None] = [None] * len(job.ids)
+        n = len(job.ids)
+        parent_ids: list[tuple[int, ...]] = []
+        generations: list[int] = []
+        candidates: list[int] = []
+        elites: list[Elite] = []
         for i, (eval_id, proposal, result) in enumerate(zip(job.ids, proposals, results)):
-            parent_ids = tuple(p.id for p in job.parents[i]) or tuple(proposal.parent_ids)
-            generation = 0 if not parent_ids else 1 + max(self._generation.get(p, 0) for p in parent_ids)
-            self._generation[eval_id] = generation
-            groups.append(parent_ids)
-            base = dict(
-                id=eval_id, parent_ids=parent_ids, mutator=proposal.mutator, generation=generation,
-                source=proposal.source, mutation_status=proposal.status if proposal.mutator != SEED_MUTATOR else None,
+            group = job.parents[i]
+            parent_ids.append(tuple(p.id for p in group) or tuple(proposal.parent_ids))
+            generations.append(1 + max(p.generation for p in group) if group else 0)
+            if result is not None and result.status is EvalStatus.OK:
+                candidates.append(i)
+                elites.append(Elite(id=eval_id, cell=-1, source=proposal.source or "", fitness=float(result.fitness),
+                                    descriptor=tuple(result.descriptor), parent_ids=parent_ids[i],
+                                    mutator=proposal.mutator, generation=generations[i], created_at=now))
+        outcomes: list[AddOutcome | None] = [None] * n
+        if elites:
+            for i, out in zip(candidates, self.archive.add(elites)):
+                outcomes[i] = out
+        records: list[EvaluationRecord] = []
+        for i, (eval_id, proposal, result) in enumerate(zip(job.ids, proposals, results)):
+            common = dict(
+                id=eval_id, parent_ids=parent_ids[i], mutator=proposal.mutator, generation=generations[i],
+                source=proposal.source, mutation_status=None if proposal.mutator == SEED_MUTATOR else proposal.status,
                 tokens_in=proposal.tokens_in, tokens_out=proposal.tokens_out, model_s=proposal.model_seconds,
                 worker=worker or None, created_at=now,
             )
-            if result is None:
-                records[i] = EvaluationRecord(status=proposal.status, error=dict(proposal.meta).get("error"),
-                                              info={"mutation": dict(proposal.meta)} if proposal.meta else {}, **base)
+            if result is None:  # the mutator produced no program; its status says why
+                records.append(EvaluationRecord(status=proposal.status, error=dict(proposal.meta).get("error"),
+                                                info={"mutation": dict(proposal.meta)} if proposal.meta else {},
+                                                **common))
                 continue
             info = dict(result.info)
             if proposal.meta:
                 info["mutation"] = dict(proposal.meta)
-            rec = EvaluationRecord(
-                status=result.status.value, fitness=result.fitness,
-                descriptor=None if result.descriptor is None else tuple(result.descriptor),
-                error=result.error, info=info, run_s=result.run_s, score_s=result.score_s, eval_s=result.total_s,
-                **base,
-            )
-            records[i] = rec
-            if result.status is EvalStatus.OK:
-                candidates.append((i, Elite(id=eval_id, cell=-1, source=proposal.source or "",
-                                            fitness=float(result.fitness), descriptor=tuple(result.descriptor),
-                                            parent_ids=parent_ids, mutator=proposal.mutator,
-                                            generation=generation, created_at=now)))
-        if candidates:
-            for (i, _), out in zip(candidates, self.archive.add([e for _, e in candidates])):
-                outcomes[i] = out
-                rec = records[i]
+            status, error, cell, archive_status = result.status.value, result.error, None, None
+            out = outcomes[i]
+            if out is not None:
                 if out.status is None:  # rejected: outside bounds under the "reject" policy
-                    records[i] = _with(rec, status=EvalStatus.OUT_OF_BOUNDS.value,
-                                       error=f"descriptor {list(rec.descriptor)} outside bounds "
-                                             f"{list(zip(self.space.lower, self.space.upper))}")
+                    status = EvalStatus.OUT_OF_BOUNDS.value
+                    error = (f"descriptor {list(result.descriptor)} outside bounds "
+                             f"{list(zip(self.space.lower, self.space.upper))}")
                 else:
-                    records[i] = _with(rec, cell=out.cell, archive_status=out.status.value)
+                    cell, archive_status = out.cell, out.status.value
+            records.append(EvaluationRecord(
+                status=status, fitness=result.fitness, descriptor=result.descriptor, cell=cell,
+                archive_status=archive_status, error=error, info=info, run_s=result.run_s,
+                score_s=result.score_s, eval_s=result.total_s, **common,
+            ))
+        groups = parent_ids
         if job.mutator != SEED_MUTATOR:
             self.selector.update(groups, [o or AddOutcome(status=AddStatus.NOT_ADDED, cell=None,
                                                           out_of_bounds=False, elite=None) for o in outcomes])
@@ -507,8 +516,10 @@ class Driver:
                 self._bar = tqdm(total=int(self.budget["evaluations"]), initial=self._count, unit="eval",
                                  dynamic_ncols=True, mininterval=1.0, file=sys.stderr)
             if self.store.count(status=None) == 0 or not self._has_seed_rows():
+                self._seeding = True
                 self._submit_seeds()
                 self._drain()
+                self._seeding = False
             if len(self.archive) == 0:
                 raise RunError(self._no_seed_message())
             if self._seed_stats is None:
@@ -563,10 +574,14 @@ class Driver:
 
     def _seed_archive_stats(self) -> tuple[float, float]:
         """Coverage and QD score of the seed programs alone (for the summary's comparison)."""
-        seeds = [r for r in self.store.iter_evaluations(status=EvalStatus.OK.value) if r.mutator == SEED_MUTATOR]
+        import json
+
+        rows = self.store._conn.execute(
+            "SELECT id, fitness, descriptor FROM evaluations WHERE mutator = ? AND status = ? ORDER BY id",
+            (SEED_MUTATOR, EvalStatus.OK.value)).fetchall()
         archive = build_archive(self.space, self.cfg["qd"], seed=self.seed)
-        archive.add([Elite(id=r.id, cell=-1, source=r.source or "", fitness=r.fitness, descriptor=tuple(r.descriptor))
-                     for r in seeds])
+        archive.add([Elite(id=r["id"], cell=-1, source="", fitness=r["fitness"],
+                           descriptor=tuple(json.loads(r["descriptor"]))) for r in rows])
         s = archive.stats()
         return s.coverage, s.qd_score
 
@@ -577,12 +592,6 @@ class Driver:
         detail = "; ".join(f"seed {r['id']}: {r['status']} {(r['error'] or '')[-300:]}" for r in rows)
         return (f"no seed program of environment {self.env.name!r} evaluated ok, so evolution cannot start. "
                 f"Check the environment's seed programs locally with env.evaluate_local(source). {detail}")
-
-
-def _with(record: EvaluationRecord, **changes: Any) -> EvaluationRecord:
-    from dataclasses import replace
-
-    return replace(record, **changes)
 
 
 def _root_cause(exc: BaseException) -> str:

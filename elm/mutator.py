@@ -20,6 +20,9 @@ class Mutator(ABC):
     #: default name recorded in the run store; a config may override it per instance
     name: ClassVar[str] = "mutator"
     parents_per_child: ClassVar[int] = 1
+    #: True if every child is guaranteed to parse (e.g. it is unparsed from an AST);
+    #: the engine then skips its own ``ast.parse`` check of the children.
+    checks_syntax: ClassVar[bool] = False
 
     @abstractmethod
     def mutate(

@@ -138,6 +138,16 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, default=_json_default, allow_nan=True)
 
 
+def _json_numbers(values: Sequence[float]) -> str:
+    """JSON list of numbers; a fast path for the hot insert loop (repr of a finite float is valid JSON)."""
+    try:
+        if all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+            return "[" + ", ".join(map(repr, values)) + "]"
+    except TypeError:
+        pass
+    return _dumps(list(values))
+
+
 def _finite_or_none(value: float | None) -> float | None:
     if value is None:
         return None
@@ -148,13 +158,13 @@ def _finite_or_none(value: float | None) -> float | None:
 def _row_values(record: EvaluationRecord, session: int) -> tuple:
     return (
         record.id,
-        _dumps(list(record.parent_ids)),
+        _json_numbers(record.parent_ids),
         record.mutator,
         record.generation,
         record.source,
         str(record.status),
         _finite_or_none(record.fitness),
-        None if record.descriptor is None else _dumps(list(record.descriptor)),
+        None if record.descriptor is None else _json_numbers(record.descriptor),
         record.cell,
         None if record.archive_status is None else str(record.archive_status),
         record.mutation_status,

@@ -48,6 +48,17 @@ def build_mutator(cfg: Mapping[str, Any]) -> Mutator:
     return mutator
 
 
+def syntax_error(source: str) -> str | None:
+    """None if ``source`` parses, else a one-line description of the syntax error."""
+    try:
+        ast.parse(source)
+    except SyntaxError as exc:
+        return f"SyntaxError: {exc.msg} (line {exc.lineno}, column {exc.offset})"
+    except ValueError as exc:  # e.g. source with NUL bytes
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
 def sandbox_limits(cfg: Mapping[str, Any]) -> SandboxLimits:
     return SandboxLimits(**{k: cfg[k] for k in _LIMIT_KEYS if k in cfg and cfg[k] is not None})
 
@@ -86,8 +97,17 @@ class MutatorWorker:
                 f"for {len(parents)} parent groups; it must return exactly one per group"
             )
         share = elapsed / max(len(proposals), 1)
-        # Mutators that do not time themselves get an equal share of the batch time.
-        return [p if p.model_seconds else _replace(p, model_seconds=share) for p in proposals]
+        check = not getattr(self.mutator, "checks_syntax", False)
+        out = []
+        for p in proposals:
+            if not p.model_seconds:  # mutators that do not time themselves get an equal share
+                p = _replace(p, model_seconds=share)
+            if check and p.source is not None and p.status == "ok":
+                error = syntax_error(p.source)
+                if error is not None:
+                    p = _replace(p, status=EvalStatus.SYNTAX_ERROR.value, meta={**dict(p.meta), "error": error})
+            out.append(p)
+        return out
 
     def close(self) -> None:
         self.mutator.close()
@@ -112,20 +132,15 @@ class EvaluatorWorker:
     def evaluate(self, proposals: Sequence[Proposal], ids: Sequence[int]) -> tuple[str, list[EvalResult | None]]:
         """Evaluate children; returns (worker label, one result or None per child).
 
-        None means the mutator produced no program (its status explains why).
-        Children that do not parse get ``syntax_error`` without reaching a sandbox.
+        None means the child is not evaluated: the mutator produced no program,
+        or it failed the syntax check in :class:`MutatorWorker` (its status says
+        which). Only children with status ``ok`` reach a sandbox.
         """
         results: list[EvalResult | None] = [None] * len(proposals)
         requests: list[EvalRequest] = []
         slots: list[int] = []
         for i, (proposal, eval_id) in enumerate(zip(proposals, ids)):
-            if proposal.source is None:
-                continue
-            try:
-                ast.parse(proposal.source)
-            except (SyntaxError, ValueError) as exc:  # ValueError: source has NUL bytes
-                results[i] = EvalResult(id=eval_id, status=EvalStatus.SYNTAX_ERROR,
-                                        error=f"{type(exc).__name__}: {exc}")
+            if proposal.source is None or proposal.status != "ok":
                 continue
             requests.append(EvalRequest(id=eval_id, source=proposal.source))
             slots.append(i)

@@ -1,0 +1,68 @@
+"""Driver throughput: an instant mutator and a no-op evaluation pushed through the full Ray pipeline.
+
+Everything real except the work itself: Ray actors, ObjectRef forwarding,
+archive insertion, the SQLite store (one transaction per batch) and metrics.
+Prints evaluations/s and ms/evaluation (wall, actor start-up included) per
+configuration, and the driver's own CPU time per evaluation: on a 2-core
+machine the actors compete with the driver for the same cores, so the
+driver's CPU cost is its ceiling once evaluators run on other machines.
+Asserts nothing.
+
+    python -m benchmarks.bench_pipeline [--evaluations 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--evaluations", type=int, default=20000)
+    args = parser.parse_args()
+
+    import ray
+
+    from elm.config import compose
+    from elm.runner import run
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=256 << 20)
+    settings = [  # (batch size, in flight, mutator actors, evaluator actors)
+        (16, 4, 1, 1),
+        (64, 8, 2, 2),
+        (256, 8, 2, 2),
+        (512, 8, 2, 2),
+    ]
+    print(f"{'batch':>6} {'in-flight':>9} {'mut':>4} {'eval':>4} {'evals':>7} {'evals/s':>9} {'ms/eval':>9} {'driver CPU ms':>14} {'steady ev/s':>13} {'steady ms/ev':>13}")
+    for batch, in_flight, n_mut, n_eval in settings:
+        cfg = compose([
+            "sandbox.backend=benchmarks._instant.NoopSandbox", "loop.progress=false", "loop.export_elites=false",
+            f"budget.evaluations={args.evaluations}", f"loop.batch_size={batch}", f"loop.max_in_flight={in_flight}",
+            f"ray.mutator_actors={n_mut}", f"ray.evaluator_actors={n_eval}", "ray.evaluator_num_cpus=0",
+        ])
+        cfg["mutator"] = {"_target_": "benchmarks._instant.InstantMutator"}
+        with tempfile.TemporaryDirectory() as tmp:
+            start, cpu = time.perf_counter(), time.process_time()
+            summary = run(cfg, run_dir=f"{tmp}/run", progress=False)
+            elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+            from elm.store import RunStore
+
+            with RunStore.open(f"{tmp}/run") as store:
+                m = store.metrics()
+            # Steady state: from the first absorbed child batch to the last (no start-up/shutdown).
+            steady = (m[-1]["evaluations"] - m[1]["evaluations"]) / max(m[-1]["time"] - m[1]["time"], 1e-9)
+        # Actor start-up is part of `run`; report the steady state from the store's own clock too.
+        rate = summary.evaluations / elapsed
+        print(f"{batch:>6} {in_flight:>9} {n_mut:>4} {n_eval:>4} {summary.evaluations:>7} {rate:>9.0f} "
+              f"{1000 / rate:>9.4f} {1000 * cpu / summary.evaluations:>14.4f} {steady:>13.0f} {1000 / steady:>13.4f}")
+    ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()
