@@ -1,0 +1,388 @@
+"""``sandbox=gvisor`` (default): fork servers inside warm gVisor sandboxes.
+
+Each of the K slots is one ``runsc`` sandbox (created through the ``gvisor``
+package with a patched OCI spec, see :class:`_LimitedSandbox`) running one fork
+server started by a raw ``runsc exec``. ``gvisor.Sandbox.exec`` is deliberately
+not used: it leaks the caller's stdin into the sandbox, loses stdout and the
+exit code on failure, and its timeout kills only the client.
+"""
+
+from __future__ import annotations
+
+import atexit
+import compileall
+import importlib.util
+import json
+import logging
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import weakref
+
+from elm.sandbox import EnvironmentSpec, SandboxLimits, SandboxUnavailable
+
+from ._pool import ForkServerPool, Slot, thread_env
+from .janitor import DEFAULT_ROOT, janitor, owner_tag
+from .reaper import ensure_reaper
+
+log = logging.getLogger("sandbox")
+
+#: unprivileged uid/gid candidates run as inside the sandbox (``nobody``)
+CANDIDATE_UID = 65534
+#: where the staged harness (elm, sandbox, the environment's package) appears inside
+HARNESS_MOUNT = "/harness"
+#: in-sandbox capabilities of init and the fork server (gVisor-internal, not host capabilities):
+#: enough to drop candidates to ``nobody`` and to kill whatever they leave behind
+SERVER_CAPS = ["CAP_KILL", "CAP_SETGID", "CAP_SETUID"]
+SYSTEM_DIRS = ("/usr", "/bin", "/lib", "/lib64")
+
+NOT_FOUND = (
+    "runsc (gVisor) not found: install it with `apt-get install runsc` as root (Debian/Ubuntu), "
+    "or choose sandbox=process (unsafe: candidates then run directly on this machine). "
+    "If runsc is installed outside PATH, set RUNSC_PATH=/path/to/runsc. See docs/sandbox.md."
+)
+NOT_ROOT = (
+    "the gvisor sandbox backend must run as root (uid 0), but this process runs as uid {uid}: "
+    "rootless runsc applies no cgroup limits (no per-sandbox memory or pids backstop) and needs "
+    "newuidmap/newgidmap (`apt-get install uidmap` plus /etc/subuid entries). Run the evaluators as "
+    "root (e.g. in a container or with sudo), or choose sandbox=process (unsafe). See docs/sandbox.md."
+)
+
+# PID 1 of every sandbox: reaps orphans (a `sleep infinity` init leaves every killed
+# candidate as a zombie). Runs with -I -S: no site, no environment, nothing imported.
+INIT_CODE = (
+    "import os, signal\n"
+    "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})\n"
+    "while True:\n"
+    "    try:\n"
+    "        while os.waitpid(-1, os.WNOHANG)[0] > 0:\n"
+    "            pass\n"
+    "    except ChildProcessError:\n"
+    "        pass\n"
+    "    signal.sigtimedwait({signal.SIGCHLD}, 1.0)\n"
+)
+
+
+def _runsc_path() -> str | None:
+    path = os.environ.get("RUNSC_PATH") or shutil.which("runsc")
+    if path and os.path.isfile(path) and os.access(path, os.X_OK):
+        return path
+    return None
+
+
+def check_gvisor() -> None:
+    """Raise :class:`SandboxUnavailable`, saying how to fix it, unless the gVisor backend can run here."""
+    runsc = _runsc_path()
+    if runsc is None:
+        raise SandboxUnavailable(NOT_FOUND)
+    if os.geteuid() != 0:
+        raise SandboxUnavailable(NOT_ROOT.format(uid=os.geteuid()))
+    try:
+        import gvisor.sandbox  # noqa: F401
+    except ImportError as exc:
+        raise SandboxUnavailable(
+            f"the `gvisor` Python package is not importable ({exc}): pip install 'gvisor>=2026.10.22.0', "
+            "or choose sandbox=process (unsafe)"
+        ) from None
+    try:
+        out = subprocess.run([runsc, "--version"], stdin=subprocess.DEVNULL, capture_output=True,
+                             text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise SandboxUnavailable(f"`{runsc} --version` failed to run: {exc}") from None
+    if out.returncode != 0:
+        raise SandboxUnavailable(f"`{runsc} --version` failed (exit {out.returncode}): {out.stderr.strip()[-500:]}")
+
+
+# ----------------------------------------------------------------------------- staging
+
+
+def _under(path: str, roots) -> bool:
+    real = os.path.realpath(path)
+    for root in roots:
+        root_real = os.path.realpath(root)
+        if real == root_real or real.startswith(root_real.rstrip("/") + "/"):
+            return True
+    return False
+
+
+def python_binds() -> list[str]:
+    """Host directories bound read-only (each at its own path) so the sandbox can run our Python.
+
+    ``sys.base_prefix`` (the interpreter, e.g. a pyenv build under /root) and
+    ``sys.prefix`` (the venv with numpy etc.), unless they already live under
+    the system directories that are always bound.
+    """
+    binds: list[str] = []
+    for prefix in (sys.base_prefix, sys.prefix):
+        prefix = os.path.abspath(prefix)
+        if _under(prefix, SYSTEM_DIRS) or any(_under(prefix, [b]) for b in binds):
+            continue
+        binds.append(prefix)
+    exe_dir = os.path.dirname(os.path.abspath(sys.executable))
+    if not _under(exe_dir, list(SYSTEM_DIRS) + binds):
+        binds.append(exe_dir)
+    return binds
+
+
+_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".git", ".pytest_cache", ".mypy_cache",
+                                 ".ruff_cache", "*.egg-info")
+
+
+def stage_harness(dest: str, names, visible_roots) -> list[str]:
+    """Copy the top-level packages ``names`` that the sandbox cannot see into ``dest``.
+
+    A package that lives under one of ``visible_roots`` (installed in the venv)
+    is used in place. Returns the names that were staged.
+    """
+    os.makedirs(dest, exist_ok=True)
+    staged = []
+    for name in dict.fromkeys(names):
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is None:
+            raise ValueError(
+                f"cannot find the package {name!r} on this machine's sys.path; it must be importable "
+                "here so that it can be staged into the sandbox (run from the project directory or "
+                "pip install it)"
+            )
+        locations = list(spec.submodule_search_locations or []) or ([spec.origin] if spec.origin else [])
+        locations = [loc for loc in locations if loc and os.path.exists(loc)]
+        if not locations:
+            raise ValueError(f"package {name!r} has no files on disk to stage into the sandbox")
+        if all(_under(loc, visible_roots) for loc in locations):
+            continue
+        for loc in locations:
+            if os.path.isdir(loc):
+                shutil.copytree(loc, os.path.join(dest, name), symlinks=True, ignore=_IGNORE,
+                                dirs_exist_ok=True)
+            else:
+                shutil.copy2(loc, os.path.join(dest, os.path.basename(loc)))
+        staged.append(name)
+    compileall.compile_dir(dest, quiet=2, workers=1)
+    # Readable by the unprivileged candidate uid (lazy imports happen in the candidate).
+    for dirpath, dirnames, filenames in os.walk(dest):
+        os.chmod(dirpath, 0o755)
+        for fn in filenames:
+            p = os.path.join(dirpath, fn)
+            if not os.path.islink(p):
+                os.chmod(p, 0o755 if os.access(p, os.X_OK) else 0o644)
+    return staged
+
+
+# ----------------------------------------------------------------------------- runsc sandbox
+
+
+def _make_sandbox_class():
+    from gvisor.sandbox import Sandbox as _GSandbox
+
+    class _LimitedSandbox(_GSandbox):
+        """``gvisor.Sandbox`` whose OCI spec gets limits, a sized /tmp, a reaping init and our binds."""
+
+        def __init__(self, *, patch, **kwargs) -> None:
+            self._patch = patch
+            super().__init__(**kwargs)
+
+        def _create_bundle(self) -> str:
+            bundle = super()._create_bundle()
+            path = os.path.join(bundle, "config.json")
+            with open(path) as f:
+                spec = json.load(f)
+            self._patch(spec)
+            with open(path, "w") as f:
+                json.dump(spec, f, indent=2)
+            return bundle
+
+        @property
+        def state_dir(self) -> str:
+            return self._state_dir
+
+        @property
+        def runsc(self) -> str:
+            return self._runsc_path
+
+    return _LimitedSandbox
+
+
+_live: "weakref.WeakSet[GVisorSandbox]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for sb in list(_live):
+        try:
+            sb.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+class GVisorSandbox(ForkServerPool):
+    """K warm gVisor sandboxes, each running a fork server; see docs/sandbox.md.
+
+    ``runtime_dir`` is the *root* under which this object creates its own
+    directory ``<pid>-<start>-<random>/`` (runsc state, bundles, staged harness,
+    logs); it defaults to ``/tmp/elm-sandbox``. :func:`sandbox.janitor` runs on
+    that root at construction to remove sandboxes left by dead owners.
+    """
+
+    backend = "gvisor"
+    unsafe = False
+
+    def __init__(
+        self,
+        *,
+        env: EnvironmentSpec,
+        limits: SandboxLimits,
+        workers: int = 2,
+        runtime_dir: str | None = None,
+    ) -> None:
+        super().__init__(env=env, limits=limits, workers=workers, runtime_dir=runtime_dir)
+        check_gvisor()
+        self._root = os.path.abspath(runtime_dir or DEFAULT_ROOT)
+        os.makedirs(self._root, mode=0o700, exist_ok=True)
+        try:
+            n = janitor(self._root)
+            if n:
+                log.warning("gvisor sandbox: removed %d sandbox(es) leaked by dead processes under %s", n, self._root)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("gvisor sandbox: janitor failed under %s: %s", self._root, exc)
+        self._tag = f"{owner_tag()}-{secrets.token_hex(4)}"
+        self._dir = os.path.join(self._root, self._tag)
+        os.makedirs(self._dir, mode=0o700)
+        self._sandbox_cls = _make_sandbox_class()
+        self._reaper = ensure_reaper()
+        try:
+            self._python = os.path.abspath(sys.executable)
+            self._binds = python_binds()
+            visible = list(SYSTEM_DIRS) + self._binds
+            harness = os.path.join(self._dir, "harness")
+            top = env.target.split(".", 1)[0]
+            self._staged = stage_harness(harness, ["elm", "sandbox", top], visible)
+            self._harness = harness
+            if "sandbox" in self._staged:
+                self._forkserver = f"{HARNESS_MOUNT}/sandbox/forkserver.py"
+            else:
+                self._forkserver = os.path.join(os.path.dirname(os.path.abspath(__file__)), "forkserver.py")
+            _live.add(self)
+            self._start_all()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- OCI spec
+
+    def _patch_spec(self, spec: dict) -> None:
+        lim = self.limits
+        spec["hostname"] = "sandbox"
+        proc = spec["process"]
+        proc["args"] = [self._python, "-I", "-S", "-c", INIT_CODE]
+        proc["env"] = ["PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp", "LANG=C.UTF-8"]
+        proc["cwd"] = "/tmp"
+        proc["noNewPrivileges"] = True
+        proc["capabilities"] = {k: list(SERVER_CAPS) for k in ("bounding", "effective", "permitted")}
+        mounts = [m for m in spec["mounts"] if m.get("destination") != "/tmp"]
+        # Order matters: /tmp first, so that a venv under /tmp is bound on top of it.
+        mounts.append({
+            "destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+            "options": ["rw", "nosuid", "nodev", f"size={lim.tmpfs_mb}m", "mode=1777"],
+        })
+        for path in self._binds:
+            mounts.append({"destination": path, "type": "bind", "source": path,
+                           "options": ["rbind", "ro", "nosuid", "nodev"]})
+        mounts.append({"destination": HARNESS_MOUNT, "type": "bind", "source": self._harness,
+                       "options": ["rbind", "ro", "nosuid", "nodev"]})
+        spec["mounts"] = mounts
+        mem = lim.sandbox_memory_mb << 20
+        spec.setdefault("linux", {})["resources"] = {
+            "memory": {"limit": mem, "swap": mem},
+            "pids": {"limit": lim.sandbox_pids},
+        }
+
+    # -- hooks
+
+    def _server_config(self) -> dict:
+        cfg = super()._server_config()
+        cfg["pidns"] = True
+        cfg["drop_uid"] = CANDIDATE_UID
+        return cfg
+
+    def _load_error_hint(self) -> str:
+        return (
+            f"\n(Inside the gVisor sandbox only the Python runtime {self._binds} and the staged packages "
+            f"{self._staged} (at {HARNESS_MOUNT}) are visible, besides /usr, /bin, /lib. Modules the "
+            "environment imports must be installed in this venv or live in its own top-level package.)"
+        )
+
+    def _spawn(self, slot: Slot) -> None:
+        sid = f"elm-{self._tag}-{slot.index}-{slot.generation}"
+        try:
+            sandbox = self._sandbox_cls(
+                patch=self._patch_spec, runtime_dir=self._dir, sandbox_id=sid, network="none",
+            )
+        except Exception as exc:  # gvisor.Error, OSError
+            raise SandboxUnavailable(f"gvisor sandbox: could not create sandbox {sid}: {exc}") from None
+        slot.handle = sandbox
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp",
+               "LANG": "C.UTF-8", "PYTHONPATH": HARNESS_MOUNT, "PYTHONNOUSERSITE": "1"}
+        env.update(thread_env())
+        cmd = [sandbox.runsc, "--root", sandbox.state_dir, "exec", "--cwd", "/tmp"]
+        for k, v in env.items():
+            cmd += ["--env", f"{k}={v}"]
+        cmd += [sid, self._python, "-P", "-u", self._forkserver]
+        slot.log_path = os.path.join(self._dir, f"slot-{slot.index}-{slot.generation}.log")
+        # O_APPEND: gVisor writes a regular-file stdio at offset 0 otherwise (infra.md A1).
+        with open(slot.log_path, "ab") as logf:
+            slot.proc = subprocess.Popen(
+                cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=logf,
+                bufsize=0, close_fds=True, start_new_session=True,
+            )
+
+    def _teardown(self, proc, handle) -> None:
+        self._reaper.burst()
+        if proc is not None:
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+            try:
+                proc.kill()
+                proc.wait(10)
+            except Exception:  # noqa: BLE001
+                pass
+            try:
+                proc.stdout.close()
+            except OSError:
+                pass
+        if handle is not None:
+            try:
+                handle.close()  # runsc kill SIGKILL + delete --force + remove the bundle
+            except Exception as exc:  # noqa: BLE001
+                log.error("gvisor sandbox: closing %s failed: %s", getattr(handle, "id", "?"), exc)
+        self._reaper.burst(2.0)
+
+    def _after_close(self) -> None:
+        _live.discard(self)
+        d = getattr(self, "_dir", None)
+        if d and os.path.isdir(d):
+            state = os.path.join(d, "state")
+            runsc = _runsc_path()
+            leftover: list[str] = []
+            if runsc and os.path.isdir(state):
+                try:
+                    out = subprocess.run([runsc, "--root", state, "list", "--quiet"], stdin=subprocess.DEVNULL,
+                                         capture_output=True, text=True, timeout=30)
+                    leftover = out.stdout.split()
+                except (OSError, subprocess.SubprocessError):
+                    pass
+            if leftover:
+                from .janitor import clean_owner_dir
+
+                log.warning("gvisor sandbox: %d sandbox(es) still listed at close; deleting", len(leftover))
+                self._reaper.burst()
+                clean_owner_dir(d)
+            else:
+                shutil.rmtree(d, ignore_errors=True)
+

@@ -1,0 +1,191 @@
+"""Clean-up of gVisor sandboxes left behind by a crashed owner process.
+
+Every :class:`~sandbox.GVisorSandbox` keeps its runsc state, bundles and staged
+harness under ``<root>/<owner-tag>-<random>/`` and names its sandboxes
+``elm-<owner-tag>-...``, where the owner tag is ``<pid>-<start time>`` of the
+owning process (the start time, in clock ticks since boot from
+``/proc/<pid>/stat``, makes the tag immune to pid reuse). :func:`janitor`
+removes only directories, sandboxes and cgroups whose owner is no longer
+alive, so several live workers can share one root without touching each
+other's sandboxes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ROOT = "/tmp/elm-sandbox"
+CGROUP_ROOT = "/sys/fs/cgroup"
+_DIR_RE = re.compile(r"^(\d+)-(\d+)-[0-9a-f]+$")
+_ID_RE = re.compile(r"^elm-(\d+)-(\d+)-")
+
+
+def _start_time(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    fields = data[data.rfind(")") + 2:].split()
+    try:
+        return int(fields[19])  # field 22 of stat: starttime
+    except (IndexError, ValueError):
+        return None
+
+
+def owner_tag(pid: int | None = None) -> str:
+    """``<pid>-<start time>`` of this (or the given) process."""
+    pid = os.getpid() if pid is None else pid
+    return f"{pid}-{_start_time(pid) or 0}"
+
+
+def owner_alive(pid: int, start: int) -> bool:
+    """True when process ``pid`` exists and started at ``start`` (so it is the same process)."""
+    current = _start_time(pid)
+    return current is not None and (start == 0 or current == start)
+
+
+def _runsc() -> str | None:
+    return os.environ.get("RUNSC_PATH") or shutil.which("runsc")
+
+
+def _processes_using(path: str) -> list[int]:
+    """Pids whose command line names ``path`` or something under it (runsc run/exec/gofer/sandbox)."""
+    path = path.rstrip("/")
+    me = os.getpid()
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                args = f.read().decode("utf-8", "replace").split("\0")
+        except OSError:
+            continue
+        for arg in args:
+            value = arg.split("=", 1)[1] if arg.startswith("--") and "=" in arg else arg
+            if value == path or value.startswith(path + "/"):
+                found.append(int(name))
+                break
+    return found
+
+
+def _remove_cgroups(is_dead) -> int:
+    """rmdir cgroup directories named ``elm-<pid>-<start>-...`` whose owner is dead."""
+    removed = 0
+    try:
+        top = os.listdir(CGROUP_ROOT)
+    except OSError:
+        return 0
+    candidates = []
+    for entry in top:
+        path = os.path.join(CGROUP_ROOT, entry)
+        if _ID_RE.match(entry):
+            candidates.append(path)  # cgroup v2: /sys/fs/cgroup/<id>
+        elif os.path.isdir(path) and not os.path.islink(path):
+            try:
+                for sub in os.listdir(path):
+                    if _ID_RE.match(sub):
+                        candidates.append(os.path.join(path, sub))
+            except OSError:
+                continue
+    for path in candidates:
+        m = _ID_RE.match(os.path.basename(path))
+        if not m or not is_dead(int(m.group(1)), int(m.group(2))):
+            continue
+        # Children first (rmdir only works on an empty cgroup without tasks).
+        for dirpath, _, _ in sorted(os.walk(path), key=lambda t: -t[0].count("/")):
+            try:
+                os.rmdir(dirpath)
+                removed += dirpath == path
+            except OSError:
+                pass
+    return removed
+
+
+def clean_owner_dir(path: str, timeout: float = 30.0) -> int:
+    """Delete every sandbox under one owner directory, kill its runsc processes, remove it.
+
+    Returns the number of sandboxes runsc knew about. Used by :func:`janitor`
+    for dead owners; never call it on a live owner's directory.
+    """
+    state = os.path.join(path, "state")
+    runsc = _runsc()
+    ids: list[str] = []
+    if runsc and os.path.isdir(state):
+        try:
+            out = subprocess.run(
+                [runsc, "--root", state, "list", "--quiet"],
+                stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
+            )
+            ids = [line.strip() for line in out.stdout.splitlines() if line.strip()]
+        except (OSError, subprocess.SubprocessError) as exc:
+            log.warning("janitor: runsc list under %s failed: %s", state, exc)
+
+        def delete(sid: str) -> None:
+            try:
+                subprocess.run(
+                    [runsc, "--root", state, "delete", "--force", sid],
+                    stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout,
+                )
+            except (OSError, subprocess.SubprocessError) as exc:
+                log.warning("janitor: runsc delete %s failed: %s", sid, exc)
+
+        threads = [threading.Thread(target=delete, args=(sid,), daemon=True) for sid in ids]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout + 5)
+    # Whatever still runs with this directory on its command line (exec clients,
+    # gofers, sandboxes runsc no longer lists) is killed outright.
+    for _ in range(3):
+        pids = _processes_using(path)
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.1)
+    shutil.rmtree(path, ignore_errors=True)
+    return len(ids)
+
+
+def janitor(runtime_dir: str = DEFAULT_ROOT) -> int:
+    """Remove sandboxes, state/bundle directories and cgroups left by dead owners under ``runtime_dir``.
+
+    ``runtime_dir`` is the *root* shared by workers (``/tmp/elm-sandbox`` by
+    default), not one worker's own directory. Only entries whose owner process
+    (encoded in the directory and sandbox names) is dead are touched. Returns
+    the number of leaked sandboxes deleted.
+    """
+
+    def is_dead(pid: int, start: int) -> bool:
+        return not owner_alive(pid, start)
+
+    removed = 0
+    try:
+        entries = os.listdir(runtime_dir)
+    except OSError:
+        entries = []
+    for name in entries:
+        m = _DIR_RE.match(name)
+        if not m or not is_dead(int(m.group(1)), int(m.group(2))):
+            continue
+        path = os.path.join(runtime_dir, name)
+        n = clean_owner_dir(path)
+        if n:
+            log.info("janitor: removed %d leaked sandbox(es) of dead owner %s", n, name)
+        removed += n
+    _remove_cgroups(is_dead)
+    return removed
