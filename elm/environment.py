@@ -108,7 +108,7 @@ def roundtrip_json(value: Any) -> Any:
 def to_jsonable(value: Any) -> Any:
     """Recursively convert numpy arrays, numpy scalars and tuples to JSON-able Python data."""
     if hasattr(value, "tolist") and callable(value.tolist):
-        return value.tolist()
+        return to_jsonable(value.tolist())  # recurse: arrays may hold NaN/inf
     if isinstance(value, dict):
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -136,6 +136,7 @@ class GPMutator(Mutator):
 
     name: ClassVar[str] = "gp"
     parents_per_child: ClassVar[int] = 1
+    checks_syntax: ClassVar[bool] = True  # children are unparsed from an AST, so they always parse
 
     def __init__(
         self,
