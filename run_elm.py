@@ -32,7 +32,7 @@ log = logging.getLogger("elm")
 def main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
-    from elm.runner import ConfigError, run
+    from elm.runner import ConfigError, resume_config, run
     from elm.loop import RunError
     from elm.sandbox import SandboxUnavailable
     from elm.store import StoreError
@@ -41,6 +41,8 @@ def main(cfg: DictConfig) -> float | None:
     plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     run_dir = cfg.resume or HydraConfig.get().runtime.output_dir
     try:
+        if cfg.resume:  # the stored config, plus only the overrides typed now
+            plain = resume_config(cfg.resume, plain, list(HydraConfig.get().overrides.task))
         summary = run(plain, run_dir=run_dir)
     except (ConfigError, SandboxUnavailable, StoreError, RunError) as exc:
         log.error("%s", exc)

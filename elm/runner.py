@@ -85,12 +85,50 @@ def validate(cfg: Mapping[str, Any]) -> Environment:
     return env
 
 
+def resume_config(run_dir: str | os.PathLike, composed: Mapping[str, Any], overrides: list[str]) -> dict:
+    """The config to resume ``run_dir`` with: the stored one plus the overrides the user typed.
+
+    ``composed`` is the (already schema-checked) config of the resume command and
+    ``overrides`` the command-line overrides as typed (Hydra's
+    ``overrides.task``). Only keys under :data:`RESUMABLE_OVERRIDES` may change;
+    changing anything else (the environment, mutator, archive, sandbox, seed)
+    would silently make a different run, so it is refused.
+    """
+    with RunStore.open(run_dir) as store:
+        stored = store.config()
+    if not stored:
+        raise StoreError(f"{Path(run_dir) / DB_NAME} holds no config; it cannot be resumed")
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key == "resume" or key.startswith("hydra"):
+            continue
+        path = key.split(".")
+        if path[0] not in RESUMABLE_OVERRIDES:
+            raise ConfigError(
+                f"cannot change {key!r} when resuming: a resumed run keeps its environment, mutator, "
+                f"archive, sandbox and seed; only {', '.join(k + '.*' for k in RESUMABLE_OVERRIDES)} "
+                "may be overridden. Start a new run to change it."
+            )
+        src, dst = composed, stored
+        for part in path[:-1]:
+            src = src[part]
+            dst = dst.setdefault(part, {})
+        if override.startswith("~"):
+            dst.pop(path[-1], None)
+        else:
+            dst[path[-1]] = json.loads(json.dumps(src[path[-1]]))
+    stored["resume"] = str(run_dir)
+    return stored
+
+
 def run(cfg: Mapping[str, Any], *, run_dir: str | os.PathLike, progress: bool | None = None) -> RunSummary:
     """Start a new run in ``run_dir``, or resume it if ``cfg["resume"]`` names a run directory.
 
     ``cfg`` must be resolved plain containers (``OmegaConf.to_container(cfg, resolve=True)``).
     On resume the stored config is used, except for the keys in
-    :data:`RESUMABLE_OVERRIDES` (e.g. a larger ``budget.evaluations``).
+    :data:`RESUMABLE_OVERRIDES`, which are taken from ``cfg`` (e.g. a larger
+    ``budget.evaluations``); :func:`resume_config` builds such a ``cfg`` from
+    the overrides a user typed.
     """
     cfg = json.loads(json.dumps(cfg))  # a private, plain copy
     resume = cfg.get("resume")

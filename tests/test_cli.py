@@ -115,3 +115,49 @@ def _have_runsc() -> bool:
     import shutil
 
     return shutil.which("runsc") is not None and os.geteuid() == 0
+
+
+def test_ctrl_c_drains_flushes_and_summarises(tmp_path):
+    """Ctrl-C in a terminal signals the whole foreground process group (Ray's processes included)."""
+    backend = [] if _have_runsc() else ["sandbox=process"]
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "run_elm.py", "budget.evaluations=5000", f"hydra.run.dir={run_dir}",
+                             "loop.progress=false", *backend], cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while not ((run_dir / "run.db").exists() and _count(run_dir) >= 60):
+            assert proc.poll() is None and time.time() < deadline
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, err[-3000:]
+    assert "finishing in-flight evaluations" in err
+    assert "stopped         interrupted" in out and "QD score" in out
+    rows = _rows(run_dir)
+    assert len(rows) < 5000
+    assert [r[0] for r in rows] == list(range(len(rows)))  # in-flight batches were drained, not dropped
+    conn = sqlite3.connect(run_dir / "run.db")
+    assert conn.execute("SELECT end_reason FROM sessions").fetchall() == [("interrupted",)]
+    assert (run_dir / "elites.jsonl").exists()
+
+
+def test_multirun_sweeps_seeds(tmp_path):
+    proc = _run("-m", "seed=0,1", "budget.evaluations=24", "sandbox=process", "loop.progress=false",
+                f"hydra.sweep.dir={tmp_path}", "hydra.sweep.subdir=seed${seed}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for seed in (0, 1):
+        assert _count(tmp_path / f"seed{seed}") == 24
+
+
+def test_resume_refuses_to_change_the_experiment(tmp_path):
+    run_dir = tmp_path / "r"
+    assert _run("budget.evaluations=20", "sandbox=process", f"hydra.run.dir={run_dir}").returncode == 0
+    proc = _run(f"resume={run_dir}", "env.n=30")
+    assert proc.returncode == 2 and "cannot change 'env.n' when resuming" in proc.stderr
+    proc = _run(f"resume={run_dir}", "budget.evaluations=30", "loop.progress=false")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert _count(run_dir) == 30
