@@ -44,11 +44,20 @@ class EnvironmentLoadError(ValueError):
 
 
 class SlotLost(Exception):
-    """The fork server of a slot stopped answering (``timed_out``: the backstop expired)."""
+    """The fork server of a slot stopped answering (``timed_out``: the backstop expired).
 
-    def __init__(self, message: str, *, timed_out: bool = False) -> None:
+    ``status`` set: the host guard stopped the sandbox because the candidate was
+    about to exhaust a sandbox-wide backstop (the candidate's fault, e.g. a fork bomb).
+    """
+
+    def __init__(self, message: str, *, timed_out: bool = False, status: EvalStatus | None = None) -> None:
         super().__init__(message)
         self.timed_out = timed_out
+        self.status = status
+
+
+#: how often the host guard looks at the sandbox's cgroups while a candidate runs
+GUARD_INTERVAL_S = 0.02
 
 
 def thread_env() -> dict[str, str]:
@@ -74,6 +83,8 @@ class Slot:
         self.log_path: str | None = None
         self.served = 0
         self.broken: str | None = None
+        #: a background (re)start in progress (a Future), waited for before the slot's next request
+        self.pending = None
         self.buf = bytearray()
         self.info: dict = {}
 
@@ -96,7 +107,8 @@ class Slot:
                 raise SlotLost(f"fork server pipe closed ({exc.__class__.__name__})") from None
             data = data[n:]
 
-    def recv(self, deadline: float) -> dict:
+    def recv(self, deadline: float, guard=None) -> dict:
+        """Read one message; ``guard()`` is called every GUARD_INTERVAL_S and may raise SlotLost."""
         fd = self.proc.stdout.fileno()
         while True:
             if len(self.buf) >= _HEADER.size:
@@ -116,8 +128,12 @@ class Slot:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise SlotLost("no answer from the fork server before the backstop deadline", timed_out=True)
+            if guard is not None:
+                remaining = min(remaining, GUARD_INTERVAL_S)
             readable, _, _ = select.select([fd], [], [], remaining)
             if not readable:
+                if guard is not None:
+                    guard()
                 continue
             try:
                 data = os.read(fd, 1 << 16)
@@ -170,6 +186,7 @@ class ForkServerPool(Sandbox):
         self._bg_lock = threading.Lock()
         self._bg_threads: list[threading.Thread] = []
         self._executor: ThreadPoolExecutor | None = None
+        self._starter: ThreadPoolExecutor | None = None
 
     # -- hooks for the backends
 
@@ -219,6 +236,7 @@ class ForkServerPool(Sandbox):
                     raise exc
             raise errors[0]
         self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix=f"{self.backend}-slot")
+        self._starter = ThreadPoolExecutor(self.workers, thread_name_prefix=f"{self.backend}-start")
 
     def _start_slot(self, slot: Slot) -> None:
         slot.generation += 1
@@ -263,30 +281,55 @@ class ForkServerPool(Sandbox):
             self._bg_threads.append(t)
         t.start()
 
-    def _replace(self, slot: Slot, why: str) -> None:
-        log.info("%s slot %d: replacing its sandbox (%s)", self.backend, slot.index, why)
-        self._retire(slot)
+    def _start_with_retry(self, slot: Slot) -> None:
         for attempt in range(2):
             try:
                 self._start_slot(slot)
                 return
             except Exception as exc:  # noqa: BLE001
                 slot.broken = str(exc)
-                log.error("%s slot %d: restart %d failed: %s", self.backend, slot.index, attempt + 1, exc)
+                log.error("%s slot %d: start %d failed: %s", self.backend, slot.index, attempt + 1, exc)
+
+    def _replace(self, slot: Slot, why: str) -> None:
+        """Retire the slot's sandbox now and start a fresh one in the background."""
+        log.info("%s slot %d: replacing its sandbox (%s)", self.backend, slot.index, why)
+        self._retire(slot)
+        if self._closed or self._starter is None:
+            return
+        slot.pending = self._starter.submit(self._start_with_retry, slot)
+
+    def _ensure_ready(self, slot: Slot) -> bool:
+        """Wait for a pending restart; restart a broken slot; True when the slot can take work."""
+        if slot.pending is not None:
+            try:
+                slot.pending.result()
+            finally:
+                slot.pending = None
+        if slot.proc is None and not self._closed:
+            self._retire(slot)
+            self._start_with_retry(slot)
+        return slot.proc is not None
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         for slot in self._slots:
+            if slot.pending is not None:
+                try:
+                    slot.pending.result(STARTUP_TIMEOUT_S)
+                except Exception:  # noqa: BLE001
+                    pass
+                slot.pending = None
             self._retire(slot)
         with self._bg_lock:
             threads = list(self._bg_threads)
         for t in threads:
             t.join(60)
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        for pool in (self._executor, self._starter):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        self._executor = self._starter = None
         self._after_close()
 
     def _after_close(self) -> None:
@@ -305,28 +348,28 @@ class ForkServerPool(Sandbox):
         requests = list(requests)
         if not requests:
             return []
-        for slot in self._slots:
-            if slot.proc is None:
-                self._replace(slot, "it was broken")
-        live = [s for s in self._slots if s.proc is not None]
-        if not live:
-            reasons = "; ".join(sorted({s.broken or "?" for s in self._slots}))
-            raise SandboxUnavailable(f"every {self.backend} sandbox slot failed to restart: {reasons}")
         results: list[EvalResult | None] = [None] * len(requests)
         queue = deque(enumerate(requests))
         lock = threading.Lock()
 
         def drain(slot: Slot) -> None:
-            while slot.proc is not None:
+            while True:
                 with lock:
                     if not queue:
                         return
                     i, req = queue.popleft()
+                if not self._ensure_ready(slot):
+                    with lock:
+                        queue.appendleft((i, req))  # leave it to the other slots
+                    return
                 results[i] = self._evaluate_one(slot, req)
 
-        futures = [self._executor.submit(drain, s) for s in live]
+        futures = [self._executor.submit(drain, s) for s in self._slots]
         for f in futures:
             f.result()
+        if all(r is None for r in results):
+            reasons = "; ".join(sorted({s.broken or "?" for s in self._slots}))
+            raise SandboxUnavailable(f"every {self.backend} sandbox slot failed to start: {reasons}")
         out: list[EvalResult] = []
         for req, res in zip(requests, results):
             if res is None:  # every slot broke and could not be restarted
@@ -340,12 +383,14 @@ class ForkServerPool(Sandbox):
         deadline = t0 + self.backstop_s
         try:
             slot.send({"id": req.id, "source": req.source, "timeout": self.limits.timeout_s}, deadline)
-            resp = slot.recv(deadline)
+            resp = slot.recv(deadline, guard=self._guard(slot))
             if resp.get("id") != req.id:
                 raise SlotLost(f"fork server answered for id {resp.get('id')!r} instead of {req.id!r}")
         except SlotLost as exc:
             total = time.monotonic() - t0
-            if exc.timed_out:
+            if exc.status is not None:
+                result = EvalResult(id=req.id, status=exc.status, total_s=total, error=f"{exc}; sandbox replaced")
+            elif exc.timed_out:
                 result = EvalResult(
                     id=req.id, status=EvalStatus.TIMEOUT, total_s=total,
                     error=f"no answer within the host backstop of {self.backstop_s:g} s; sandbox replaced",
@@ -365,7 +410,19 @@ class ForkServerPool(Sandbox):
             self._replace(slot, f"{leftover} process(es) survived the clean-up after candidate {req.id}")
         elif slot.served >= self.limits.recycle_after:
             self._replace(slot, f"recycled after {slot.served} candidates")
+        else:
+            problem = self._health_problem(slot)
+            if problem:
+                self._replace(slot, problem)
         return result
+
+    def _health_problem(self, slot: Slot) -> str | None:
+        """Backend hook: a reason to recycle the slot after a candidate, or None."""
+        return None
+
+    def _guard(self, slot: Slot):
+        """Backend hook: a callable run while waiting for an answer (raises SlotLost), or None."""
+        return None
 
     @staticmethod
     def _to_result(req: EvalRequest, resp: dict, total: float) -> EvalResult:

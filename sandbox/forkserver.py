@@ -10,7 +10,8 @@ Protocol (over the server's original stdin/stdout, which it moves away from fds
 0/1 at start-up so that nothing else can write to them by accident): every
 message is a 4-byte big-endian length followed by that many bytes of UTF-8 JSON.
 
-1. host -> server: configuration ``{"target", "kwargs", "limits", "pidns", "drop_uid"}``
+1. host -> server: configuration ``{"target", "kwargs", "limits", "pidns", "drop_uid",
+   "max_procs", "pids_cgroup", "scratch_dirs", "keep"}``
 2. server -> host: ``{"ready": true, ...}`` or ``{"ready": false, "error": "..."}``
 3. host -> server: ``{"id", "source", "timeout"}``; server -> host: a dict whose
    keys map onto :class:`elm.types.EvalResult` plus ``leftover`` (processes that
@@ -35,6 +36,7 @@ import json
 import os
 import resource
 import select
+import shutil
 import signal
 import struct
 import sys
@@ -47,6 +49,7 @@ RESULT_CAP = 64 << 20  # largest raw output (JSON) a candidate may return
 ERROR_CHARS = 4000  # error text / traceback tail kept per result
 TAIL_CHARS = 2000  # stdout/stderr tail kept per result
 EXIT_SETUP_FAILED = 70
+WATCHDOG_S = 0.02  # how often the process-count watchdog looks while a child runs
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
@@ -228,6 +231,15 @@ class Server:
         #: process other than init (pid 1) and the server is a candidate's leftover.
         self.pidns = bool(cfg.get("pidns", False))
         self.drop_uid = cfg.get("drop_uid")
+        #: most processes a candidate may have alive at once (a watchdog enforces it, because
+        #: RLIMIT_NPROC is not enforced by gVisor, nor for root on Linux)
+        self.max_procs = int(cfg.get("max_procs") or self.limits["nproc"])
+        #: directories whose contents are wiped after every child (files must not leak between candidates)
+        self.scratch_dirs = [d for d in cfg.get("scratch_dirs") or [] if os.path.isdir(d)]
+        #: paths inside scratch dirs that must survive (read-only binds such as a venv under /tmp)
+        self.keep = [os.path.normpath(p) for p in cfg.get("keep") or []]
+        #: an in-sandbox pids cgroup whose pids.max caps each child's tasks (kernel-enforced, gVisor)
+        self.cgroup = self._setup_pids_cgroup() if cfg.get("pids_cgroup") else None
         self.env = None
         self.space = None
         self.wake_r, self.wake_w = os.pipe()
@@ -235,6 +247,35 @@ class Server:
         os.set_blocking(self.wake_r, False)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+
+    def _setup_pids_cgroup(self) -> str | None:
+        """Mount gVisor's pids controller and create ``candidate/`` with pids.max = max_procs.
+
+        gVisor does not enforce RLIMIT_NPROC, but its cgroupfs pids controller
+        is enforced by its kernel: fork()/thread creation beyond pids.max fail
+        with EAGAIN. Needs (gVisor-internal) CAP_SYS_ADMIN for the mount. Returns
+        the child cgroup's path, or None (the watchdog is used instead).
+        """
+        mount_point = "/dev/.elm-pids"
+        try:
+            os.makedirs(mount_point, exist_ok=True)
+            if not os.path.exists(os.path.join(mount_point, "cgroup.procs")):
+                _prctl(0, 0)  # load libc
+                libc = _libc
+                libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
+                                       ctypes.c_char_p]
+                if libc.mount(b"cgroup", mount_point.encode(), b"cgroup", 0, b"pids") != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, os.strerror(err))
+            path = os.path.join(mount_point, "candidate")
+            os.makedirs(path, exist_ok=True)
+            with open(os.path.join(path, "pids.max"), "w") as f:
+                f.write(str(self.max_procs))
+            return path
+        except OSError as exc:
+            print(f"fork server: no in-sandbox pids cgroup ({exc}); using the process-count watchdog",
+                  file=sys.stderr, flush=True)
+            return None
 
     # -- environment
 
@@ -264,6 +305,52 @@ class Server:
         if self.pidns:
             return [p for p in _all_pids() if p not in (1, me)]
         return _descendants(me)
+
+    def at_task_limit(self) -> bool:
+        """True when the running child has reached its task cap (then it is killed).
+
+        With the in-sandbox pids cgroup, fork()/thread creation beyond the cap
+        already fail with EAGAIN; the child is killed as soon as it sits at the
+        cap anyway, because under gVisor's ptrace platform a process spinning on
+        failing forks keeps adding host threads to the sandbox until its host
+        pids cgroup kills the whole sandbox. Without the cgroup (process backend)
+        this is the only enforcement: a process count, checked every WATCHDOG_S.
+        """
+        if self.cgroup is not None:
+            try:
+                with open(os.path.join(self.cgroup, "pids.current")) as f:
+                    return int(f.read().strip() or 0) >= self.max_procs
+            except (OSError, ValueError):
+                return False
+        return self.count_procs() > self.max_procs
+
+    def count_procs(self) -> int:
+        """Processes other than init and the server (pidns) / descendants of the server."""
+        if self.pidns:
+            return len(_all_pids()) - 2
+        return len(_descendants(os.getpid()))
+
+    def scrub(self) -> None:
+        """Empty the scratch dirs, leaving mount points and kept paths (and their parents) alone."""
+        for d in self.scratch_dirs:
+            try:
+                dev = os.stat(d).st_dev
+                entries = list(os.scandir(d))
+            except OSError:
+                continue
+            for entry in entries:
+                path = os.path.normpath(entry.path)
+                if any(k == path or k.startswith(path + "/") for k in self.keep):
+                    continue
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        if entry.stat(follow_symlinks=False).st_dev != dev:
+                            continue  # a mount point
+                        shutil.rmtree(entry.path, ignore_errors=True)
+                    else:
+                        os.unlink(entry.path)
+                except OSError:
+                    pass
 
     def _reap(self) -> None:
         while True:
@@ -295,8 +382,9 @@ class Server:
                     pass
             self._reap()
             if not survivors:
-                return 0
+                break
             time.sleep(0.01 * (attempt + 1))
+        self.scrub()
         return len(survivors)
 
     # -- children
@@ -306,6 +394,9 @@ class Server:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if self.cgroup is not None:  # before any candidate code: no fork can escape the cap
+            with open(os.path.join(self.cgroup, "cgroup.procs"), "w") as f:
+                f.write(str(os.getpid()))
         os.dup2(out_w, 1)
         os.dup2(out_w, 2)
         if res_w != 3:
@@ -351,7 +442,7 @@ class Server:
 
         Returns a dict with ``header`` (the parsed first line of what the child
         wrote to fd 3, or None), ``payload`` (the bytes after it), ``reason``
-        (None, "timeout", "output_limit" or "result_limit"), ``status``/``rusage``
+        (None, "timeout", "nproc", "output_limit" or "result_limit"), ``status``/``rusage``
         from wait4, ``out_bytes``, ``tail`` and ``elapsed``.
         """
         out_r, out_w = os.pipe()
@@ -401,6 +492,7 @@ class Server:
                 if len(res) > RESULT_CAP and reason is None:
                     reason = "result_limit"
 
+        next_check = t0 + WATCHDOG_S
         while True:
             try:
                 wpid, st, ru = os.wait4(pid, os.WNOHANG)
@@ -413,7 +505,13 @@ class Server:
             if now >= deadline:
                 reason = "timeout"
                 break
-            ready, _, _ = select.select(list(open_fds) + [self.wake_r], [], [], min(deadline - now, 0.25))
+            if now >= next_check:
+                if self.at_task_limit():
+                    reason = "nproc"
+                    break
+                next_check = now + WATCHDOG_S
+            wait = min(deadline - now, next_check - now, 0.25)
+            ready, _, _ = select.select(list(open_fds) + [self.wake_r], [], [], max(wait, 0.0))
             for fd in ready:
                 if fd == self.wake_r:
                     try:
@@ -550,6 +648,10 @@ class Server:
                 "error": f"{what} returned more than {RESULT_CAP} bytes of output",
                 "output_truncated": True,
             }
+        if reason == "nproc":
+            unit = "tasks (processes + threads)" if self.cgroup is not None else "processes"
+            return {"status": "error",
+                    "error": f"{what} reached its limit of {self.max_procs} {unit} (fork bomb?); killed"}
         if reason == "timeout":
             return {"status": "timeout", "error": f"{what} killed at its {timeout:g} s wall-clock deadline"}
         header = run["header"]
@@ -656,6 +758,8 @@ def main() -> int:
         "pid": os.getpid(),
         "python": sys.version.split()[0],
         "startup_s": time.monotonic() - t0,
+        "pids_cgroup": server.cgroup is not None,
+        "max_procs": server.max_procs,
     })
     while True:
         try:

@@ -22,9 +22,10 @@ import sys
 import weakref
 
 from elm.sandbox import EnvironmentSpec, SandboxLimits, SandboxUnavailable
+from elm.types import EvalStatus
 
-from ._pool import ForkServerPool, Slot, thread_env
-from .janitor import DEFAULT_ROOT, janitor, owner_tag
+from ._pool import ForkServerPool, Slot, SlotLost, thread_env
+from .janitor import CGROUP_ROOT, DEFAULT_ROOT, janitor, owner_tag
 from .reaper import ensure_reaper
 
 log = logging.getLogger("sandbox")
@@ -34,8 +35,21 @@ CANDIDATE_UID = 65534
 #: where the staged harness (elm, sandbox, the environment's package) appears inside
 HARNESS_MOUNT = "/harness"
 #: in-sandbox capabilities of init and the fork server (gVisor-internal, not host capabilities):
-#: enough to drop candidates to ``nobody`` and to kill whatever they leave behind
-SERVER_CAPS = ["CAP_KILL", "CAP_SETGID", "CAP_SETUID"]
+#: drop candidates to ``nobody`` (SETUID/SETGID), kill whatever they leave behind (KILL), wipe
+#: the files they leave in /tmp (DAC_OVERRIDE/FOWNER) and mount gVisor's own pids cgroup controller
+#: (SYS_ADMIN). Candidates lose all of them at setuid().
+SERVER_CAPS = ["CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SYS_ADMIN"]
+#: host tasks (threads) one live in-sandbox process may cost on the ptrace platform (measured 5-11
+#: for sleeping processes, ~13 for a fork bomb spinning at its cap)
+HOST_TASKS_PER_PROCESS = 16
+#: host tasks of an idle sandbox with a numpy fork server (measured 62-78) plus slack
+HOST_TASKS_IDLE = 100
+#: recycle a sandbox whose cgroup usage (pids or memory) ends a candidate above this share of its limit
+#: (under ptrace the sentry never gives back the host threads its stub processes accumulate)
+HEALTH_FRACTION = 0.5
+#: while a candidate runs, the host stops the sandbox above these shares of its cgroup limits
+GUARD_PIDS_FRACTION = 0.8
+GUARD_MEMORY_FRACTION = 0.9
 SYSTEM_DIRS = ("/usr", "/bin", "/lib", "/lib64")
 
 NOT_FOUND = (
@@ -303,11 +317,82 @@ class GVisorSandbox(ForkServerPool):
 
     # -- hooks
 
+    @property
+    def max_procs(self) -> int:
+        """Tasks (processes + threads) a candidate may have: ``nproc``, capped so the host pids cgroup holds.
+
+        gVisor does not enforce RLIMIT_NPROC, and every live process inside costs
+        ~5-11 host tasks (ptrace stubs, sentry threads) against the sandbox's host
+        pids cgroup, which kills the whole sandbox when full. The fork server
+        puts every child into an in-sandbox pids cgroup (gVisor's own cgroupfs)
+        with pids.max = this value, so fork() fails with EAGAIN beyond it.
+        """
+        room = (self.limits.sandbox_pids - HOST_TASKS_IDLE) // HOST_TASKS_PER_PROCESS
+        return max(2, min(self.limits.nproc, room))
+
     def _server_config(self) -> dict:
         cfg = super()._server_config()
         cfg["pidns"] = True
         cfg["drop_uid"] = CANDIDATE_UID
+        cfg["max_procs"] = self.max_procs
+        cfg["pids_cgroup"] = True
+        cfg["scratch_dirs"] = ["/tmp", "/dev/shm"]
+        cfg["keep"] = list(self._binds) + [HARNESS_MOUNT]
         return cfg
+
+    def _cgroup_usage(self, slot: Slot) -> dict[str, tuple[int, int]]:
+        """{"pids"|"memory": (used, limit)} from the sandbox's host cgroups (v1 or v2); {} if unreadable."""
+        sid = getattr(slot.handle, "id", None)
+        out: dict[str, tuple[int, int]] = {}
+        if not sid:
+            return out
+        checks = (
+            ("pids", ("pids/{}/pids.current", "{}/pids.current"), self.limits.sandbox_pids),
+            ("memory", ("memory/{}/memory.usage_in_bytes", "{}/memory.current"),
+             self.limits.sandbox_memory_mb << 20),
+        )
+        for name, paths, limit in checks:
+            for rel in paths:
+                try:
+                    with open(os.path.join(CGROUP_ROOT, rel.format(sid))) as f:
+                        out[name] = (int(f.read().split()[0]), limit)
+                    break
+                except (OSError, ValueError, IndexError):
+                    continue
+        return out
+
+    def _health_problem(self, slot: Slot) -> str | None:
+        """Host-side look at the sandbox's cgroups after a candidate: past HEALTH_FRACTION -> recycle."""
+        for name, (used, limit) in self._cgroup_usage(slot).items():
+            if used > HEALTH_FRACTION * limit:
+                return f"cgroup {name} usage {used} is above {HEALTH_FRACTION:.0%} of its limit {limit}"
+        return None
+
+    def _guard(self, slot: Slot):
+        """While a candidate runs: stop the sandbox *before* a cgroup backstop kills it.
+
+        The in-sandbox fork server can be starved by a fork bomb long enough for
+        the sentry's host threads to reach the pids limit; the host is not. Near a
+        backstop the host replaces the sandbox and reports the candidate's fault
+        (``error`` for tasks, ``memory`` for memory) instead of ``sandbox_lost``.
+        """
+
+        def check() -> None:
+            usage = self._cgroup_usage(slot)
+            used, limit = usage.get("pids", (0, 1))
+            if used > GUARD_PIDS_FRACTION * limit:
+                raise SlotLost(
+                    f"program made the sandbox use {used} of its {limit} host tasks (fork bomb?); killed",
+                    status=EvalStatus.ERROR,
+                )
+            used, limit = usage.get("memory", (0, 1))
+            if used > GUARD_MEMORY_FRACTION * limit:
+                raise SlotLost(
+                    f"program made the sandbox use {used >> 20} MiB of its {limit >> 20} MiB memory backstop; killed",
+                    status=EvalStatus.MEMORY,
+                )
+
+        return check
 
     def _load_error_hint(self) -> str:
         return (

@@ -69,6 +69,9 @@ class ProcessSandbox(ForkServerPool):
         if runtime_dir:
             os.makedirs(runtime_dir, exist_ok=True)
         self._workdir = tempfile.mkdtemp(prefix="elm-process-", dir=runtime_dir or None)
+        # Candidates' cwd and TMPDIR; the fork server empties it after every candidate.
+        self._scratch = os.path.join(self._workdir, "scratch")
+        os.makedirs(self._scratch)
         top = env.target.split(".", 1)[0]
         roots = package_roots(["elm", top])
         extra = os.environ.get("PYTHONPATH", "")
@@ -82,14 +85,19 @@ class ProcessSandbox(ForkServerPool):
     def _spawn(self, slot: Slot) -> None:
         env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ}
         env.update(thread_env())
-        env.update({"PYTHONPATH": self._pythonpath, "TMPDIR": self._workdir})
+        env.update({"PYTHONPATH": self._pythonpath, "TMPDIR": self._scratch})
         slot.log_path = os.path.join(self._workdir, f"slot-{slot.index}-{slot.generation}.log")
         with open(slot.log_path, "ab") as logf:
             slot.proc = subprocess.Popen(
                 [sys.executable, "-P", "-u", FORKSERVER],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=logf,
-                cwd=self._workdir, env=env, bufsize=0, close_fds=True, start_new_session=True,
+                cwd=self._scratch, env=env, bufsize=0, close_fds=True, start_new_session=True,
             )
+
+    def _server_config(self) -> dict:
+        cfg = super()._server_config()
+        cfg["scratch_dirs"] = [self._scratch]
+        return cfg
 
     def _teardown(self, proc, handle) -> None:
         if proc is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 
@@ -9,7 +10,7 @@ import pytest
 
 from elm.types import EvalRequest, EvalStatus
 
-from .conftest import LIMITS, prog, run1
+from .conftest import BACKENDS, LIMITS, make, prog, run1
 
 OK = prog("""
     def main():
@@ -194,16 +195,24 @@ def test_killed_by_signal_is_error(sb):
     assert "SIGSEGV" in res.error
 
 
-def test_cpu_limit_in_child_processes_is_timeout(sb):
-    """RLIMIT_CPU: SIGXCPU maps onto timeout (here the candidate itself hits it)."""
-    res = run1(sb, prog("""
-        import resource
-        def main():
-            resource.setrlimit(resource.RLIMIT_CPU, (0, 1))
-            while True:
-                pass
-    """))
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_cpu_limit_is_timeout(backend, sandbox_root):
+    """RLIMIT_CPU (SIGXCPU / SIGKILL at the hard limit) maps onto timeout, before the wall deadline."""
+    limits = dataclasses.replace(LIMITS, timeout_s=10.0, cpu_s=1)
+    box = make(backend, sandbox_root, limits=limits, workers=1)
+    try:
+        res = run1(box, prog("""
+            import signal
+            def main():
+                signal.signal(signal.SIGXCPU, signal.SIG_IGN)  # the hard limit still kills it
+                while True:
+                    pass
+        """))
+    finally:
+        box.close()
     assert res.status is EvalStatus.TIMEOUT
+    assert "CPU-time limit" in res.error
+    assert res.total_s < 5
 
 
 def test_batch_order_is_preserved(sb):
@@ -360,8 +369,6 @@ def test_candidate_killing_its_server(sb):
 def test_environment_kwargs_reach_the_sandbox(sandbox_root):
     from elm.sandbox import EnvironmentSpec
 
-    from .conftest import make
-
     box = make("process", sandbox_root, env=EnvironmentSpec("tests.sandbox.toy_env.ToyEnv", {"scale": 3.0}),
                workers=1)
     try:
@@ -371,8 +378,6 @@ def test_environment_kwargs_reach_the_sandbox(sandbox_root):
 
 
 def test_closed_sandbox_refuses_work(sandbox_root):
-    from .conftest import make
-
     box = make("process", sandbox_root, workers=1)
     box.close()
     box.close()  # idempotent

@@ -1,0 +1,390 @@
+"""gVisor-only: isolation of hostile candidates, sandbox loss and recycling, close and janitor."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from elm.types import EvalRequest, EvalStatus
+
+from .conftest import LIMITS, make, prog, run1
+
+pytestmark = pytest.mark.gvisor
+
+REPO = Path(__file__).resolve().parents[2]
+OK = prog("def main():\n    return 2.25\n")
+
+COUNT_PROCS = prog("""
+    import os
+    def main():
+        # init (1) + fork server + this candidate
+        return len([p for p in os.listdir("/proc") if p.isdigit()])
+""")
+
+
+def test_candidate_runs_unprivileged(gsb):
+    res = run1(gsb, prog("""
+        import os
+        def main():
+            return os.getuid() * 1000 + os.geteuid() % 1000 + 0.5 * (os.getgid() == 65534)
+    """))
+    assert res.status is EvalStatus.OK, res.error
+    assert res.fitness == 65534 * 1000 + 65534 % 1000 + 0.5
+
+
+def test_secret_files_are_not_readable(gsb):
+    targets = ["/etc/shadow", "/etc/passwd", str(REPO / "pyproject.toml"), str(REPO / "sandbox" / "__init__.py"),
+               "/root/.bash_history", "/root/.ssh/id_rsa"]
+    res = run1(gsb, prog(f"""
+        def main():
+            readable = 0
+            for path in {targets!r}:
+                try:
+                    with open(path, "rb") as f:
+                        f.read(1)
+                    readable += 1
+                except OSError:
+                    pass
+            return readable
+    """))
+    assert res.status is EvalStatus.OK, res.error
+    assert res.fitness == 0
+
+
+def test_project_and_home_are_not_visible(gsb):
+    home = os.path.expanduser("~")
+    # Directories of $HOME that hold the bound Python runtime (e.g. ~/.pyenv) are expected.
+    from sandbox.gvisor_backend import python_binds
+
+    allowed = {Path(b).relative_to(home).parts[0] for b in python_binds() if b.startswith(home + "/")}
+    names = [n for n in os.listdir(home) if n not in allowed]
+    res = run1(gsb, prog(f"""
+        import os
+        def main():
+            visible = 0
+            for name in {names!r}:
+                visible += os.path.exists(os.path.join({home!r}, name))
+            for path in [{str(REPO)!r}, {str(REPO / "elm")!r}, {str(REPO / "tests")!r}]:
+                visible += os.path.exists(path)
+            return visible
+    """))
+    assert res.status is EvalStatus.OK, res.error
+    assert res.fitness == 0
+
+
+def test_filesystem_is_read_only_and_tmp_is_bounded(gsb):
+    res = run1(gsb, prog("""
+        import errno
+        def main():
+            codes = []
+            for path in ["/usr/evil", "/harness/evil", "/evil"]:
+                try:
+                    open(path, "w").close()
+                    codes.append(0)
+                except OSError as exc:
+                    codes.append(exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM))
+            try:
+                with open("/tmp/big", "wb") as f:
+                    chunk = b"x" * (1 << 20)
+                    for _ in range(100):   # 100 MiB into a 32 MiB tmpfs
+                        f.write(chunk)
+                codes.append(0)
+            except OSError as exc:
+                codes.append(exc.errno == errno.ENOSPC)
+            return sum(codes)
+    """))
+    assert res.status is EvalStatus.OK, res.error
+    assert res.fitness == 4
+
+
+def test_network_is_unreachable(gsb):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    try:
+        res = run1(gsb, prog(f"""
+            import socket
+            def main():
+                reached = 0
+                for addr in [("127.0.0.1", {port}), ("1.1.1.1", 80), ("8.8.8.8", 53)]:
+                    try:
+                        socket.create_connection(addr, timeout=0.3).close()
+                        reached += 1
+                    except OSError:
+                        pass
+                try:
+                    socket.getaddrinfo("pypi.org", 443)
+                    reached += 1
+                except OSError:
+                    pass
+                return reached
+        """))
+    finally:
+        listener.close()
+    assert res.status is EvalStatus.OK, res.error
+    assert res.fitness == 0
+
+
+def test_server_is_out_of_reach(gsb):
+    """The candidate (nobody) can neither signal, trace nor read the fds of its root fork server."""
+    res = run1(gsb, prog("""
+        import os, signal
+        def main():
+            server = os.getppid()
+            blocked = 0
+            try:
+                os.kill(server, signal.SIGSTOP)
+            except PermissionError:
+                blocked += 1
+            try:
+                os.listdir(f"/proc/{server}/fd")
+                open(f"/proc/{server}/fd/1", "wb").write(b"forged")
+            except OSError:
+                blocked += 1
+            try:
+                os.kill(1, signal.SIGKILL)
+            except PermissionError:
+                blocked += 1
+            return blocked
+    """))
+    assert res.status is EvalStatus.OK, res.error
+    assert res.fitness == 3
+    assert run1(gsb, OK).status is EvalStatus.OK
+
+
+def test_fork_bomb_is_contained(gsb):
+    t0 = time.monotonic()
+    res = run1(gsb, prog("""
+        import os
+        def main():
+            while True:
+                try:
+                    os.fork()
+                except OSError:
+                    pass
+    """))
+    # fork() fails with EAGAIN at the in-sandbox pids cgroup's cap, and the bomb is killed there
+    assert res.status is EvalStatus.ERROR, res
+    assert "fork bomb" in res.error
+    assert time.monotonic() - t0 < LIMITS.timeout_s + 1
+    after = run1(gsb, COUNT_PROCS)
+    assert after.status is EvalStatus.OK, after.error
+    assert after.fitness == 3
+
+
+def test_setsid_loop_times_out_and_leaves_nothing(gsb):
+    t0 = time.monotonic()
+    res = run1(gsb, prog("""
+        import os
+        def main():
+            if os.fork() == 0:
+                os.setsid()
+                if os.fork() == 0:
+                    while True:
+                        pass
+                os._exit(0)
+            while True:
+                pass
+    """))
+    assert res.status is EvalStatus.TIMEOUT
+    assert time.monotonic() - t0 < LIMITS.timeout_s + 1
+    after = run1(gsb, COUNT_PROCS)
+    assert after.status is EvalStatus.OK, after.error
+    assert after.fitness == 3
+
+
+def test_escaped_process_after_return_is_killed(gsb):
+    res = run1(gsb, prog("""
+        import os, time
+        def main():
+            if os.fork() == 0:
+                os.setsid()
+                while True:
+                    time.sleep(0.01)
+            return 1
+    """))
+    assert res.status is EvalStatus.OK
+    assert run1(gsb, COUNT_PROCS).fitness == 3
+
+
+def test_hostname_is_sandboxed(gsb):
+    res = run1(gsb, prog("""
+        import socket
+        def main():
+            return float(socket.gethostname() == "sandbox")
+    """))
+    assert res.fitness == 1.0
+
+
+def test_dead_sandbox_is_sandbox_lost_and_replaced(gsb):
+    """The sentry dies under a candidate (here: SIGKILLed from the host) -> sandbox_lost, then a fresh one."""
+    import json as _json
+
+    assert run1(gsb, OK).status is EvalStatus.OK  # the slot is up (not being recycled)
+    slot = gsb._slots[0]
+    generation = slot.generation
+    h = slot.handle
+    state = _json.loads(subprocess.run([h.runsc, "--root", h.state_dir, "state", h.id],
+                                       capture_output=True, text=True, check=True).stdout)
+    threading.Timer(0.4, os.kill, args=(state["pid"], signal.SIGKILL)).start()
+    res = run1(gsb, prog("""
+        import time
+        def main():
+            time.sleep(0.9)
+            return 1
+    """))
+    assert res.status is EvalStatus.SANDBOX_LOST
+    assert "replaced" in res.error
+    if slot.pending is not None:  # the replacement starts in the background
+        slot.pending.result()
+    assert slot.generation == generation + 1
+    assert run1(gsb, OK).status is EvalStatus.OK
+
+
+def test_files_do_not_survive_between_candidates(gsb):
+    write = prog("""
+        import os
+        def main():
+            for d in ["/tmp", "/dev/shm"]:
+                if os.access(d, os.W_OK):
+                    os.makedirs(d + "/secret/deep", exist_ok=True)
+                    with open(d + "/secret/deep/x", "w") as f:
+                        f.write("left behind")
+                    os.chmod(d + "/secret", 0o700)
+            return 1
+    """)
+    from sandbox.gvisor_backend import python_binds
+
+    # mount points of read-only binds under /tmp (a venv in /tmp/...) stay, nothing else
+    kept = {b.split("/")[2] for b in python_binds() if b.startswith("/tmp/")}
+    read = prog(f"""
+        import os
+        def main():
+            names = [n for d in ["/tmp", "/dev/shm"] if os.path.isdir(d) for n in os.listdir(d)]
+            print(names)
+            return len([n for n in names if n not in {kept!r}])
+    """)
+    res = gsb.evaluate([EvalRequest(1, write), EvalRequest(2, read)])
+    assert res[0].status is EvalStatus.OK, res[0].error
+    assert res[1].status is EvalStatus.OK, res[1].error
+    assert res[1].fitness == 0, res[1].stdout_tail
+
+
+def test_thread_bomb_is_contained(gsb):
+    res = run1(gsb, prog("""
+        import threading
+        def spin():
+            while True:
+                pass
+        def main():
+            while True:
+                threading.Thread(target=spin, daemon=True).start()
+    """))
+    assert res.status in (EvalStatus.TIMEOUT, EvalStatus.ERROR), res
+    assert run1(gsb, COUNT_PROCS).fitness == 3
+
+
+def test_cgroup_memory_backstop_loses_only_that_candidate(sandbox_root):
+    """A candidate under its RLIMIT_AS but over the sandbox's cgroup: that sandbox goes, a fresh one serves."""
+    limits = dataclasses.replace(LIMITS, memory_mb=3072, sandbox_memory_mb=300, timeout_s=5.0)
+    box = make("gvisor", sandbox_root, limits=limits, workers=1)
+    try:
+        res = box.evaluate([
+            EvalRequest(1, prog("""
+                def main():
+                    x = b"\\x01" * (900 << 20)
+                    return len(x)
+            """)),
+            EvalRequest(2, OK),
+        ])
+    finally:
+        box.close()
+    # the host guard normally stops the sandbox first (memory); else the cgroup OOM kill wins (lost)
+    assert res[0].status in (EvalStatus.MEMORY, EvalStatus.SANDBOX_LOST), res[0]
+    assert "sandbox replaced" in res[0].error or "replaced" in res[0].error
+    assert res[1].status is EvalStatus.OK
+
+
+def test_recycle_after(sandbox_root):
+    limits = dataclasses.replace(LIMITS, recycle_after=2)
+    box = make("gvisor", sandbox_root, limits=limits, workers=1)
+    try:
+        slot = box._slots[0]
+        gens = []
+        for i in range(5):
+            assert run1(box, OK, rid=i).status is EvalStatus.OK
+            if slot.pending is not None:  # the replacement starts in the background
+                slot.pending.result()
+            gens.append(slot.generation)
+    finally:
+        box.close()
+    # a fresh sandbox replaces the old one right after the 2nd, 4th... candidate
+    assert gens == [1, 2, 2, 3, 3]
+
+
+def _runsc_list(state: str) -> list[str]:
+    out = subprocess.run(["runsc", "--root", state, "list", "--quiet"], capture_output=True, text=True)
+    return out.stdout.split()
+
+
+def test_close_is_fast_and_clean(sandbox_root):
+    from sandbox.janitor import _processes_using
+
+    box = make("gvisor", sandbox_root, workers=2)
+    run1(box, OK)
+    d = box._dir
+    ids = [s.handle.id for s in box._slots]
+    t0 = time.monotonic()
+    box.close()
+    assert time.monotonic() - t0 < 2.0
+    assert not os.path.exists(d)
+    assert _processes_using(d) == []
+    for sid in ids:
+        assert not os.path.exists(f"/sys/fs/cgroup/memory/{sid}")
+
+
+def test_janitor_removes_sandbox_of_killed_owner(tmp_path):
+    from sandbox import janitor
+    from sandbox.janitor import _processes_using
+
+    root = tmp_path / "root"
+    script = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(REPO)!r})
+        from elm.sandbox import EnvironmentSpec, SandboxLimits
+        from sandbox import GVisorSandbox
+        sb = GVisorSandbox(env=EnvironmentSpec("tests.sandbox.toy_env.ToyEnv"), limits=SandboxLimits(),
+                           workers=1, runtime_dir={str(root)!r})
+        print(sb._dir, flush=True)
+        time.sleep(120)
+    """)
+    owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=str(REPO))
+    try:
+        d = owner.stdout.readline().strip()
+        assert d and os.path.isdir(d), "owner did not start its sandbox"
+        state = os.path.join(d, "state")
+        assert len(_runsc_list(state)) == 1
+        # A live owner's sandbox is never touched.
+        assert janitor(str(root)) == 0
+        assert len(_runsc_list(state)) == 1
+    finally:
+        owner.send_signal(signal.SIGKILL)
+        owner.wait()
+    assert _processes_using(d), "the sandbox should have outlived its SIGKILLed owner"
+    assert janitor(str(root)) == 1
+    assert not os.path.exists(d)
+    assert _processes_using(d) == []
+    assert os.listdir(root) == []
+    leftovers = [p for p in Path("/sys/fs/cgroup").glob(f"*/elm-{Path(d).name}-*")]
+    assert leftovers == []
