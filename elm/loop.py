@@ -541,7 +541,10 @@ class Driver:
             if self._bar is not None:
                 self._bar.close()
             self._stop_actors()
-            self.store.end_session(end_reason)
+            try:
+                self.store.end_session(end_reason)
+            except Exception as exc:  # e.g. the disk is full: keep the original error visible
+                log.error("could not record the end of the session: %s", exc)
         if self.loop_cfg.get("export_elites", True):
             self.store.export_elites(f"{self.run_dir}/elites.jsonl", self.archive.elites())
         stats = self.archive.stats()

@@ -105,3 +105,30 @@ def test_evaluator_death_is_retried(ray_session, tmp_path):
     assert not (tmp_path / "crash-once").exists()  # the worker really died once
     assert summary.evaluations == 80 and len(rows) == 80
     assert "lost" not in {r[4] for r in rows}
+
+
+def test_full_disk_stops_with_a_clear_error_and_an_intact_store(ray_session, tmp_path, monkeypatch):
+    """SQLite's max_page_count makes the database 'full' at a chosen size, like a full disk."""
+    from elm.store import RunStore, StoreError
+
+    original = RunStore.begin_session
+
+    def begin_then_cap(self, **kw):
+        session = original(self, **kw)
+        (pages,) = self._conn.execute("PRAGMA page_count").fetchone()
+        self._conn.execute(f"PRAGMA max_page_count = {pages + 12}")
+        return session
+
+    monkeypatch.setattr(RunStore, "begin_session", begin_then_cap)
+    with pytest.raises(StoreError, match="full"):
+        run(_cfg("budget.evaluations=2000"), run_dir=tmp_path / "r")
+    monkeypatch.setattr(RunStore, "begin_session", original)
+    rows = _rows(tmp_path / "r")
+    assert 0 < len(rows) < 2000
+    conn = sqlite3.connect(tmp_path / "r" / "run.db")
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    # Every recorded batch is complete: ids are dense from 0 (no half-written batch).
+    assert [r[0] for r in rows] == list(range(len(rows)))
+    # Once space is available again the run resumes and completes its budget.
+    resumed = run(_cfg("budget.evaluations=300", f"resume={tmp_path / 'r'}"), run_dir=tmp_path / "x")
+    assert resumed.evaluations == 300
