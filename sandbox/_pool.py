@@ -187,6 +187,8 @@ class ForkServerPool(Sandbox):
         self._bg_threads: list[threading.Thread] = []
         self._executor: ThreadPoolExecutor | None = None
         self._starter: ThreadPoolExecutor | None = None
+        #: one batch at a time per object (concurrent callers queue up here)
+        self._eval_lock = threading.Lock()
 
     # -- hooks for the backends
 
@@ -343,11 +345,15 @@ class ForkServerPool(Sandbox):
         return 2 * self.limits.timeout_s + BACKSTOP_SLACK_S
 
     def evaluate(self, requests: Sequence[EvalRequest]) -> list[EvalResult]:
-        if self._closed:
-            raise RuntimeError(f"{type(self).__name__} is closed")
         requests = list(requests)
-        if not requests:
-            return []
+        with self._eval_lock:
+            if self._closed:
+                raise RuntimeError(f"{type(self).__name__} is closed")
+            if not requests:
+                return []
+            return self._evaluate_batch(requests)
+
+    def _evaluate_batch(self, requests: list[EvalRequest]) -> list[EvalResult]:
         results: list[EvalResult | None] = [None] * len(requests)
         queue = deque(enumerate(requests))
         lock = threading.Lock()
