@@ -313,6 +313,15 @@ class ForkServerPool(Sandbox):
         return slot.proc is not None
 
     def close(self) -> None:
+        # Wait (bounded by the backstops) for a batch running in another thread to finish.
+        acquired = self._eval_lock.acquire(timeout=self.backstop_s * 4 + STARTUP_TIMEOUT_S)
+        try:
+            self._close()
+        finally:
+            if acquired:
+                self._eval_lock.release()
+
+    def _close(self) -> None:
         if self._closed:
             return
         self._closed = True
