@@ -70,10 +70,12 @@ class RayConfig:
     include_dashboard: bool = False
     mutator_actors: int = 1
     mutator_num_cpus: float = 0.0
-    mutator_num_gpus: float = 0.0
+    mutator_num_gpus: float = 0.0  # fractional allowed; the worker caps its CUDA memory to match
+    mutator_resources: Any = field(default_factory=dict)  # custom resources, e.g. {llm_node: 1}
     evaluator_actors: int = 1
     evaluator_num_cpus: float = 1.0
     evaluator_resources: Any = field(default_factory=dict)  # e.g. {sandbox: 1} on clusters
+    spread: bool = False  # place actors of each role on different nodes where possible
 
 
 @dataclass
@@ -81,7 +83,8 @@ class LoopConfig:
     """Steady-state loop settings."""
 
     batch_size: int = 16  # children per mutator call (and per evaluator call)
-    max_in_flight: int = 4  # batches proposed or being evaluated at once
+    max_in_flight: int = 4  # cap on batches proposed or being evaluated at once
+    adaptive: bool = True  # adapt the in-flight limit to keep evaluators fed (not in ordered mode)
     ordered: Optional[bool] = None  # absorb batches in submission order; None: when 1 mutator + 1 evaluator
     progress: bool = True  # progress bar with live QD metrics
     export_elites: bool = True  # write elites.jsonl at the end

@@ -172,6 +172,10 @@ class Driver:
         if ordered is None:
             ordered = int(self.ray_cfg["mutator_actors"]) == 1 and int(self.ray_cfg["evaluator_actors"]) == 1
         self.ordered = bool(ordered)
+        self.adaptive = bool(self.loop_cfg.get("adaptive", True))
+        self._busy = {"mutator": 0.0, "evaluator": 0.0}
+        self._util_mark = (time.time(), 0.0, 0.0)
+        self._limit = self.max_in_flight
         self.progress = self.loop_cfg.get("progress", True) if progress is None else progress
         self._stop_reason: str | None = None
         self._interrupts = 0
@@ -224,16 +228,21 @@ class Driver:
         n_eval = int(self.ray_cfg["evaluator_actors"])
         if n_mut < 1 or n_eval < 1:
             raise ValueError("ray.mutator_actors and ray.evaluator_actors must be >= 1")
+        # Restarts are unlimited: a dead actor's batch is re-issued by the driver (see _retry),
+        # so Ray itself must not retry tasks (max_task_retries=0) or work would run twice.
+        spread = {"scheduling_strategy": "SPREAD"} if self.ray_cfg.get("spread") else {}
+        gpus = float(self.ray_cfg["mutator_num_gpus"])
         mut_cls = ray.remote(MutatorWorker).options(
-            num_cpus=float(self.ray_cfg["mutator_num_cpus"]), num_gpus=float(self.ray_cfg["mutator_num_gpus"]),
-            max_restarts=-1, max_task_retries=0,
+            num_cpus=float(self.ray_cfg["mutator_num_cpus"]), num_gpus=gpus,
+            resources=dict(self.ray_cfg.get("mutator_resources") or {}),
+            max_restarts=-1, max_task_retries=0, **spread,
         )
         eval_cls = ray.remote(EvaluatorWorker).options(
             num_cpus=float(self.ray_cfg["evaluator_num_cpus"]),
             resources=dict(self.ray_cfg.get("evaluator_resources") or {}),
-            max_restarts=-1, max_task_retries=0,
+            max_restarts=-1, max_task_retries=0, **spread,
         )
-        self.mutators = [mut_cls.remote(dict(self.cfg["mutator"]), task) for _ in range(n_mut)]
+        self.mutators = [mut_cls.remote(dict(self.cfg["mutator"]), task, gpu_fraction=gpus) for _ in range(n_mut)]
         self.evaluators = [eval_cls.remote(dict(self.cfg["sandbox"]), self.env_spec) for _ in range(n_eval)]
         # Fail fast (and clearly) if an actor cannot start, e.g. a bad mutator argument.
         try:
@@ -243,6 +252,16 @@ class Driver:
         log.info("workers: %d mutator(s), %d evaluator(s) on %s", n_mut, n_eval, sorted(set(labels)))
         self._mut_load = [0] * n_mut
         self._eval_load = [0] * n_eval
+        self._n_mut, self._n_eval = n_mut, n_eval
+        slots = int(self.cfg["sandbox"].get("workers", 1) or 1)
+        self._capacity = {"mutator": float(n_mut), "evaluator": float(n_eval)}
+        self._eval_slots = slots
+        # Ordered (reproducible) runs keep a fixed limit; others adapt it between the actor
+        # count and loop.max_in_flight so that evaluators always have work queued but are
+        # never flooded (see _adapt).
+        self._limit = self.max_in_flight if (self.ordered or not self.adaptive) else max(
+            1, min(self.max_in_flight, n_mut + n_eval))
+        self._limit_floor = max(1, min(self.max_in_flight, n_eval))
 
     def _stop_actors(self) -> None:
         import ray
@@ -293,7 +312,7 @@ class Driver:
         self._jobs.append(job)
 
     def _fill(self) -> None:
-        while (not self._seeding and self._stop_reason is None and len(self._jobs) < self.max_in_flight and len(self.archive) > 0):
+        while (not self._seeding and self._stop_reason is None and len(self._jobs) < self._limit and len(self.archive) > 0):
             n = min(self.batch_size, self._remaining())
             if n <= 0:
                 return
@@ -354,8 +373,14 @@ class Driver:
             else:
                 self._eval_load[job.evaluator_actor] -= 1
                 try:
-                    label, results = ray.get(ref)
-                    proposals = job.proposals_ref if isinstance(job.proposals_ref, list) else ray.get(job.proposals_ref)
+                    label, busy, results = ray.get(ref)
+                    self._busy["evaluator"] += busy
+                    self._adapt()
+                    if isinstance(job.proposals_ref, list):
+                        proposals = job.proposals_ref
+                    else:
+                        proposals = ray.get(job.proposals_ref)
+                        self._busy["mutator"] += sum(p.model_seconds for p in proposals)
                     job.result = (proposals, label, results)
                     job.stage = "done"
                 except ray.exceptions.RayActorError as exc:
@@ -363,6 +388,28 @@ class Driver:
                 except ray.exceptions.RayTaskError as exc:
                     self._fail_job(job, f"evaluator raised: {_root_cause(exc)}")
         self._absorb_ready()
+
+    def _adapt(self) -> None:
+        """Backpressure: grow the in-flight limit while an evaluator waits, shrink it when they are flooded."""
+        if self.ordered or not self.adaptive or self._stop_reason is not None:
+            return
+        queued = sum(self._eval_load)  # batches sent to evaluators and not yet returned
+        if queued < self._n_eval and sum(self._mut_load) >= self._n_mut:
+            self._limit = min(self.max_in_flight, self._limit + 1)
+        elif queued > 2 * self._n_eval:
+            self._limit = max(self._limit_floor, self._limit - 1)
+
+    def _utilisation(self) -> tuple[float | None, float | None]:
+        """Share of time each role was busy since the previous call (None before any work)."""
+        now = time.time()
+        t0, m0, e0 = self._util_mark
+        dt = now - t0
+        if dt <= 0:
+            return None, None
+        m, e = self._busy["mutator"], self._busy["evaluator"]
+        self._util_mark = (now, m, e)
+        return (min(1.0, (m - m0) / (dt * self._capacity["mutator"])),
+                min(1.0, (e - e0) / (dt * self._capacity["evaluator"])))
 
     def _check_stage(self, job: _Job, ref) -> bool:
         """True if a finished mutation is usable; otherwise retries or fails the job."""
@@ -472,9 +519,11 @@ class Driver:
         self._count += len(records)
         self._tokens += sum(r.tokens_in + r.tokens_out for r in records)
         stats = self.archive.stats()
+        mutator_util, evaluator_util = self._utilisation()
         metrics = dict(evaluations=self._count, wall_s=self.store.run_wall_s(), num_elites=stats.num_elites,
                        coverage=stats.coverage, qd_score=stats.qd_score, norm_qd_score=stats.norm_qd_score,
-                       max_fitness=stats.max_fitness, mean_fitness=stats.mean_fitness, tokens=self._tokens)
+                       max_fitness=stats.max_fitness, mean_fitness=stats.mean_fitness, tokens=self._tokens,
+                       in_flight=self._limit, mutator_util=mutator_util, evaluator_util=evaluator_util)
         self.store.record(records, metrics=metrics)
         if self._bar is not None:
             self._bar.update(len(records))

@@ -83,7 +83,10 @@ CREATE TABLE IF NOT EXISTS metrics (
     norm_qd_score  REAL NOT NULL,
     max_fitness    REAL,
     mean_fitness   REAL,
-    tokens         INTEGER NOT NULL DEFAULT 0
+    tokens         INTEGER NOT NULL DEFAULT 0,
+    in_flight      INTEGER,                -- the driver's in-flight batch limit at that moment
+    mutator_util   REAL,                   -- share of time mutator actors were busy since the last snapshot
+    evaluator_util REAL                    -- same for evaluator actors
 );
 """
 
@@ -443,10 +446,12 @@ class RunStore:
             if metrics is not None:
                 c.execute(
                     "INSERT OR REPLACE INTO metrics(evaluations, wall_s, time, num_elites, coverage, "
-                    "qd_score, norm_qd_score, max_fitness, mean_fitness, tokens) "
-                    "VALUES (:evaluations, :wall_s, :time, :num_elites, :coverage, :qd_score, "
-                    ":norm_qd_score, :max_fitness, :mean_fitness, :tokens)",
-                    {"time": now, "tokens": 0, **metrics},
+                    "qd_score, norm_qd_score, max_fitness, mean_fitness, tokens, in_flight, mutator_util, "
+                    "evaluator_util) VALUES (:evaluations, :wall_s, :time, :num_elites, :coverage, :qd_score, "
+                    ":norm_qd_score, :max_fitness, :mean_fitness, :tokens, :in_flight, :mutator_util, "
+                    ":evaluator_util)",
+                    {"time": now, "tokens": 0, "in_flight": None, "mutator_util": None, "evaluator_util": None,
+                     **metrics},
                 )
 
         self._write(write, f"{len(rows)} evaluations")

@@ -79,7 +79,9 @@ def build_sandbox(cfg: Mapping[str, Any], env: EnvironmentSpec) -> Sandbox:
 class MutatorWorker:
     """Hosts one Mutator; ``mutate`` is called with parent groups and a seed per batch."""
 
-    def __init__(self, mutator_cfg: Mapping[str, Any], task: TaskContext):
+    def __init__(self, mutator_cfg: Mapping[str, Any], task: TaskContext, *, gpu_fraction: float = 0.0):
+        if 0.0 < gpu_fraction < 1.0:
+            _cap_gpu_memory(gpu_fraction)
         self.mutator = build_mutator(mutator_cfg)
         self.task = task
         self.label = f"{socket.gethostname()}:{os.getpid()}"
@@ -113,6 +115,16 @@ class MutatorWorker:
         self.mutator.close()
 
 
+def _cap_gpu_memory(fraction: float) -> None:
+    """Ray's fractional GPUs are logical only: cap this process's CUDA memory to its share."""
+    try:
+        import torch
+    except ImportError:
+        return
+    if torch.cuda.is_available():
+        torch.cuda.set_per_process_memory_fraction(fraction)
+
+
 def _replace(proposal: Proposal, **changes: Any) -> Proposal:
     from dataclasses import replace
 
@@ -129,13 +141,14 @@ class EvaluatorWorker:
     def ping(self) -> str:
         return self.label
 
-    def evaluate(self, proposals: Sequence[Proposal], ids: Sequence[int]) -> tuple[str, list[EvalResult | None]]:
-        """Evaluate children; returns (worker label, one result or None per child).
+    def evaluate(self, proposals: Sequence[Proposal], ids: Sequence[int]) -> tuple[str, float, list[EvalResult | None]]:
+        """Evaluate children; returns (worker label, busy seconds, one result or None per child).
 
         None means the child is not evaluated: the mutator produced no program,
         or it failed the syntax check in :class:`MutatorWorker` (its status says
         which). Only children with status ``ok`` reach a sandbox.
         """
+        start = time.perf_counter()
         results: list[EvalResult | None] = [None] * len(proposals)
         requests: list[EvalRequest] = []
         slots: list[int] = []
@@ -147,7 +160,7 @@ class EvaluatorWorker:
         if requests:
             for i, result in zip(slots, self.sandbox.evaluate(requests)):
                 results[i] = result
-        return self.label, results
+        return self.label, time.perf_counter() - start, results
 
     def close(self) -> None:
         self.sandbox.close()
