@@ -9,7 +9,8 @@ For three programs (trivial, numpy, ~100 ms of pure-Python CPU) it measures:
 
 ``latency`` is one program at a time through one slot (median ms per program);
 ``throughput`` is a batch spread over ``--workers`` slots (host: that many
-subprocesses at once), reported as wall ms per program. Run from the repository
+subprocesses at once), reported as wall ms per program; ``CPU`` is CPU time per
+program summed over every process involved (robust to background load). Run from the repository
 root (it uses the test environment ``tests.sandbox.toy_env.ToyEnv``, which
 preloads numpy)::
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -67,25 +69,64 @@ def programs(loop_n: int) -> dict[str, str]:
     }
 
 
+def cpu_seconds(box=None) -> float:
+    """CPU time charged so far to running programs the way ``box`` runs them (plus this process).
+
+    host subprocesses: reaped children (RUSAGE_CHILDREN); process backend: each fork server's
+    utime+stime+cutime+cstime from /proc; gVisor: each sandbox's cpuacct cgroup (sentry, gofer,
+    stubs). Robust to background load, unlike wall-clock time. Reads backend internals.
+    """
+    total = time.process_time()
+    if box is None:
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return total + ru.ru_utime + ru.ru_stime
+    tick = os.sysconf("SC_CLK_TCK")
+    for slot in box._slots:
+        if box.backend == "gvisor" and slot.handle is not None:
+            for path in (f"/sys/fs/cgroup/cpuacct/{slot.handle.id}/cpuacct.usage",
+                         f"/sys/fs/cgroup/{slot.handle.id}/cpu.stat"):
+                try:
+                    with open(path) as f:
+                        text = f.read()
+                except OSError:
+                    continue
+                if path.endswith("cpuacct.usage"):
+                    total += int(text) / 1e9
+                else:
+                    total += int(text.split("usage_usec", 1)[1].split()[0]) / 1e6
+                break
+        elif box.backend == "process" and slot.proc is not None:
+            try:
+                with open(f"/proc/{slot.proc.pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                total += sum(int(x) for x in fields[11:15]) / tick
+            except (OSError, ValueError):
+                pass
+    return total
+
+
 def host_cmd(source: str) -> list[str]:
     return [sys.executable, "-c", source + "\nprint(main())\n"]
 
 
-def bench_host(source: str, n: int, workers: int) -> tuple[float, float]:
+def bench_host(source: str, n: int, workers: int) -> tuple[float, float, float]:
     lat = []
+    c0 = cpu_seconds()
     for _ in range(n):
         t0 = time.perf_counter()
         subprocess.run(host_cmd(source), capture_output=True, check=True)
         lat.append(time.perf_counter() - t0)
+    cpu = (cpu_seconds() - c0) / n * 1e3
     t0 = time.perf_counter()
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(lambda _: subprocess.run(host_cmd(source), capture_output=True, check=True), range(n)))
-    return statistics.median(lat) * 1e3, (time.perf_counter() - t0) / n * 1e3
+    return statistics.median(lat) * 1e3, (time.perf_counter() - t0) / n * 1e3, cpu
 
 
-def bench_sandbox(box, source: str, n: int) -> tuple[float, float, float, float]:
+def bench_sandbox(box, source: str, n: int) -> tuple[float, float, float, float, float]:
     box.evaluate([EvalRequest(0, source)])  # warm-up
     lat, run, score = [], [], []
+    c0 = cpu_seconds(box)
     for i in range(n):
         t0 = time.perf_counter()
         (res,) = box.evaluate([EvalRequest(i, source)])
@@ -94,13 +135,14 @@ def bench_sandbox(box, source: str, n: int) -> tuple[float, float, float, float]
             raise RuntimeError(f"benchmark program failed: {res.status} {res.error}")
         run.append(res.run_s)
         score.append(res.score_s)
+    cpu = (cpu_seconds(box) - c0) / n * 1e3
     t0 = time.perf_counter()
     results = box.evaluate([EvalRequest(i, source) for i in range(n)])
     thr = (time.perf_counter() - t0) / n * 1e3
     bad = [r for r in results if r.status is not EvalStatus.OK]
     if bad:
         raise RuntimeError(f"benchmark batch had failures: {bad[0].status} {bad[0].error}")
-    return statistics.median(lat) * 1e3, thr, statistics.median(run) * 1e3, statistics.median(score) * 1e3
+    return statistics.median(lat) * 1e3, thr, statistics.median(run) * 1e3, statistics.median(score) * 1e3, cpu
 
 
 def main() -> None:
@@ -133,9 +175,9 @@ def main() -> None:
             continue
         try:
             for name, src in progs.items():
-                lat, _, run, score = bench_sandbox(one, src, args.n)
-                _, thr, _, _ = bench_sandbox(many, src, args.n)
-                rows[name][backend] = (lat, thr, run, score)
+                lat, _, run, score, cpu = bench_sandbox(one, src, args.n)
+                _, thr, _, _, _ = bench_sandbox(many, src, args.n)
+                rows[name][backend] = (lat, thr, run, score, cpu)
         finally:
             t0 = time.perf_counter()
             one.close()
@@ -158,6 +200,13 @@ def main() -> None:
     for name, r in rows.items():
         h = r["host"][1]
         cells = "".join(f"{r[b][1]:>12.1f} ({r[b][1] / h:4.2f}x)" for b in backends if b in r)
+        print(f"{name:<14}{h:>17.1f}{cells}")
+    print()
+    print("CPU: ms of CPU time per program (all processes involved, see cpu_seconds)")
+    print(header)
+    for name, r in rows.items():
+        h = r["host"][2]
+        cells = "".join(f"{r[b][4]:>12.1f} ({r[b][4] / h:4.2f}x)" for b in backends if b in r)
         print(f"{name:<14}{h:>17.1f}{cells}")
     print()
     print("inside the sandbox: median run_s / score_s per program (ms)")
