@@ -387,6 +387,7 @@ def test_janitor_removes_sandbox_of_killed_owner(tmp_path):
         owner.wait()
     assert _processes_using(d), "the sandbox should have outlived its SIGKILLed owner"
     assert janitor(str(root)) == 1
+    assert _runsc_list(state) == []
     assert not os.path.exists(d)
     assert _processes_using(d) == []
     assert os.listdir(root) == []
