@@ -68,3 +68,35 @@ class WrongCountMutator(Mutator):
 
     def mutate(self, *, parents: Sequence[Sequence[Parent]], task: TaskContext, seed: int) -> list[Proposal]:
         return []
+
+
+class CrashAlwaysSandbox(InProcessSandbox):
+    """Kills its worker on every batch except the seeds (first id 0) while ``<runtime_dir>/crash-always`` exists."""
+
+    def __init__(self, *, env, limits, workers=1, runtime_dir=None):
+        super().__init__(env=env, limits=limits, workers=workers)
+        self.marker = os.path.join(runtime_dir, "crash-always") if runtime_dir else None
+
+    def evaluate(self, requests):
+        if self.marker and os.path.exists(self.marker) and requests and requests[0].id > 0:
+            os._exit(1)
+        return super().evaluate(requests)
+
+
+class CrashOnceMutator(Mutator):
+    """The GP mutator, except that it kills its own worker once (when ``<marker_dir>/crash-once`` exists)."""
+
+    name = "gp"
+    checks_syntax = True
+
+    def __init__(self, marker_dir: str):
+        from mutators.gp import GPMutator
+
+        self.inner = GPMutator()
+        self.marker = os.path.join(marker_dir, "crash-once")
+
+    def mutate(self, *, parents, task, seed):
+        if os.path.exists(self.marker):
+            os.remove(self.marker)
+            os._exit(1)
+        return self.inner.mutate(parents=parents, task=task, seed=seed)
