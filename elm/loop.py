@@ -246,10 +246,13 @@ class Driver:
         self.evaluators = [eval_cls.remote(dict(self.cfg["sandbox"]), self.env_spec) for _ in range(n_eval)]
         # Fail fast (and clearly) if an actor cannot start, e.g. a bad mutator argument.
         try:
-            labels = ray.get([a.ping.remote() for a in self.mutators + self.evaluators])
+            where = ray.get([a.ping.remote() for a in self.mutators + self.evaluators])
         except Exception as exc:  # RayActorError wraps the constructor's exception
             raise RunError(f"a worker failed to start: {_root_cause(exc)}") from exc
-        log.info("workers: %d mutator(s), %d evaluator(s) on %s", n_mut, n_eval, sorted(set(labels)))
+        self.placement = {"mutator": where[:n_mut], "evaluator": where[n_mut:]}
+        self.store.set_meta(placement=self.placement)
+        log.info("workers: %d mutator(s) on %s, %d evaluator(s) on %s", n_mut,
+                 [w["label"] for w in where[:n_mut]], n_eval, [w["label"] for w in where[n_mut:]])
         self._mut_load = [0] * n_mut
         self._eval_load = [0] * n_eval
         self._n_mut, self._n_eval = n_mut, n_eval

@@ -86,8 +86,9 @@ class MutatorWorker:
         self.task = task
         self.label = f"{socket.gethostname()}:{os.getpid()}"
 
-    def ping(self) -> str:
-        return self.label
+    def ping(self) -> dict[str, str]:
+        """Where this worker runs: ``label`` (host:pid) and Ray ``node_id`` (None outside Ray)."""
+        return {"label": self.label, "node_id": _node_id()}
 
     def mutate(self, parents: Sequence[Sequence[Parent]], seed: int) -> list[Proposal]:
         start = time.perf_counter()
@@ -115,6 +116,15 @@ class MutatorWorker:
         self.mutator.close()
 
 
+def _node_id() -> str | None:
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+    except Exception:  # outside a Ray worker
+        return None
+
+
 def _cap_gpu_memory(fraction: float) -> None:
     """Ray's fractional GPUs are logical only: cap this process's CUDA memory to its share."""
     try:
@@ -138,8 +148,9 @@ class EvaluatorWorker:
         self.sandbox = build_sandbox(sandbox_cfg, env)
         self.label = f"{socket.gethostname()}:{os.getpid()}"
 
-    def ping(self) -> str:
-        return self.label
+    def ping(self) -> dict[str, str]:
+        """Where this worker runs: ``label`` (host:pid) and Ray ``node_id`` (None outside Ray)."""
+        return {"label": self.label, "node_id": _node_id()}
 
     def evaluate(self, proposals: Sequence[Proposal], ids: Sequence[int]) -> tuple[str, float, list[EvalResult | None]]:
         """Evaluate children; returns (worker label, busy seconds, one result or None per child).
