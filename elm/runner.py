@@ -178,11 +178,11 @@ def _init_ray(ray_cfg: Mapping[str, Any]) -> bool:
         return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    kwargs: dict[str, Any] = dict(include_dashboard=bool(ray_cfg.get("include_dashboard", False)),
-                                  log_to_driver=True, configure_logging=False)
+    kwargs: dict[str, Any] = dict(log_to_driver=True, configure_logging=False)
     if ray_cfg.get("address"):
-        kwargs["address"] = ray_cfg["address"]
+        kwargs["address"] = ray_cfg["address"]  # an existing cluster: its own settings apply
     else:
+        kwargs["include_dashboard"] = bool(ray_cfg.get("include_dashboard", False))
         if ray_cfg.get("num_cpus") is not None:
             kwargs["num_cpus"] = int(ray_cfg["num_cpus"])
         if ray_cfg.get("num_gpus") is not None:
