@@ -11,6 +11,7 @@ the slot and carries on with the rest of the batch.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import math
@@ -19,6 +20,7 @@ import select
 import struct
 import threading
 import time
+import weakref
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
@@ -37,6 +39,19 @@ STARTUP_TIMEOUT_S = 120.0
 #: extra seconds the host waits beyond the in-sandbox deadlines before it declares a slot lost
 BACKSTOP_SLACK_S = 3.0
 FORKSERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "forkserver.py")
+
+
+#: every pool not yet closed; closed at interpreter exit (a forgotten close() leaks nothing)
+_live: "weakref.WeakSet[ForkServerPool]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for pool in list(_live):
+        try:
+            pool.close()
+        except Exception:  # noqa: BLE001
+            pass
 
 
 class EnvironmentLoadError(ValueError):
@@ -189,6 +204,7 @@ class ForkServerPool(Sandbox):
         self._starter: ThreadPoolExecutor | None = None
         #: one batch at a time per object (concurrent callers queue up here)
         self._eval_lock = threading.Lock()
+        _live.add(self)
 
     # -- hooks for the backends
 
@@ -325,6 +341,7 @@ class ForkServerPool(Sandbox):
         if self._closed:
             return
         self._closed = True
+        _live.discard(self)
         for slot in self._slots:
             if slot.pending is not None:
                 try:

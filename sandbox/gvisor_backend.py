@@ -9,7 +9,6 @@ exit code on failure, and its timeout kills only the client.
 
 from __future__ import annotations
 
-import atexit
 import compileall
 import importlib.util
 import json
@@ -19,7 +18,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-import weakref
 
 from elm.sandbox import EnvironmentSpec, SandboxLimits, SandboxUnavailable
 from elm.types import EvalStatus
@@ -221,18 +219,6 @@ def _make_sandbox_class():
     return _LimitedSandbox
 
 
-_live: "weakref.WeakSet[GVisorSandbox]" = weakref.WeakSet()
-
-
-@atexit.register
-def _close_all() -> None:
-    for sb in list(_live):
-        try:
-            sb.close()
-        except Exception:  # noqa: BLE001
-            pass
-
-
 class GVisorSandbox(ForkServerPool):
     """K warm gVisor sandboxes, each running a fork server; see docs/sandbox.md.
 
@@ -280,7 +266,6 @@ class GVisorSandbox(ForkServerPool):
                 self._forkserver = f"{HARNESS_MOUNT}/sandbox/forkserver.py"
             else:
                 self._forkserver = os.path.join(os.path.dirname(os.path.abspath(__file__)), "forkserver.py")
-            _live.add(self)
             self._start_all()
         except BaseException:
             self.close()
@@ -449,7 +434,6 @@ class GVisorSandbox(ForkServerPool):
         self._reaper.burst(2.0)
 
     def _after_close(self) -> None:
-        _live.discard(self)
         d = getattr(self, "_dir", None)
         if d and os.path.isdir(d):
             state = os.path.join(d, "state")
