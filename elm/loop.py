@@ -567,7 +567,7 @@ class Driver:
 
                 self._bar = tqdm(total=int(self.budget["evaluations"]), initial=self._count, unit="eval",
                                  dynamic_ncols=True, mininterval=1.0, file=sys.stderr)
-            if self.store.count(status=None) == 0 or not self._has_seed_rows():
+            if self.store.count(mutator=SEED_MUTATOR) == 0:  # new run, or killed before its seeds finished
                 self._seeding = True
                 self._submit_seeds()
                 self._drain()
@@ -620,31 +620,17 @@ class Driver:
             if self._stop_reason and self._stop_reason.endswith("abandoned)"):
                 return
 
-    def _has_seed_rows(self) -> bool:
-        return any(True for _ in self._iter_seed_rows())
-
-    def _iter_seed_rows(self):
-        rows = self.store._conn.execute("SELECT id FROM evaluations WHERE mutator = ? LIMIT 1", (SEED_MUTATOR,))
-        return rows.fetchall()
-
     def _seed_archive_stats(self) -> tuple[float, float]:
         """Coverage and QD score of the seed programs alone (for the summary's comparison)."""
-        import json
-
-        rows = self.store._conn.execute(
-            "SELECT id, fitness, descriptor FROM evaluations WHERE mutator = ? AND status = ? ORDER BY id",
-            (SEED_MUTATOR, EvalStatus.OK.value)).fetchall()
         archive = build_archive(self.space, self.cfg["qd"], seed=self.seed)
-        archive.add([Elite(id=r["id"], cell=-1, source="", fitness=r["fitness"],
-                           descriptor=tuple(json.loads(r["descriptor"]))) for r in rows])
+        archive.add([Elite(id=r.id, cell=-1, source="", fitness=r.fitness, descriptor=tuple(r.descriptor))
+                     for r in self.store.iter_evaluations(status=EvalStatus.OK.value, mutator=SEED_MUTATOR)])
         s = archive.stats()
         return s.coverage, s.qd_score
 
     def _no_seed_message(self) -> str:
-        rows = self.store._conn.execute(
-            "SELECT id, status, error FROM evaluations WHERE mutator = ? ORDER BY id", (SEED_MUTATOR,)
-        ).fetchall()
-        detail = "; ".join(f"seed {r['id']}: {r['status']} {(r['error'] or '')[-300:]}" for r in rows)
+        detail = "; ".join(f"seed {r.id}: {r.status} {((r.error or '').strip().splitlines() or [''])[-1][-300:]}"
+                           for r in self.store.iter_evaluations(mutator=SEED_MUTATOR))
         return (f"no seed program of environment {self.env.name!r} evaluated ok, so evolution cannot start. "
                 f"Check the environment's seed programs locally with env.evaluate_local(source). {detail}")
 

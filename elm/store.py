@@ -456,12 +456,18 @@ class RunStore:
 
         self._write(write, f"{len(rows)} evaluations")
 
-    def count(self, *, status: str | None = None) -> int:
-        if status is None:
-            (n,) = self._conn.execute("SELECT COUNT(*) FROM evaluations").fetchone()
-        else:
-            (n,) = self._conn.execute("SELECT COUNT(*) FROM evaluations WHERE status = ?", (status,)).fetchone()
+    def count(self, *, status: str | None = None, mutator: str | None = None) -> int:
+        """Number of evaluations, optionally only those with this status and/or mutator."""
+        where, params = self._filters(status=status, mutator=mutator)
+        (n,) = self._conn.execute(f"SELECT COUNT(*) FROM evaluations{where}", params).fetchone()
         return int(n)
+
+    @staticmethod
+    def _filters(**conditions: Any) -> tuple[str, tuple]:
+        used = [(k, v) for k, v in conditions.items() if v is not None]
+        if not used:
+            return "", ()
+        return " WHERE " + " AND ".join(f"{k} = ?" for k, _ in used), tuple(v for _, v in used)
 
     def max_id(self) -> int:
         """Largest evaluation id recorded, -1 when none."""
@@ -480,19 +486,16 @@ class RunStore:
             for row in self._conn.execute("SELECT status, COUNT(*) FROM evaluations GROUP BY status")
         }
 
-    def iter_evaluations(self, *, status: str | None = None, chunk: int = 2000) -> Iterator[EvaluationRecord]:
-        """All evaluations in id order (optionally of one status), streamed in chunks."""
+    def iter_evaluations(self, *, status: str | None = None, mutator: str | None = None,
+                         chunk: int = 2000) -> Iterator[EvaluationRecord]:
+        """All evaluations in id order (optionally of one status and/or mutator), streamed in chunks."""
+        where, params = self._filters(status=status, mutator=mutator)
+        where = (where + " AND" if where else " WHERE") + " id > ?"
         last = -1
         while True:
-            if status is None:
-                rows = self._conn.execute(
-                    "SELECT * FROM evaluations WHERE id > ? ORDER BY id LIMIT ?", (last, chunk)
-                ).fetchall()
-            else:
-                rows = self._conn.execute(
-                    "SELECT * FROM evaluations WHERE id > ? AND status = ? ORDER BY id LIMIT ?",
-                    (last, status, chunk),
-                ).fetchall()
+            rows = self._conn.execute(
+                f"SELECT * FROM evaluations{where} ORDER BY id LIMIT ?", (*params, last, chunk)
+            ).fetchall()
             if not rows:
                 return
             for row in rows:

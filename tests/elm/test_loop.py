@@ -132,3 +132,20 @@ def test_full_disk_stops_with_a_clear_error_and_an_intact_store(ray_session, tmp
     # Once space is available again the run resumes and completes its budget.
     resumed = run(_cfg("budget.evaluations=300", f"resume={tmp_path / 'r'}"), run_dir=tmp_path / "x")
     assert resumed.evaluations == 300
+
+
+def test_no_valid_seed_stops_at_start_with_each_seeds_reason(ray_session, tmp_path):
+    from elm.loop import RunError
+
+    cfg = _cfg("budget.evaluations=50", "env.n=2")
+    cfg["env"]["_target_"] = "tests.elm.test_loop.BrokenSeeds"
+    with pytest.raises(RunError, match=r"no seed program .* seed 0: error .*ZeroDivisionError.* seed 1: syntax_error"):
+        run(cfg, run_dir=tmp_path / "r")
+
+
+from environments.circle_packing import CirclePacking  # noqa: E402
+
+
+class BrokenSeeds(CirclePacking):
+    def seed_programs(self):
+        return ["def pack():\n    return 1 / 0\n", "def pack(:\n"]
