@@ -662,6 +662,11 @@ class ParentSelector(ABC):
                 f"and {len(outcomes)}"
             )
 
+    def remember(self, elites: Sequence[Elite]) -> None:
+        """Note elites that may later appear as parents in ``update`` without having
+        been returned by ``select`` in this process (a resumed run replays its
+        history this way). Default: nothing to remember."""
+
     def state_dict(self) -> dict[str, Any]:
         return {"name": self.name}
 
@@ -759,6 +764,14 @@ class CuriositySelector(ParentSelector):
         while len(track) > self.max_tracked:
             del track[next(iter(track))]
         return out
+
+    def remember(self, elites: Sequence[Elite]) -> None:
+        track = self._parent_cell
+        for e in elites:
+            track.pop(e.id, None)
+            track[e.id] = e.cell
+        while len(track) > self.max_tracked:
+            del track[next(iter(track))]
 
     def update(self, parent_ids: Sequence[Sequence[int]], outcomes: Sequence[AddOutcome]) -> None:
         super().update(parent_ids, outcomes)

@@ -198,6 +198,7 @@ class Driver:
         def flush():
             if batch:
                 outs = self.archive.add([e for _, e in batch])
+                self.selector.remember([o.elite for o in outs if o.elite is not None])
                 for (rec, _), out in zip(batch, outs):
                     outcomes.append(out)
                     parent_groups.append(rec.parent_ids)

@@ -429,3 +429,19 @@ def test_curiosity_score_survives_elite_replacement_and_tracking_is_bounded():
     a.add([e(5.0, (p.cell + 0.5) / 4, id=555)])  # replace the parent's elite
     sel.update([(p.id,)], [AddOutcome(NEW, 1, False, None)])
     assert sel.score(p.cell) == 2.0  # credit still goes to the cell
+
+
+def test_curiosity_remember_lets_replayed_feedback_land():
+    from elm.archive import AddOutcome, CuriositySelector, GridArchive
+    from elm.types import AddStatus, DescriptorSpace, Elite
+
+    space = DescriptorSpace(names=("a",), lower=(0.0,), upper=(1.0,), bins=(4,))
+    archive = GridArchive(space=space)
+    outs = archive.add([Elite(id=7, cell=-1, source="", fitness=1.0, descriptor=(0.1,))])
+    sel = CuriositySelector()
+    inserted = AddOutcome(status=AddStatus.NEW_CELL, cell=1, out_of_bounds=False, elite=None)
+    sel.update([(7,)], [inserted])  # never selected in this process: ignored
+    assert sel.score(outs[0].cell) == sel.init_score
+    sel.remember([outs[0].elite])
+    sel.update([(7,)], [inserted])
+    assert sel.score(outs[0].cell) == sel.init_score + sel.reward
