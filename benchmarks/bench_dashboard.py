@@ -1,0 +1,291 @@
+"""Dashboard on a 100,000-evaluation run: open time and callback latencies (prints, asserts nothing).
+
+Run: ``python -m benchmarks.bench_dashboard [--evaluations N] [--keep DIR] [--no-browser]``.
+
+1. Writes a synthetic run of N evaluations straight through :class:`elm.store.RunStore`
+   (circle-packing seed programs with tweaked constants as sources, a real
+   :class:`~elm.archive.GridArchive` deciding cells and archive statuses, two mutators,
+   realistic status mix, one metrics row per batch of 100), in well under a minute.
+2. Starts ``python -m elm.dashboard <run> --port 0`` as a user would and times
+   - the command's start until it serves (imports, store open, first queries),
+   - each callback over HTTP (``POST /_dash-update-component``, the request the
+     browser makes), several times: median and worst,
+   - with headless Chromium (when ``/usr/bin/chromium`` and ``chromedriver`` exist):
+     page navigation until the archive heatmap is drawn.
+
+:func:`make_synthetic_run` is also used by the dashboard tests to build 3-D grid
+and CVT runs in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from elm.archive import CVTArchive, GridArchive
+from elm.store import EvaluationRecord, RunStore
+from elm.types import DescriptorSpace, Elite
+
+ROOT = Path(__file__).resolve().parents[1]
+_NUMBER = re.compile(r"(?<![\w.])(\d+\.\d+)")
+_STATUSES = ("ok", "invalid", "error", "timeout", "memory", "syntax_error")
+_STATUS_P = (0.60, 0.24, 0.10, 0.03, 0.01, 0.02)
+
+
+def _seed_sources() -> list[str]:
+    from environments.circle_packing import CirclePacking
+
+    return list(CirclePacking().seed_programs())
+
+
+def _tweak(source: str, rng: np.random.Generator) -> str:
+    """The parent's program with one numeric constant changed (a realistic small diff)."""
+    numbers = list(_NUMBER.finditer(source))
+    if not numbers:
+        return source
+    m = numbers[int(rng.integers(len(numbers)))]
+    new = f"{float(m.group(1)) * float(rng.uniform(0.8, 1.2)):.6g}"
+    return source[: m.start()] + new + source[m.end() :]
+
+
+def make_synthetic_run(
+    run_dir: str | os.PathLike,
+    *,
+    evaluations: int = 100_000,
+    kind: str = "grid",
+    dims: int = 2,
+    bins: int = 12,
+    cells: int = 200,
+    batch: int = 100,
+    seed: int = 0,
+    mutators: tuple[str, ...] = ("gp", "llm"),
+) -> Path:
+    """Write a finished run of ``evaluations`` rows to ``run_dir/run.db``; returns ``run_dir``.
+
+    ``kind`` is ``"grid"`` (``bins`` per dimension) or ``"cvt"`` (``cells`` centroids)
+    over ``dims`` descriptors in [0, 1]. The ``llm`` mutator reports tokens. Wall
+    time is simulated at 25 evaluations/s. Deterministic for a given ``seed``.
+    """
+    run_dir = Path(run_dir)
+    rng = np.random.default_rng(seed)
+    names = tuple(f"d{i}" for i in range(dims)) if dims != 2 else ("radius_cv", "border_fraction")
+    space = DescriptorSpace(names=names, lower=(0.0,) * dims, upper=(1.0,) * dims, bins=(bins,) * dims)
+    if kind == "grid":
+        archive: Any = GridArchive(space=space)
+    elif kind == "cvt":
+        archive = CVTArchive(space=space, cells=cells, samples=max(20 * cells, 5000), seed=seed)
+    else:
+        raise ValueError(f"kind must be 'grid' or 'cvt', got {kind!r}")
+    config = {
+        "env": {"_target_": "environments.circle_packing.CirclePacking", "n": 26},
+        "mutator": {"_target_": "benchmarks.synthetic", "names": list(mutators)},
+        "qd": {"kind": kind, "bins": [bins] * dims if kind == "grid" else None, "cells": cells,
+               "qd_offset": 0.0, "out_of_bounds": "clip", "selection": "uniform"},
+        "sandbox": {"backend": "process"},
+        "budget": {"evaluations": evaluations, "wall_seconds": None, "tokens": None},
+        "loop": {"batch_size": batch},
+        "seed": seed,
+        "synthetic": True,
+    }
+    store = RunStore.create(run_dir, meta={
+        "config": config, "seed": seed, "versions": {"python": sys.version.split()[0]},
+        "environment": "circle_packing", "descriptor_space": space.to_dict(), "sandbox_backend": "process",
+        "archive": archive.to_dict(),
+    })
+    t0 = time.time() - evaluations / 25.0
+    try:
+        store.begin_session()
+        seeds = _seed_sources()
+        by_id: dict[int, tuple[str, float, tuple[float, ...], int]] = {}  # ok programs
+        elites: list[Elite] = []
+        tokens = 0
+        next_id = 0
+        while next_id < evaluations:
+            n = min(batch if next_id else len(seeds), evaluations - next_id)  # seeds first, alone
+            entries, records = [], []
+            for k in range(n):
+                i = next_id + k
+                wall = i / 25.0
+                if i < len(seeds):
+                    parents: tuple[int, ...] = ()
+                    source, fit0, desc0, gen = seeds[i], 1.9 + 0.15 * i, tuple(rng.uniform(0.2, 0.8, dims)), 0
+                    mutator, status = "seed", "ok"
+                else:
+                    parent = elites[int(rng.integers(len(elites)))]
+                    parents = (parent.id,)
+                    psrc, fit0, desc0, pgen = by_id[parent.id]
+                    source, gen = _tweak(psrc, rng), pgen + 1
+                    mutator = mutators[int(rng.integers(len(mutators)))]
+                    status = str(rng.choice(_STATUSES, p=_STATUS_P))
+                tin = int(rng.integers(800, 1600)) if mutator == "llm" else 0
+                tout = int(rng.integers(100, 400)) if mutator == "llm" else 0
+                tokens += tin + tout
+                fitness = desc = None
+                if status == "ok":
+                    fitness = float(fit0 + rng.normal(0.0, 0.03) + (0.0 if gen == 0 else 0.002))
+                    desc = tuple(float(v) for v in np.clip(np.asarray(desc0) + rng.normal(0, 0.06, dims), -0.02, 1.02))
+                    entries.append((k, Elite(id=i, cell=-1, source=source, fitness=fitness, descriptor=desc,
+                                             parent_ids=parents, mutator=mutator, generation=gen)))
+                records.append(dict(
+                    id=i, parent_ids=parents, mutator=mutator, generation=gen, source=source, status=status,
+                    fitness=fitness, descriptor=desc, mutation_status="ok",
+                    error=None if status == "ok" else f"{status}: synthetic failure",
+                    info={"mutation": {"edits": ["const"]}} if parents else {},
+                    tokens_in=tin, tokens_out=tout, model_s=0.002 if mutator != "llm" else 1.5,
+                    run_s=float(rng.uniform(0.01, 0.2)), score_s=0.003, eval_s=float(rng.uniform(0.02, 0.3)),
+                    worker="bench:1", created_at=t0 + wall,
+                ))
+            outcomes = archive.add([e for _, e in entries]) if entries else []
+            for (k, e), out in zip(entries, outcomes):
+                records[k].update(cell=out.cell, archive_status=str(out.status))
+                by_id[e.id] = (e.source, e.fitness, e.descriptor, e.generation)
+            elites = archive.elites()
+            next_id += n
+            stats = archive.stats()
+            store.record([EvaluationRecord(**r) for r in records], metrics=dict(
+                evaluations=next_id, wall_s=next_id / 25.0, num_elites=stats.num_elites,
+                coverage=stats.coverage, qd_score=stats.qd_score, norm_qd_score=stats.norm_qd_score,
+                max_fitness=stats.max_fitness, mean_fitness=stats.mean_fitness, tokens=tokens))
+            # Keep only what elites can still need as parents (memory stays flat).
+            live = {e.id for e in elites}
+            by_id = {i: v for i, v in by_id.items() if i in live}
+        store.end_session("evaluation budget")
+    finally:
+        store.close()
+    return run_dir
+
+
+# ---------------------------------------------------------------------- measuring
+
+
+def _post(url: str, payload: dict) -> tuple[float, dict]:
+    data = json.dumps(payload).encode()
+    req = urllib.request.Request(url + "_dash-update-component", data=data,
+                                 headers={"Content-Type": "application/json"})
+    t = time.perf_counter()
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        body = resp.read()
+    return time.perf_counter() - t, json.loads(body) if body else {}
+
+
+def _get(url: str) -> float:
+    t = time.perf_counter()
+    with urllib.request.urlopen(url, timeout=60) as resp:
+        resp.read()
+    return time.perf_counter() - t
+
+
+def _start_dashboard(run_dir: Path) -> tuple[subprocess.Popen, str, float]:
+    t = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "elm.dashboard", str(run_dir), "--port", "0"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    url = None
+    for line in proc.stdout:
+        m = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
+        if m:
+            url = m.group(1)
+            break
+    if url is None:
+        raise RuntimeError(f"the dashboard did not start (exit {proc.wait()})")
+    _get(url)
+    return proc, url, time.perf_counter() - t
+
+
+def _browser_first_heatmap(url: str) -> float | None:
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        return None
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    profile = tempfile.mkdtemp(prefix="bench-chromium-")
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1400,1000"):
+        opts.add_argument(arg)
+    browser = webdriver.Chrome(service=Service(driver), options=opts)
+    try:
+        t = time.perf_counter()
+        browser.get(url)
+        WebDriverWait(browser, 60).until(lambda b: b.execute_script(
+            "const g = document.querySelector('#archive-graph .js-plotly-plot');"
+            "return g && g.data && g.data.length > 0 && g.data[0].type === 'heatmap';"))
+        return time.perf_counter() - t
+    finally:
+        browser.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--evaluations", type=int, default=100_000)
+    parser.add_argument("--keep", type=Path, default=None, help="write the run here and keep it")
+    parser.add_argument("--no-browser", action="store_true")
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+
+    tmp = None
+    if args.keep is not None and (args.keep / "run.db").exists():
+        run_dir = args.keep
+        print(f"reusing {run_dir}")
+    else:
+        tmp = None if args.keep else tempfile.mkdtemp(prefix="bench-dashboard-")
+        run_dir = args.keep or Path(tmp) / "run"
+        t = time.perf_counter()
+        make_synthetic_run(run_dir, evaluations=args.evaluations)
+        size = (run_dir / "run.db").stat().st_size / 2**20
+        print(f"wrote {args.evaluations:,} evaluations in {time.perf_counter() - t:.1f} s ({size:.0f} MiB)")
+
+    from elm.analysis import load_run
+    from elm.dashboard.app import benchmark_requests
+
+    t = time.perf_counter()
+    with load_run(run_dir) as run:
+        summary = run.summary()
+    print(f"analysis: load_run + summary   {1000 * (time.perf_counter() - t):8.1f} ms "
+          f"({summary['evaluations']:,} evaluations, {summary['num_elites']} elites)")
+
+    proc, url, started = _start_dashboard(run_dir)
+    try:
+        print(f"dashboard: command start -> serving the page   {started:6.2f} s")
+        for name in ("", "_dash-layout", "_dash-dependencies"):
+            print(f"  GET /{name:<30} {1000 * _get(url + name):8.1f} ms")
+        with load_run(run_dir) as run:
+            requests = benchmark_requests(run)
+        for label, payload in requests:
+            times = [_post(url, payload)[0] for _ in range(args.repeat)]
+            print(f"  callback {label:<28} median {1000 * statistics.median(times):7.1f} ms   "
+                  f"worst {1000 * max(times):7.1f} ms")
+        if not args.no_browser:
+            first = _browser_first_heatmap(url)
+            if first is None:
+                print("  (no chromium/chromedriver: browser timing skipped)")
+            else:
+                print(f"  browser: navigation -> heatmap drawn   {first:6.2f} s")
+                print(f"  total: command start -> heatmap in the browser   {started + first:6.2f} s")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
