@@ -115,6 +115,25 @@ class CirclePackingEnvConfig:
 
 
 @dataclass
+class SodaraceEnvConfig:
+    _target_: str = "environments.sodarace.Sodarace"
+    terrain: str = "flat"  # "flat", "hills" or "uphill"
+    duration_s: float = 10.0  # simulated seconds per walker, 1 s of settling included
+
+
+@dataclass
+class ImageEvolutionEnvConfig:
+    _target_: str = "environments.image_evolution.ImageEvolution"
+
+
+@dataclass
+class BinPackingEnvConfig:
+    _target_: str = "environments.bin_packing.BinPacking"
+    suites: List[str] = field(default_factory=lambda: ["or3", "weibull5k"])
+    seed: int = 0  # instance generator seed
+
+
+@dataclass
 class GPMutatorConfig:
     _target_: str = "mutators.gp.GPMutator"
     name: Optional[str] = None
@@ -131,6 +150,9 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="elm_schema", node=ELMConfig)
     cs.store(group="env", name="circle_packing_schema", node=CirclePackingEnvConfig)
+    cs.store(group="env", name="sodarace_schema", node=SodaraceEnvConfig)
+    cs.store(group="env", name="image_evolution_schema", node=ImageEvolutionEnvConfig)
+    cs.store(group="env", name="bin_packing_schema", node=BinPackingEnvConfig)
     cs.store(group="mutator", name="gp_schema", node=GPMutatorConfig)
 
 
