@@ -203,16 +203,15 @@ class BinPacking(Environment):
             raise ValueError(f"seed must be a non-negative int, got {seed!r}")
         self.suites = suites
         self.seed = seed
-        self._instances: dict[str, list[np.ndarray]] | None = None
+        # Generated here (~20 ms), so a sandbox's fork server holds them and every candidate shares them.
+        self._instances = {s: make_instances(s, seed=seed) for s in suites}
 
     def __repr__(self) -> str:
         return f"BinPacking(suites={list(self.suites)!r}, seed={self.seed})"
 
     @property
     def instances(self) -> dict[str, list[np.ndarray]]:
-        """suite -> its instances (generated on first use, ~10 ms)."""
-        if self._instances is None:
-            self._instances = {s: make_instances(s, seed=self.seed) for s in self.suites}
+        """suite -> its instances, float64 arrays of item sizes in arrival order."""
         return self._instances
 
     @property

@@ -41,7 +41,7 @@ from environments.sodarace import Walker
 def make_walker():
     w = Walker()
     spokes = 8
-    radius = 0.5  # m
+    radius = 0.7  # m
     amplitude = 0.3
     wave = 1.0  # phase advance (cycles) once around the ring
     hub = w.add_joint(0.0, radius)

@@ -270,9 +270,10 @@ def check_walker(data: Any, rules: WalkerRules = RULES) -> WalkerArrays:
         if a[k] == b[k]:
             raise InvalidProgram(f"{what} connects joint {a[k]} to itself")
         if width == 4:
-            amp[k] = _number(conn[2], f"{what} amplitude")
-            if not 0.0 <= amp[k] <= rules.max_amplitude:
-                raise InvalidProgram(f"{what} amplitude {amp[k]!r} is outside [0, {rules.max_amplitude}]")
+            amplitude = _number(conn[2], f"{what} amplitude")
+            if not 0.0 <= amplitude <= rules.max_amplitude:
+                raise InvalidProgram(f"{what} amplitude {amplitude!r} is outside [0, {rules.max_amplitude}]")
+            amp[k] = amplitude
             phase[k] = _number(conn[3], f"{what} phase")
 
     degree = np.bincount(a, minlength=n) + np.bincount(b, minlength=n)
