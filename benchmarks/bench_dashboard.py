@@ -171,6 +171,34 @@ def make_synthetic_run(
 # ---------------------------------------------------------------------- measuring
 
 
+def dash_payload(dependencies: list[dict], output: str, values: dict[str, Any],
+                 changed: tuple[str, ...] = ()) -> dict:
+    """The body of the ``POST /_dash-update-component`` a browser sends for the callback writing ``output``.
+
+    ``dependencies`` is what ``GET /_dash-dependencies`` returns; ``output`` one of the
+    callback's outputs (``"archive-graph.figure"``); ``values`` maps ``"id.property"`` to
+    the value the page holds (missing ones are None); ``changed`` names the inputs that fired.
+    """
+    for dep in dependencies:
+        outs = dep["output"].strip(".").split("...")
+        if output in outs:
+            break
+    else:
+        raise KeyError(f"no callback writes {output!r}")
+
+    def spec(prop: str) -> dict:
+        ident, name = prop.rsplit(".", 1)
+        return {"id": ident, "property": name}
+
+    def filled(items: list[dict]) -> list[dict]:
+        return [{**i, "value": values.get(f"{i['id']}.{i['property']}")} for i in items]
+
+    return {"output": dep["output"],
+            "outputs": [spec(o) for o in outs] if len(outs) > 1 else spec(outs[0]),
+            "inputs": filled(dep["inputs"]), "state": filled(dep.get("state", [])),
+            "changedPropIds": list(changed) or [f"{i['id']}.{i['property']}" for i in dep["inputs"][:1]]}
+
+
 def _post(url: str, payload: dict) -> tuple[float, dict]:
     data = json.dumps(payload).encode()
     req = urllib.request.Request(url + "_dash-update-component", data=data,
@@ -254,7 +282,6 @@ def main() -> None:
         print(f"wrote {args.evaluations:,} evaluations in {time.perf_counter() - t:.1f} s ({size:.0f} MiB)")
 
     from elm.analysis import load_run
-    from elm.dashboard.app import benchmark_requests
 
     t = time.perf_counter()
     with load_run(run_dir) as run:
@@ -267,11 +294,35 @@ def main() -> None:
         print(f"dashboard: command start -> serving the page   {started:6.2f} s")
         for name in ("", "_dash-layout", "_dash-dependencies"):
             print(f"  GET /{name:<30} {1000 * _get(url + name):8.1f} ms")
+        with urllib.request.urlopen(url + "_dash-dependencies", timeout=60) as resp:
+            deps = json.loads(resp.read())
         with load_run(run_dir) as run:
-            requests = benchmark_requests(run)
-        for label, payload in requests:
+            elites = run.elites().sort_values("fitness")
+            cell, eid = int(elites.iloc[len(elites) // 2]["cell"]), int(elites.iloc[len(elites) // 2]["id"])
+        poll = _post(url, dash_payload(deps, "versions.data", {"refresh.n_intervals": 1, "versions.data": None}))[1]
+        versions = poll["response"]["versions"]["data"]
+        page = {"versions.data": versions, "run.value": 0, "tabs.value": "archive", "slice-index.value": "all",
+                "compare-metric.value": "qd_score", "compare-x.value": "evaluations",
+                "refresh.n_intervals": 2}
+        cases = [
+            ("refresh tick (nothing new)", "versions.data", {}),
+            ("status line", "run-status.children", {}),
+            ("archive heatmap", "archive-graph.figure", {}),
+            ("click a cell -> selection", "selected.data",
+             {"archive-graph.clickData": {"points": [{"customdata": cell}]}}),
+            ("elite panel + lineage", "elite-summary.children", {"selected.data": {"run": 0, "cell": cell}}),
+            ("code + diff to parent", "elite-code.children", {"lineage-pick.value": eid}),
+            ("archive heatmap, cell outlined", "archive-graph.figure", {"selected.data": {"run": 0, "cell": cell}}),
+            ("progress tab", "progress-graph.figure", {"tabs.value": "progress"}),
+            ("mutators tab", "mutator-graph.figure", {"tabs.value": "mutators"}),
+            ("throughput tab", "throughput-graph.figure", {"tabs.value": "throughput"}),
+            ("compare tab", "compare-graph.figure", {"tabs.value": "compare"}),
+            ("config tab", "config-panel.children", {"tabs.value": "config"}),
+        ]
+        for label, output, extra in cases:
+            payload = dash_payload(deps, output, {**page, **extra})
             times = [_post(url, payload)[0] for _ in range(args.repeat)]
-            print(f"  callback {label:<28} median {1000 * statistics.median(times):7.1f} ms   "
+            print(f"  callback {label:<32} median {1000 * statistics.median(times):7.1f} ms   "
                   f"worst {1000 * max(times):7.1f} ms")
         if not args.no_browser:
             first = _browser_first_heatmap(url)

@@ -97,15 +97,17 @@ def unified_diff(before: str | None, after: str | None, *, before_name: str = "p
 
 
 class _Tally:
-    """Incremental aggregates of ``evaluations``: per-cell best and per-bucket counts.
+    """Incremental aggregates of ``evaluations``: the per-cell best or the per-bucket counts.
 
     Rows are append-only but ids are allocated at proposal time, so a batch may
     land with ids below ones already seen (several evaluator actors). An update
     is incremental when every new row has an id above the last seen maximum
-    (checked by counting); otherwise everything is re-read.
+    (checked by counting); otherwise everything is re-read. The two aggregates are
+    separate instances (``part``), so the archive view never waits for the counts.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, part: str) -> None:
+        self.part = part  # "best" or "counts"
         self.count = 0
         self.max_id = -1
         self.bucket = 1  # evaluation ids per bucket: a power of two, doubled as the run grows
@@ -120,37 +122,39 @@ class _Tally:
             return False
         (above,) = conn.execute("SELECT COUNT(*) FROM evaluations WHERE id > ?", (self.max_id,)).fetchone()
         if self.count + above != count:  # a row arrived below max_id: start again
-            self.__init__()
+            self.__init__(self.part)
         since = self.max_id
-        # NOT INDEXED: a sequential scan in id order beats the cell index here, and makes
-        # MAX()'s bare columns come from the earliest row on ties (the archive's rule).
-        for cell, fitness, eid in conn.execute(
-            "SELECT cell, MAX(fitness), id FROM evaluations NOT INDEXED "
-            "WHERE id > ? AND cell IS NOT NULL AND fitness IS NOT NULL GROUP BY cell", (since,)
-        ):
-            old = self.best.get(cell)
-            if old is None or fitness > old[0]:
-                self.best[cell] = (fitness, eid)
-        if since < 0:
-            while max_id // self.bucket >= MAX_BUCKETS:
+        if self.part == "best":
+            # NOT INDEXED: a sequential scan in id order beats the cell index here, and makes
+            # MAX()'s bare columns come from the earliest row on ties (the archive's rule).
+            for cell, fitness, eid in conn.execute(
+                "SELECT cell, MAX(fitness), id FROM evaluations NOT INDEXED "
+                "WHERE id > ? AND cell IS NOT NULL AND fitness IS NOT NULL GROUP BY cell", (since,)
+            ):
+                old = self.best.get(cell)
+                if old is None or fitness > old[0]:
+                    self.best[cell] = (fitness, eid)
+        else:
+            if since < 0:
+                while max_id // self.bucket >= MAX_BUCKETS:
+                    self.bucket *= 2
+            for row in conn.execute(
+                "SELECT id / ?, mutator, status, archive_status, COUNT(*), SUM(tokens_in), "
+                "SUM(tokens_out), SUM(model_s), SUM(run_s), SUM(eval_s) FROM evaluations "
+                "WHERE id > ? GROUP BY 1, 2, 3, 4", (self.bucket, since)
+            ):
+                acc = self.counts.setdefault(tuple(row[:4]), [0, 0, 0, 0.0, 0.0, 0.0])
+                for i, v in enumerate(row[4:]):
+                    acc[i] += v or 0
+            while max_id // self.bucket >= 2 * MAX_BUCKETS:  # the run grew: merge pairs of buckets
                 self.bucket *= 2
-        for row in conn.execute(
-            "SELECT id / ?, mutator, status, archive_status, COUNT(*), SUM(tokens_in), "
-            "SUM(tokens_out), SUM(model_s), SUM(run_s), SUM(eval_s) FROM evaluations "
-            "WHERE id > ? GROUP BY 1, 2, 3, 4", (self.bucket, since)
-        ):
-            acc = self.counts.setdefault(tuple(row[:4]), [0, 0, 0, 0.0, 0.0, 0.0])
-            for i, v in enumerate(row[4:]):
-                acc[i] += v or 0
+                merged: dict[tuple, list[float]] = {}
+                for (b, *rest), acc in self.counts.items():
+                    into = merged.setdefault((b // 2, *rest), [0, 0, 0, 0.0, 0.0, 0.0])
+                    for i, v in enumerate(acc):
+                        into[i] += v
+                self.counts = merged
         self.count, self.max_id = count, max_id
-        while max_id // self.bucket >= 2 * MAX_BUCKETS:  # the run grew: merge pairs of buckets
-            self.bucket *= 2
-            merged: dict[tuple, list[float]] = {}
-            for (b, *rest), acc in self.counts.items():
-                into = merged.setdefault((b // 2, *rest), [0, 0, 0, 0.0, 0.0, 0.0])
-                for i, v in enumerate(acc):
-                    into[i] += v
-            self.counts = merged
         return True
 
     def frame(self) -> pd.DataFrame:
@@ -185,7 +189,7 @@ class Run:
         self._conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30.0,
                                      check_same_thread=False, isolation_level=None)
         self._lock = threading.RLock()
-        self._tally = _Tally()
+        self._tallies = {"best": _Tally("best"), "counts": _Tally("counts")}
         self.label: str = run_dir.resolve().name
         """Short name for legends; the dashboard makes labels of several runs unique."""
 
@@ -213,15 +217,16 @@ class Run:
             rows = cur.fetchall()
             return pd.DataFrame(rows, columns=[d[0] for d in cur.description])
 
-    def _tallied(self) -> _Tally:
-        """The tally, updated inside one read transaction (a consistent snapshot)."""
+    def _tallied(self, part: str = "counts") -> _Tally:
+        """The ``best`` or ``counts`` tally, updated inside one read transaction (a consistent snapshot)."""
+        tally = self._tallies[part]
         with self._lock:
             self._conn.execute("BEGIN")
             try:
-                self._tally.update(self._conn)
+                tally.update(self._conn)
             finally:
                 self._conn.execute("COMMIT")
-            return self._tally
+            return tally
 
     def meta(self) -> dict[str, Any]:
         """The ``meta`` table with JSON values decoded (``config``, ``archive``, ``versions``, ...)."""
@@ -263,8 +268,12 @@ class Run:
             "(SELECT COUNT(*) FROM sessions WHERE end_reason IS NOT NULL)")[0])
 
     def summary(self) -> dict[str, Any]:
-        """Headline figures: evaluations, elites, coverage, QD score, best fitness, wall time, state."""
-        tally = self._tallied()
+        """Headline figures: evaluations, elites, coverage, QD score, best fitness, wall time, tokens, state.
+
+        Reads no per-evaluation counts (only the archive's tally and the last metrics row),
+        so it stays cheap on the largest runs.
+        """
+        tally = self._tallied("best")
         last = self._query("SELECT * FROM metrics ORDER BY evaluations DESC LIMIT 1")
         names = [d[1] for d in self._query("PRAGMA table_info(metrics)")]
         metrics = dict(zip(names, last[0])) if last else {}
@@ -296,7 +305,7 @@ class Run:
             "qd_score": sum(f - offset for f in fits),
             "max_fitness": max(fits) if fits else None,
             "wall_s": float(metrics.get("wall_s") or 0.0),
-            "tokens": int(sum(v[1] + v[2] for v in tally.counts.values())),
+            "tokens": int(metrics.get("tokens") or 0),
             "state": state,
         }
 
@@ -438,7 +447,7 @@ class Run:
         Columns: ``cell``, ``id``, ``fitness``, one column per descriptor dimension,
         ``mutator``, ``generation``, ``parent_ids``, ``created_at`` (and ``source``).
         """
-        best = self._tallied().best
+        best = self._tallied("best").best
         cols = ["id", "cell", "fitness", "descriptor", "mutator", "generation", "parent_ids", "created_at"]
         if with_source:
             cols.append("source")
@@ -452,7 +461,7 @@ class Run:
 
     def cell_fitness(self) -> dict[int, tuple[float, int]]:
         """``{cell: (fitness, elite id)}`` for every occupied cell: the archive in one cheap call."""
-        return dict(self._tallied().best)
+        return dict(self._tallied("best").best)
 
     def evaluation(self, evaluation_id: int) -> dict[str, Any]:
         """One evaluation as a dict (with ``source``; JSON columns decoded).
@@ -473,7 +482,7 @@ class Run:
 
     def elite(self, cell: int) -> dict[str, Any] | None:
         """The elite of ``cell`` as :meth:`evaluation` returns it, or None when the cell is empty."""
-        hit = self._tallied().best.get(int(cell))
+        hit = self._tallied("best").best.get(int(cell))
         return None if hit is None else self.evaluation(hit[1])
 
     def lineage(self, evaluation_id: int) -> pd.DataFrame:
