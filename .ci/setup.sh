@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Set up everything this project needs, idempotently:
 #   - gVisor's runsc from Debian's package (when root and missing),
-#   - a virtualenv in .venv with the project installed (editable),
-#   - with --dev: the test dependencies too.
+#   - a virtualenv in .venv with the project installed (editable) with its dashboard extra,
+#   - with --dev: the test dependencies too, and Debian's chromium + chromium-driver
+#     (when root and missing) for the dashboard's browser tests.
 # Usage: bash .ci/setup.sh [--dev]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,10 +54,19 @@ if [ ! -x .venv/bin/python ]; then
   fi
 fi
 
+if [ "$DEV" -eq 1 ] && ! { command -v chromium >/dev/null && command -v chromedriver >/dev/null; }; then
+  if apt_install chromium chromium-driver; then
+    echo "setup.sh: installed chromium + chromium-driver (the dashboard's browser tests)"
+  else
+    echo "setup.sh: WARNING chromium / chromium-driver could not be installed (need root + apt);" >&2
+    echo "          the dashboard's browser tests will be skipped." >&2
+  fi
+fi
+
 PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 if [ "$DEV" -eq 1 ]; then
-  "${PIP[@]}" -e ".[dev]"
+  "${PIP[@]}" -e ".[dev,dashboard]"
 else
-  "${PIP[@]}" -e .
+  "${PIP[@]}" -e ".[dashboard]"
 fi
 echo "setup.sh: ready (.venv)"
