@@ -11,25 +11,40 @@ Protocol (over the server's original stdin/stdout, which it moves away from fds
 message is a 4-byte big-endian length followed by that many bytes of UTF-8 JSON.
 
 1. host -> server: configuration ``{"target", "kwargs", "limits", "pidns", "drop_uid",
-   "max_procs", "pids_cgroup", "scratch_dirs", "keep"}``
+   "scorer_uid", "max_procs", "pids_cgroup", "scratch_dirs", "keep"}``
 2. server -> host: ``{"ready": true, ...}`` or ``{"ready": false, "error": "..."}``
 3. host -> server: ``{"id", "source", "timeout"}``; server -> host: a dict whose
    keys map onto :class:`elm.types.EvalResult` plus ``leftover`` (processes that
    survived the clean-up; the host recycles the sandbox when it is not 0).
    Repeat until the host closes stdin.
 
-Per candidate the server forks a child that runs ``env.execute(source)`` under
-rlimits, with stdout/stderr going to a capped pipe and its JSON output going to
-a second pipe (fd 3). If that succeeds it forks a *second*, fresh child from the
-clean server which runs ``env.score(output)`` and validates the evaluation, so
-the candidate never shares a process with scoring. The server enforces a
-wall-clock deadline on each child with ``select`` and ``killpg(SIGKILL)``, then
-kills every process that escaped (see :func:`_victims`) and reaps them.
+Processes. The server itself never runs candidate code; it stays the clean copy
+every other process is forked from. Before the first candidate it forks
+
+* the **scorer**: a persistent process (its own uid under gVisor, no
+  capabilities) that runs ``env.score(output)`` plus validation for every
+  candidate, on the candidate's JSON output only, and only once every process
+  of that candidate is dead. It is replaced whenever ``score()`` raises, runs out
+  of memory, passes its deadline or dies, so it never carries state out of a
+  failure. Candidates cannot reach it (another uid: no signals, no ptrace).
+* a **spare child**: the next candidate's process, forked ahead of time. It
+  waits (as root, before any limit is applied) for its program on a pipe, then
+  joins the task-cap cgroup, sets its rlimits, drops to the candidate uid and
+  runs ``env.execute(source)`` with stdout/stderr going to a capped pipe and its
+  JSON output to a second pipe (fd 3). As soon as a spare has been handed its
+  program, the server forks the next spare, so the fork (the dominant cost under
+  gVisor's ptrace platform) overlaps the candidate's run instead of preceding it.
+
+The server enforces a wall-clock deadline on each candidate with ``select`` and
+``killpg(SIGKILL)``, then kills every process that escaped (see
+:meth:`Server._victims`), reaps them and empties the scratch directories, and
+only then hands the output to the scorer, under its own deadline.
 """
 
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import gc
 import io
 import json
@@ -221,16 +236,103 @@ def _descendants(root: int) -> list[int]:
     return out
 
 
+#: fds inside a candidate child: 1 and 2 the capped stdout/stderr pipe, 3 the result pipe,
+#: 4 (until the program has arrived) the pipe its program comes on
+RESULT_FD = 3
+CONTROL_FD = 4
+#: fds are first duplicated above this number, so that moving them onto 1..4 cannot clobber one another
+_HIGH_FD = 100
+
+
+def _read_blob(fd: int, limit: int) -> bytes | None:
+    """Read one length-prefixed byte string (4-byte big-endian length); None at EOF."""
+    head = _read_exact(fd, _HEADER.size)
+    if head is None:
+        return None
+    (length,) = _HEADER.unpack(head)
+    if length > limit:
+        raise ValueError(f"blob of {length} bytes exceeds the {limit}-byte limit")
+    return _read_exact(fd, length)
+
+
+def _move_fds(targets: dict[int, int]) -> None:
+    """Make fd ``dst`` a copy of ``src`` for each ``dst: src``, then close every other fd above 0.
+
+    Used in freshly forked helpers, which inherit every fd of the server (the
+    protocol pipes, other children's pipes): they keep only what they need.
+    """
+    high = {src: fcntl.fcntl(src, fcntl.F_DUPFD, _HIGH_FD) for src in set(targets.values())}
+    for dst, src in targets.items():
+        os.dup2(high[src], dst)
+    keep = set(targets) | {0}
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _rlimits(wanted) -> list[tuple[int, int, int]]:
+    """``(resource, soft, hard)`` clamped to the current hard limits (computed once, not per child)."""
+    out = []
+    for res, soft, hard in wanted:
+        _, cur_hard = resource.getrlimit(res)
+        if cur_hard != resource.RLIM_INFINITY:
+            soft, hard = min(soft, cur_hard), min(hard, cur_hard)
+        out.append((res, soft, hard))
+    return out
+
+
+class _Child:
+    """A forked candidate process and the server's ends of its pipes (-1 once closed)."""
+
+    __slots__ = ("pid", "ctl_w", "out_r", "res_r")
+
+    def __init__(self, pid: int, ctl_w: int, out_r: int, res_r: int) -> None:
+        self.pid, self.ctl_w, self.out_r, self.res_r = pid, ctl_w, out_r, res_r
+
+    def close(self) -> None:
+        for name in ("ctl_w", "out_r", "res_r"):
+            fd = getattr(self, name)
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+                setattr(self, name, -1)
+
+
+class _Scorer:
+    """The persistent scoring process and the server's (non-blocking) ends of its two pipes."""
+
+    __slots__ = ("pid", "req_w", "resp_r")
+
+    def __init__(self, pid: int, req_w: int, resp_r: int) -> None:
+        self.pid, self.req_w, self.resp_r = pid, req_w, resp_r
+
+    def close(self) -> None:
+        for fd in (self.req_w, self.resp_r):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
 class Server:
-    """State of one fork server: the environment, the limits and the wake-up pipe."""
+    """State of one fork server: the environment, the limits, the scorer and the spare child."""
 
     def __init__(self, cfg: dict) -> None:
         self.cfg = cfg
         self.limits = dict(cfg["limits"])
-        #: inside a gVisor sandbox the server owns the whole pid namespace: every
-        #: process other than init (pid 1) and the server is a candidate's leftover.
+        #: inside a gVisor sandbox the server owns the whole pid namespace: every process other
+        #: than init (pid 1), the server and its helpers (scorer, spare) is a candidate's leftover.
         self.pidns = bool(cfg.get("pidns", False))
+        #: uid of candidates (None: keep the server's uid, process backend)
         self.drop_uid = cfg.get("drop_uid")
+        #: uid of the scorer: not the candidates' uid, so that they cannot signal or trace it
+        self.scorer_uid = cfg.get("scorer_uid")
         #: most processes a candidate may have alive at once (a watchdog enforces it, because
         #: RLIMIT_NPROC is not enforced by gVisor, nor for root on Linux)
         self.max_procs = int(cfg.get("max_procs") or self.limits["nproc"])
@@ -240,8 +342,27 @@ class Server:
         self.keep = [os.path.normpath(p) for p in cfg.get("keep") or []]
         #: an in-sandbox pids cgroup whose pids.max caps each child's tasks (kernel-enforced, gVisor)
         self.cgroup = self._setup_pids_cgroup() if cfg.get("pids_cgroup") else None
+        lim = self.limits
+        mib = 1 << 20
+        common = [
+            (resource.RLIMIT_AS, lim["memory_mb"] * mib, lim["memory_mb"] * mib),
+            (resource.RLIMIT_NPROC, lim["nproc"], lim["nproc"]),
+            (resource.RLIMIT_FSIZE, lim["fsize_mb"] * mib, lim["fsize_mb"] * mib),
+            (resource.RLIMIT_CORE, 0, 0),
+        ]
+        self.candidate_rlimits = _rlimits(common + [(resource.RLIMIT_CPU, lim["cpu_s"], lim["cpu_s"] + 1)])
+        # RLIMIT_CPU is cumulative over a process's life, so the long-lived scorer has none:
+        # each scoring is bounded by its wall-clock deadline instead (then the scorer is replaced).
+        self.scorer_rlimits = _rlimits(common)
         self.env = None
         self.space = None
+        #: the next candidate's process, forked ahead of time (None: fork when needed)
+        self.spare: _Child | None = None
+        self.scorer: _Scorer | None = None
+        #: wait statuses of helpers (spare, scorer) that ``_reap`` collected
+        self._exits: dict[int, int] = {}
+        #: helpers that were SIGKILLed and are waiting to be reaped
+        self._retired: set[int] = set()
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_w, False)
         os.set_blocking(self.wake_r, False)
@@ -298,13 +419,77 @@ class Server:
         self.env = spec.build()
         self.space = self.env.descriptor_space
 
+    # -- helpers: the scorer and the spare child
+
+    def start_helpers(self) -> None:
+        """Fork the scorer and the first spare child from the clean server, before any candidate."""
+        self._spawn_scorer()
+        self.spare = self._fork_child()
+
+    def _prepare_helpers(self) -> None:
+        """While a candidate runs: fork the next spare child and, if needed, a fresh scorer.
+
+        Both are copies of the server, which never runs candidate code, so
+        forking them while a candidate runs gives the same clean state as
+        forking them before any candidate. On a failed fork (e.g. EAGAIN) they
+        are forked later, when needed.
+        """
+        try:
+            if self.scorer is None:
+                self._spawn_scorer()
+            if self.spare is None:
+                self.spare = self._fork_child()
+        except OSError as exc:
+            print(f"fork server: could not fork ahead ({exc}); retrying when needed", file=sys.stderr, flush=True)
+
+    def _helper_pids(self) -> set[int]:
+        pids = set(self._retired)
+        if self.spare is not None:
+            pids.add(self.spare.pid)
+        if self.scorer is not None:
+            pids.add(self.scorer.pid)
+        return pids
+
+    def _retire(self, pid: int) -> None:
+        """SIGKILL a helper; ``_reap`` collects it later (no blocking wait on the critical path)."""
+        if pid in self._exits:
+            del self._exits[pid]
+            return
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+        self._retired.add(pid)
+
+    def _discard_spare(self) -> None:
+        if self.spare is not None:
+            self.spare.close()
+            self._retire(self.spare.pid)
+            self.spare = None
+
+    def _retire_scorer(self) -> None:
+        if self.scorer is not None:
+            self.scorer.close()
+            self._retire(self.scorer.pid)
+            self.scorer = None
+
+    def shutdown(self) -> None:
+        """Stop the helpers (the host closed the protocol pipe)."""
+        self._discard_spare()
+        self._retire_scorer()
+        deadline = time.monotonic() + 1.0
+        while self._retired and time.monotonic() < deadline:
+            self._reap()
+            time.sleep(0.005)
+
     # -- victims and clean-up
 
     def _victims(self) -> list[int]:
         me = os.getpid()
+        helpers = self._helper_pids()
         if self.pidns:
-            return [p for p in _all_pids() if p not in (1, me)]
-        return _descendants(me)
+            return [p for p in _all_pids() if p not in (1, me) and p not in helpers]
+        return [p for p in _descendants(me) if p not in helpers]
 
     def at_task_limit(self) -> bool:
         """True when the running child has reached its task cap (then it is killed).
@@ -325,10 +510,8 @@ class Server:
         return self.count_procs() > self.max_procs
 
     def count_procs(self) -> int:
-        """Processes other than init and the server (pidns) / descendants of the server."""
-        if self.pidns:
-            return len(_all_pids()) - 2
-        return len(_descendants(os.getpid()))
+        """Processes other than init, the server and its helpers (pidns) / the server's other descendants."""
+        return len(self._victims())
 
     def scrub(self) -> None:
         """Empty the scratch dirs, leaving mount points and kept paths (and their parents) alone."""
@@ -353,13 +536,19 @@ class Server:
                     pass
 
     def _reap(self) -> None:
+        """Reap every dead child; remember the wait status of helpers (spare, scorer)."""
         while True:
             try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
+                pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid == 0:
                 return
+            if pid in self._retired:
+                self._retired.discard(pid)
+            elif (self.spare is not None and pid == self.spare.pid) or (
+                    self.scorer is not None and pid == self.scorer.pid):
+                self._exits[pid] = status
 
     def cleanup(self, pgid: int) -> int:
         """Kill the child's process group and every escaped process; return how many survive."""
@@ -387,47 +576,23 @@ class Server:
         self.scrub()
         return len(survivors)
 
-    # -- children
+    # -- forking
 
-    def _child_setup(self, out_w: int, res_w: int) -> None:
-        os.setsid()
-        signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if self.cgroup is not None:  # before any candidate code: no fork can escape the cap
+    def _confine(self, rlimits, uid, *, join_cgroup: bool) -> None:
+        """Apply the limits and drop to ``uid``: after this the process holds no privilege of the server."""
+        if join_cgroup and self.cgroup is not None:  # before any candidate code: no fork can escape the cap
             with open(os.path.join(self.cgroup, "cgroup.procs"), "w") as f:
                 f.write(str(os.getpid()))
-        os.dup2(out_w, 1)
-        os.dup2(out_w, 2)
-        if res_w != 3:
-            os.dup2(res_w, 3)
-        for name in os.listdir("/proc/self/fd"):
-            fd = int(name)
-            if fd > 3:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-        lim = self.limits
-        mib = 1 << 20
-        for res, soft, hard in (
-            (resource.RLIMIT_AS, lim["memory_mb"] * mib, lim["memory_mb"] * mib),
-            (resource.RLIMIT_NPROC, lim["nproc"], lim["nproc"]),
-            (resource.RLIMIT_FSIZE, lim["fsize_mb"] * mib, lim["fsize_mb"] * mib),
-            (resource.RLIMIT_CPU, lim["cpu_s"], lim["cpu_s"] + 1),
-            (resource.RLIMIT_CORE, 0, 0),
-        ):
-            _, cur_hard = resource.getrlimit(res)
-            if cur_hard != resource.RLIM_INFINITY:
-                soft, hard = min(soft, cur_hard), min(hard, cur_hard)
+        for res, soft, hard in rlimits:
             resource.setrlimit(res, (soft, hard))
-        if self.drop_uid is not None:
-            uid = int(self.drop_uid)
+        if uid is not None:
+            uid = int(uid)
             os.setgroups([])
             os.setgid(uid)
             os.setuid(uid)
             if os.getuid() != uid or os.geteuid() != uid:
                 raise RuntimeError("failed to drop privileges")
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # again: a uid change clears it
         sys.stdout = sys.__stdout__ = io.TextIOWrapper(
             io.FileIO(1, "w", closefd=False), encoding="utf-8", errors="backslashreplace",
             line_buffering=True,
@@ -437,24 +602,22 @@ class Server:
             line_buffering=True,
         )
 
-    def run_child(self, target, timeout: float, output_cap: int) -> dict:
-        """Fork a child running ``target(result_fd)``; enforce the deadline and the caps.
-
-        Returns a dict with ``header`` (the parsed first line of what the child
-        wrote to fd 3, or None), ``payload`` (the bytes after it), ``reason``
-        (None, "timeout", "nproc", "output_limit" or "result_limit"), ``status``/``rusage``
-        from wait4, ``out_bytes``, ``tail`` and ``elapsed``.
-        """
-        out_r, out_w = os.pipe()
-        res_r, res_w = os.pipe()
+    def _fork_child(self) -> _Child:
+        """Fork a candidate child that waits, unconfined, for its program (see ``_child_main``)."""
+        pipes = [os.pipe() for _ in range(3)]
+        (ctl_r, ctl_w), (out_r, out_w), (res_r, res_w) = pipes
         _flush_std()
-        t0 = time.monotonic()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            for pair in pipes:
+                for fd in pair:
+                    os.close(fd)
+            raise
         if pid == 0:  # ------------------------------------------------ child
             code = EXIT_SETUP_FAILED
             try:
-                self._child_setup(out_w, res_w)
-                target(3)
+                self._child_main(ctl_r, out_w, res_w)
                 code = 0
             except BaseException:  # noqa: BLE001
                 try:
@@ -463,9 +626,115 @@ class Server:
                     pass
             finally:
                 os._exit(code)
-        # ------------------------------------------------------------------ parent
+        os.close(ctl_r)
         os.close(out_w)
         os.close(res_w)
+        return _Child(pid, ctl_w, out_r, res_r)
+
+    def _child_main(self, ctl_r: int, out_w: int, res_w: int) -> None:
+        # 1. Ahead of time (a spare): own session, pipes in place, nothing else of the server's.
+        os.setsid()
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        _move_fds({1: out_w, 2: out_w, RESULT_FD: res_w, CONTROL_FD: ctl_r})
+        # 2. Wait for the program. EOF: the server discarded this spare (or died).
+        source = _read_blob(CONTROL_FD, MAX_FRAME)
+        if source is None:
+            return
+        os.close(CONTROL_FD)
+        # 3. Confine, then run it.
+        self._confine(self.candidate_rlimits, self.drop_uid, join_cgroup=True)
+        self._candidate(source.decode("utf-8", "surrogatepass"), RESULT_FD)
+
+    def _spawn_scorer(self) -> None:
+        req_r, req_w = os.pipe()
+        resp_r, resp_w = os.pipe()
+        _flush_std()
+        try:
+            pid = os.fork()
+        except OSError:
+            for fd in (req_r, req_w, resp_r, resp_w):
+                os.close(fd)
+            raise
+        if pid == 0:  # ------------------------------------------------ scorer
+            code = EXIT_SETUP_FAILED
+            try:
+                self._scorer_main(req_r, resp_w)
+                code = 0
+            except BaseException:  # noqa: BLE001
+                try:
+                    os.write(2, ("fork server: scorer failed:\n" + traceback.format_exc()[-2000:]).encode())
+                except BaseException:  # noqa: BLE001
+                    pass
+            finally:
+                os._exit(code)
+        os.close(req_r)
+        os.close(resp_w)
+        os.set_blocking(req_w, False)
+        os.set_blocking(resp_r, False)
+        self.scorer = _Scorer(pid, req_w, resp_r)
+
+    def _scorer_main(self, req_r: int, resp_w: int) -> None:
+        """Score outputs until EOF, or until a scoring leaves doubt about the process's state."""
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        # What score() prints goes nowhere: its result and traceback come back in the answer.
+        null = os.open(os.devnull, os.O_RDWR)
+        _move_fds({1: null, 2: null, 3: req_r, 4: resp_w})
+        self._confine(self.scorer_rlimits, self.scorer_uid, join_cgroup=False)
+        while True:
+            payload = _read_blob(3, RESULT_CAP)
+            if payload is None:
+                return
+            header = self._score(payload)
+            _flush_std()
+            write_frame(4, header)
+            if header.get("respawn"):
+                return
+
+    # -- the candidate
+
+    def run_candidate(self, source: str, timeout: float, output_cap: int) -> dict:
+        """Hand ``source`` to a child, enforce the deadline and the caps, clean up after it.
+
+        Returns a dict with ``header`` (the parsed first line of what the child
+        wrote to fd 3, or None), ``payload`` (the bytes after it), ``reason``
+        (None, "timeout", "nproc", "output_limit" or "result_limit"), ``status``/``rusage``
+        from wait4, ``out_bytes``, ``tail``, ``elapsed`` and ``leftover``.
+        """
+        data = source.encode("utf-8", "surrogatepass")
+        if len(data) > MAX_FRAME:
+            raise ValueError(f"program of {len(data)} bytes exceeds the {MAX_FRAME}-byte limit")
+        blob = _HEADER.pack(len(data)) + data
+        t0 = time.monotonic()
+        child = None
+        for _ in range(2):
+            child, self.spare = self.spare, None
+            if child is None or child.pid in self._exits:  # no spare, or it died while waiting
+                if child is not None:
+                    self._exits.pop(child.pid, None)
+                    child.close()
+                child = self._fork_child()
+            try:
+                _write_all(child.ctl_w, blob)
+                break
+            except OSError:  # it died just now (EPIPE): take a fresh one
+                self.spare = child
+                self._discard_spare()
+                child = None
+        if child is None:
+            raise RuntimeError("could not hand the program to a child (two children died before reading it)")
+        os.close(child.ctl_w)
+        child.ctl_w = -1
+        self._prepare_helpers()
+        try:
+            return self._watch(child, t0, timeout, output_cap)
+        finally:
+            child.close()
+
+    def _watch(self, child: _Child, t0: float, timeout: float, output_cap: int) -> dict:
+        pid, out_r, res_r = child.pid, child.out_r, child.res_r
         deadline = t0 + timeout
         open_fds = {out_r, res_r}
         tail = bytearray()
@@ -492,12 +761,12 @@ class Server:
                 if len(res) > RESULT_CAP and reason is None:
                     reason = "result_limit"
 
-        next_check = t0 + WATCHDOG_S
+        next_check = time.monotonic() + WATCHDOG_S
         while True:
             try:
                 wpid, st, ru = os.wait4(pid, os.WNOHANG)
-            except ChildProcessError:
-                wpid, st, ru = pid, 0, None
+            except ChildProcessError:  # reaped by _reap while it was a spare
+                wpid, st, ru = pid, self._exits.pop(pid, 0), None
             if wpid == pid:
                 status, rusage = st, ru
                 break
@@ -543,8 +812,6 @@ class Server:
                 break
             for fd in ready:
                 consume(fd)
-        for fd in (out_r, res_r):
-            os.close(fd)
         header = payload = None
         if res:
             line, _, rest = bytes(res).partition(b"\n")
@@ -567,6 +834,78 @@ class Server:
             "tail": bytes(tail).decode("utf-8", "replace")[-TAIL_CHARS:],
             "leftover": leftover,
         }
+
+    # -- scoring
+
+    def _scorer_usable(self) -> bool:
+        """The scorer is alive and neither stopped nor traced (the process backend cannot prevent that)."""
+        sc = self.scorer
+        if sc is None or sc.pid in self._exits:
+            return False
+        st = _stat(sc.pid)
+        return st is not None and st[1] not in ("Z", "X", "T", "t")
+
+    def score(self, payload: bytes, timeout: float) -> dict:
+        """Have the scorer score ``payload`` within ``timeout``; a run-like dict for ``_interpret``."""
+        if self.scorer is not None and not self._scorer_usable():
+            self._retire_scorer()
+        if self.scorer is None:
+            self._spawn_scorer()
+        sc = self.scorer
+        t0 = time.monotonic()
+        deadline = t0 + timeout
+        out = memoryview(_HEADER.pack(len(payload)) + payload)
+        buf = bytearray()
+        header = None
+        reason = None
+        died = False
+        while header is None:
+            now = time.monotonic()
+            if now >= deadline:
+                reason = "timeout"
+                break
+            readable, writable, _ = select.select([sc.resp_r], [sc.req_w] if out else [], [], deadline - now)
+            if writable:
+                try:
+                    out = out[os.write(sc.req_w, out[:1 << 16]):]
+                except BlockingIOError:
+                    pass
+                except OSError:  # EPIPE: it died
+                    died = True
+                    break
+            if readable:
+                try:
+                    data = os.read(sc.resp_r, 1 << 16)
+                except BlockingIOError:
+                    continue
+                if not data:
+                    died = True
+                    break
+                buf += data
+                if len(buf) >= _HEADER.size:
+                    (length,) = _HEADER.unpack_from(buf)
+                    if len(buf) >= _HEADER.size + length:
+                        try:
+                            header = json.loads(bytes(buf[_HEADER.size:_HEADER.size + length]))
+                        except ValueError:
+                            header = {"kind": "error", "error": "the scorer sent malformed JSON", "respawn": True}
+        elapsed = time.monotonic() - t0
+        status = None
+        if died:
+            sc.close()
+            self.scorer = None
+            if sc.pid in self._exits:
+                status = self._exits.pop(sc.pid)
+            else:
+                try:
+                    _, status = os.waitpid(sc.pid, 0)
+                except ChildProcessError:
+                    status = None
+        elif reason is not None or header.get("respawn"):
+            # killed at its deadline, or it exits by itself after a failed scoring: replace it
+            self._retire_scorer()
+        return {"header": header, "raw_result": header is not None, "reason": reason,
+                "status": status, "rusage": None, "elapsed": elapsed, "tail": ""}
 
     # -- what the children run
 
@@ -600,36 +939,42 @@ class Server:
         _write_all(fd, json.dumps(header).encode("utf-8") + b"\n" + payload)
         os.close(fd)
 
-    def _score(self, payload: bytes, fd: int) -> None:
+    def _score(self, payload: bytes) -> dict:
+        """Score one output (in the scorer). ``respawn``: score() raised, so this process is replaced."""
         from elm.environment import InvalidProgram, to_jsonable, validate_evaluation
 
         try:
             output = json.loads(payload)
         except (ValueError, RecursionError) as exc:
-            header = {"kind": "invalid", "message": f"program output is not valid JSON: {exc}"}
-        else:
+            return {"kind": "invalid", "message": f"program output is not valid JSON: {exc}"}
+        except MemoryError as exc:
+            return {"kind": "memory", "respawn": True,
+                    "error": "program output too large to parse: " + format_exception(exc)}
+        try:
+            raw = self.env.score(output)
+        except InvalidProgram as exc:
+            return {"kind": "invalid", "respawn": True, "message": _shorten(str(exc) or "invalid program")}
+        except MemoryError as exc:
+            return {"kind": "memory", "respawn": True,
+                    "error": "environment score() ran out of memory: " + format_exception(exc)}
+        except BaseException as exc:  # noqa: BLE001
+            return {"kind": "error", "respawn": True, "error": "environment score() raised " + format_exception(exc)}
+        try:
+            evaluation = validate_evaluation(raw, self.space)
+            info = to_jsonable(dict(evaluation.info))
             try:
-                evaluation = validate_evaluation(self.env.score(output), self.space)
-                info = to_jsonable(dict(evaluation.info))
-                try:
-                    json.dumps(info)
-                except Exception as exc:  # noqa: BLE001
-                    raise TypeError(f"Evaluation.info is not JSON-serialisable: {exc}") from None
-                header = {
-                    "kind": "ok",
-                    "fitness": evaluation.fitness,
-                    "descriptor": list(evaluation.descriptor),
-                    "info": info,
-                }
-            except InvalidProgram as exc:
-                header = {"kind": "invalid", "message": _shorten(str(exc) or "invalid program")}
-            except MemoryError as exc:
-                header = {"kind": "memory", "error": "environment score() ran out of memory: " + format_exception(exc)}
-            except BaseException as exc:  # noqa: BLE001
-                header = {"kind": "error", "error": "environment score() raised " + format_exception(exc)}
-        _flush_std()
-        _write_all(fd, json.dumps(header).encode("utf-8") + b"\n")
-        os.close(fd)
+                json.dumps(info)
+            except Exception as exc:  # noqa: BLE001
+                raise TypeError(f"Evaluation.info is not JSON-serialisable: {exc}") from None
+            return {"kind": "ok", "fitness": evaluation.fitness, "descriptor": list(evaluation.descriptor),
+                    "info": info}
+        except InvalidProgram as exc:
+            return {"kind": "invalid", "message": _shorten(str(exc) or "invalid program")}
+        except MemoryError as exc:
+            return {"kind": "memory", "respawn": True,
+                    "error": "environment score() ran out of memory: " + format_exception(exc)}
+        except BaseException as exc:  # noqa: BLE001
+            return {"kind": "error", "respawn": True, "error": "environment score() raised " + format_exception(exc)}
 
     # -- one request
 
@@ -670,6 +1015,8 @@ class Server:
         if run["raw_result"]:
             return {"status": "error", "error": f"{what} corrupted its result channel"}
         status = run["status"]
+        if status is None:
+            return {"status": "error", "error": f"{what} ended without an answer"}
         if os.WIFEXITED(status):
             code = os.WEXITSTATUS(status)
             if code == EXIT_SETUP_FAILED:
@@ -700,7 +1047,7 @@ class Server:
             resp["error"] = "request has no program source"
             return resp
         cap = int(self.limits["output_bytes"])
-        run = self.run_child(lambda fd: self._candidate(source, fd), timeout, cap)
+        run = self.run_candidate(source, timeout, cap)
         resp["run_s"] = run["elapsed"]
         resp["stdout_tail"] = run["tail"]
         resp["output_truncated"] = run["out_bytes"] > cap
@@ -709,10 +1056,9 @@ class Server:
         if resp["status"] != "ok":
             return resp
         payload = run["payload"] or b"null"
-        run = None  # free the candidate's buffers before forking the scorer
-        score = self.run_child(lambda fd: self._score(payload, fd), timeout, cap)
+        run = None  # free the candidate's buffers
+        score = self.score(payload, timeout)
         resp["score_s"] = score["elapsed"]
-        resp["leftover"] += score["leftover"]
         verdict = self._interpret(score, timeout, "environment score()")
         resp.update(verdict)
         if verdict["status"] == "ok":
@@ -753,28 +1099,37 @@ def main() -> int:
         return 3
     gc.collect()
     gc.freeze()  # keep the warm heap shared copy-on-write with every child
+    try:
+        server.start_helpers()
+    except BaseException as exc:  # noqa: BLE001
+        write_frame(proto_out, {"ready": False, "error": "could not fork the scorer: " + format_exception(exc)})
+        return 3
     write_frame(proto_out, {
         "ready": True,
         "pid": os.getpid(),
+        "scorer_pid": server.scorer.pid,
         "python": sys.version.split()[0],
         "startup_s": time.monotonic() - t0,
         "pids_cgroup": server.cgroup is not None,
         "max_procs": server.max_procs,
     })
-    while True:
-        try:
-            req = read_frame(proto_in)
-        except ValueError as exc:
-            write_frame(proto_out, {"id": None, "status": "error", "error": str(exc), "leftover": 0})
-            return 4
-        if req is None:
-            return 0
-        try:
-            resp = server.handle(req)
-        except BaseException as exc:  # noqa: BLE001 - the server must answer, then be recycled
-            resp = {"id": req.get("id"), "status": "error",
-                    "error": "fork server internal error: " + format_exception(exc), "leftover": -1}
-        write_frame(proto_out, resp)
+    try:
+        while True:
+            try:
+                req = read_frame(proto_in)
+            except ValueError as exc:
+                write_frame(proto_out, {"id": None, "status": "error", "error": str(exc), "leftover": 0})
+                return 4
+            if req is None:
+                return 0
+            try:
+                resp = server.handle(req)
+            except BaseException as exc:  # noqa: BLE001 - the server must answer, then be recycled
+                resp = {"id": req.get("id"), "status": "error",
+                        "error": "fork server internal error: " + format_exception(exc), "leftover": -1}
+            write_frame(proto_out, resp)
+    finally:
+        server.shutdown()
 
 
 if __name__ == "__main__":

@@ -30,6 +30,9 @@ log = logging.getLogger("sandbox")
 
 #: unprivileged uid/gid candidates run as inside the sandbox (``nobody``)
 CANDIDATE_UID = 65534
+#: unprivileged uid/gid of the persistent scorer: not the candidates' uid, so that a candidate can
+#: neither signal nor ptrace it (any uid works inside: the sandbox has no /etc/passwd)
+SCORER_UID = 65533
 #: where the staged harness (elm, sandbox, the environment's package) appears inside
 HARNESS_MOUNT = "/harness"
 #: in-sandbox capabilities of init and the fork server (gVisor-internal, not host capabilities):
@@ -319,6 +322,7 @@ class GVisorSandbox(ForkServerPool):
         cfg = super()._server_config()
         cfg["pidns"] = True
         cfg["drop_uid"] = CANDIDATE_UID
+        cfg["scorer_uid"] = SCORER_UID
         cfg["max_procs"] = self.max_procs
         cfg["pids_cgroup"] = True
         cfg["scratch_dirs"] = ["/tmp", "/dev/shm"]
