@@ -9,6 +9,7 @@ visible tab does any work.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
@@ -18,6 +19,8 @@ import threading
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+import pandas as pd
 from dash import Dash, Input, Output, State, callback_context, dcc, html, no_update
 
 from elm.analysis import Run, find_runs, load_run
@@ -83,12 +86,24 @@ def _table(rows: list[dict[str, Any]], *, id: str | None = None) -> dcc.Markdown
 
 
 def _diff_view(diff: str) -> html.Pre:
+    """A unified diff with added / removed / hunk lines shaded; one span per run of alike lines
+    (few components however long the diff)."""
     colours = {"+": "#e6ffec", "-": "#ffebe9", "@": "#ddf4ff"}
-    lines = []
+    runs: list[tuple[str | None, list[str]]] = []
     for line in diff.splitlines():
         bg = colours.get(line[:1]) if not line.startswith(("+++", "---")) else "#f0f0f0"
-        lines.append(html.Span(line + "\n", style={"background": bg} if bg else None))
-    return html.Pre(lines or "(identical to its parent)", id="elite-diff", style=_PRE)
+        if runs and runs[-1][0] == bg:
+            runs[-1][1].append(line)
+        else:
+            runs.append((bg, [line]))
+    spans = [html.Span("\n".join(lines) + "\n", style={"background": bg, "display": "block"} if bg else None)
+             for bg, lines in runs]
+    return html.Pre(spans or "(identical to its parent)", id="elite-diff", style=_PRE)
+
+
+def _value(v: Any) -> Any:
+    """None for pandas' missing values (NaN, NA, None), else the value."""
+    return None if v is None or (not isinstance(v, str) and bool(pd.isna(v))) else v
 
 
 def _fmt(v: Any, digits: int = 6) -> str:
@@ -102,8 +117,6 @@ def _fmt(v: Any, digits: int = 6) -> str:
 def _cell_bounds(geometry: dict, cell: int) -> str:
     names = geometry["space"]["names"]
     if geometry["kind"] == "grid":
-        import numpy as np
-
         bins = geometry["bins"]
         lo, hi = geometry.get("lower", geometry["space"]["lower"]), geometry.get("upper", geometry["space"]["upper"])
         idx = np.unravel_index(cell, bins)
@@ -292,8 +305,9 @@ def create_app(runs: Sequence[Run], *, refresh_s: float = 5.0, title: str = "ELM
 
     @app.callback(Output("elite-summary", "children"), Output("elite-lineage", "children"),
                   Output("lineage-pick", "options"), Output("lineage-pick", "value"),
-                  Input("selected", "data"), Input("versions", "data"), Input("run", "value"))
-    def elite_panel(selected, _v, i):
+                  Input("selected", "data"), Input("versions", "data"), Input("run", "value"),
+                  State("lineage-pick", "options"))
+    def elite_panel(selected, _v, i, shown_options):
         run = pick(i)
         cells = run.cell_fitness()
         if not cells:
@@ -327,14 +341,15 @@ def create_app(runs: Sequence[Run], *, refresh_s: float = 5.0, title: str = "ELM
                                  html.Td(v, id=f"elite-{k}")]) for k, v in facts], style={"fontSize": "13px"}),
         ])
         lineage = run.lineage(elite["id"])
-        rows = [{"id": f"#{r.id}", "gen": r.generation, "mutator": r.mutator, "status": r.status,
-                 "fitness": _fmt(None if r.fitness != r.fitness else r.fitness), "cell": "" if r.cell != r.cell
-                 or r.cell is None else int(r.cell), "archive": r.archive_status or "", "change": r.edits}
-                for r in lineage.itertuples()]
-        options = [{"label": f"#{r.id} · gen {r.generation} · {r.mutator} · fitness "
-                             f"{_fmt(None if r.fitness != r.fitness else r.fitness)}"
+        options = [{"label": f"#{r.id} · gen {r.generation} · {r.mutator} · fitness {_fmt(_value(r.fitness))}"
                              + ("  (this elite)" if r.id == elite["id"] else ""), "value": int(r.id)}
                    for r in lineage.itertuples()][::-1]
+        if callback_context.triggered_id == "versions" and options == shown_options:
+            return no_update, no_update, no_update, no_update  # same elite: keep the ancestor being read
+        rows = [{"id": f"#{r.id}", "gen": r.generation, "mutator": r.mutator, "status": r.status,
+                 "fitness": _fmt(_value(r.fitness)), "cell": "" if _value(r.cell) is None else int(r.cell),
+                 "archive": _value(r.archive_status) or "", "change": r.edits}
+                for r in lineage.itertuples()]
         return summary, _table(rows, id="lineage-table"), options, int(elite["id"])
 
     @app.callback(Output("shown-header", "children"), Output("elite-code", "children"),
@@ -378,8 +393,6 @@ def create_app(runs: Sequence[Run], *, refresh_s: float = 5.0, title: str = "ELM
         if tab != "throughput":
             return no_update, no_update
         run = pick(i)
-        import datetime as dt
-
         rows = [{"session": int(s.id),
                  "started": dt.datetime.fromtimestamp(s.started_at).strftime("%Y-%m-%d %H:%M:%S"),
                  "elapsed": f"{s.elapsed_s:.0f} s", "evaluations at start": int(s.evaluations_at_start),

@@ -25,6 +25,7 @@ __all__ = [
     "compare_figure",
     "mutator_figure",
     "progress_figure",
+    "summary_rows",
     "throughput_figure",
     "voronoi_labels",
 ]

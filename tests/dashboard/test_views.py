@@ -208,3 +208,29 @@ def test_command_line_errors_name_the_problem_and_the_fix(tmp_path, small_runs, 
         assert main([str(small_runs[0]), "--port", str(port)]) == 2
     err = capsys.readouterr().err
     assert f"cannot listen on 127.0.0.1:{port}" in err and "--port" in err
+
+
+def test_a_run_that_has_just_started_shows_empty_views(tmp_path):
+    from elm.store import RunStore
+
+    space = {"names": ["a", "b"], "lower": [0.0, 0.0], "upper": [1.0, 1.0], "bins": [5, 5]}
+    store = RunStore.create(tmp_path / "new", meta={"config": {"seed": 0}, "descriptor_space": space,
+                                                    "environment": "toy"})
+    store.begin_session()
+    try:
+        runs = open_runs([tmp_path / "new"])
+        page = Page(runs)
+        assert "0 evaluations · 0 / 25 cells" in page.call("run-status.children")["run-status"]["children"]
+        assert "running" in page.call("run-status.children")["run-status"]["children"]
+        fig = page.call("archive-graph.figure")["archive-graph"]["figure"]
+        assert np.isnan(_arr(_heatmaps(fig)[0]["z"]).astype(float)).all()
+        assert "empty so far" in str(page.call("elite-summary.children"))
+        for tab, output in (("progress", "progress-graph.figure"), ("mutators", "mutator-graph.figure"),
+                            ("throughput", "throughput-graph.figure"), ("compare", "compare-graph.figure")):
+            fig = page.call(output, tabs__value=tab)[output.split(".")[0]]["figure"]
+            assert fig["layout"]["annotations"][0]["text"].startswith("no ")  # a message, not an error
+        from elm.dashboard.report import export_report
+
+        assert len(export_report(runs, out_dir=tmp_path / "rep")) == 5
+    finally:
+        store.close()
