@@ -1,7 +1,7 @@
 """Online bin packing (FunSearch): evolve the ``priority(item, bins)`` heuristic of a fixed packer.
 
 Items arrive one at a time and must go into a bin at once, never to move
-again. The fixed skeleton (:func:`pack_online`, the one FunSearch used) asks
+again. The fixed skeleton (:func:`pack_online`, modelled on FunSearch's) asks
 the program's ``priority(item, bins)`` for a score per bin that can still take
 the item and puts the item into the highest-scoring one. Published reference
 points, as excess bins over the L1 lower bound ``ceil(sum(items) / capacity)``
@@ -26,7 +26,8 @@ import numpy as np
 from elm.environment import Environment, InvalidProgram, load_entry_point
 from elm.types import DescriptorSpace, Evaluation, TaskContext
 
-__all__ = ["BinPacking", "Suite", "SUITES", "make_instances", "pack_online"]
+__all__ = ["BEST_FIT_EXCESS", "PUBLISHED_BEST_FIT_EXCESS", "SUITES", "BinPacking", "Suite", "make_instances",
+           "pack_online"]
 
 
 @dataclass(frozen=True)
@@ -283,10 +284,10 @@ class BinPacking(Environment):
             excess[suite] = 100.0 * (used - lower) / lower
         loose, recent = np.concatenate(looseness), np.concatenate(recency)
         return Evaluation(
-            fitness=-float(np.mean(list(excess.values()))),
+            fitness=-math.fsum(excess.values()) / len(excess),
             descriptor=(
-                math.sqrt(float(loose.mean())) if loose.size else 1.0,
-                math.sqrt(float(recent.mean())) if recent.size else 1.0,
+                math.sqrt(math.fsum(loose.tolist()) / loose.size) if loose.size else 1.0,
+                math.sqrt(math.fsum(recent.tolist()) / recent.size) if recent.size else 1.0,
             ),
             info={"excess_percent": excess, "bins_used": bins_used},
         )

@@ -30,15 +30,16 @@ distance is the horizontal displacement of the centre of mass between the end
 of settling and the end of the run.
 
 Determinism: the same walker gives bit-identical results in every process
-and on every x86-64 or ARM machine with IEEE float64, whatever BLAS kernel or
-SIMD extension numpy picks there. The simulation uses only correctly rounded
-operations (+, -, *, /, sqrt, min, max, comparisons), sums joint forces with
-``np.bincount`` (one sequential sum in index order), and takes its few sines
-and cosines from Python's ``math`` module; the only matrix product, spring
+on a machine, the host and a gVisor sandbox alike, whatever BLAS kernel or
+SIMD extension numpy picks in each (a gVisor sandbox reports other CPU
+features, and a BLAS ``matmul`` then differs in the last bits). The
+simulation uses only correctly rounded operations (+, -, *, /, sqrt, min,
+max, comparisons), sums joint forces with ``np.bincount`` (one sequential sum
+in index order), and takes its few sines and cosines (muscle clocks and
+phases, computed once) from Python's ``math``; the one matrix product, spring
 vectors from an incidence matrix of 0 and +-1, is exact in any summation
-order. (A BLAS ``matmul`` or numpy's SIMD ``sin`` would not be: their last
-bits differ between the host and a gVisor sandbox that reports other CPU
-features.)
+order. Across machines results can differ only through the C library's
+``sin``/``cos``.
 """
 
 from __future__ import annotations
@@ -183,6 +184,7 @@ def simulate(
         D = S @ inc  # (4, m): dx, dy, dvx, dvy of each spring (b minus a)
         sq = D[:2] * D[:2]
         L = np.sqrt(sq[0] + sq[1])
+        np.maximum(L, 1e-9, out=L)  # joints never meet exactly, but never divide by 0
         closing = D[:2] * D[2:]
         # tension / length: (k (L - L_rest) + c * closing speed) / L, then along (dx, dy)
         f = (k * L - k_rest[i] + c * (closing[0] + closing[1]) / L) / L

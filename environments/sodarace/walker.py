@@ -149,6 +149,8 @@ class Walker:
 
     def add_bone(self, a: int, b: int) -> int:
         """Join joints ``a`` and ``b`` with a bone (fixed length); returns the connection index."""
+        if len(self._bones) >= RULES.max_bones:
+            raise InvalidProgram(f"too many bones: at most {RULES.max_bones} are allowed")
         self._bones.append(self._pair(a, b, f"bone {len(self._bones)}"))
         return len(self._bones) + len(self._muscles) - 1
 
@@ -160,6 +162,8 @@ class Walker:
         cycles: 0.25 is a quarter period later).
         """
         what = f"muscle {len(self._muscles)}"
+        if len(self._muscles) >= RULES.max_muscles:
+            raise InvalidProgram(f"too many muscles: at most {RULES.max_muscles} are allowed")
         a, b = self._pair(a, b, what)
         amp = _number(amplitude, f"{what} amplitude")
         if not 0.0 <= amp <= RULES.max_amplitude:

@@ -284,6 +284,26 @@ def test_rule_table(env, case, make, reason):
             env.score(make())
 
 
+def test_builder_stops_runaway_loops_at_the_limits():
+    w = Walker()
+    w.add_joint(0, 0)
+    w.add_joint(1, 0)
+    with pytest.raises(InvalidProgram, match="too many bones: at most 128"):
+        for _ in range(10**6):
+            w.add_bone(0, 1)
+    with pytest.raises(InvalidProgram, match="too many muscles: at most 64"):
+        for _ in range(10**6):
+            w.add_muscle(0, 1, amplitude=0.1, phase=0.0)
+    with pytest.raises(InvalidProgram, match="too many joints: at most 64"):
+        for k in range(10**6):
+            w.add_joint(k, 0)
+
+
+def test_rollout_returns_joint_positions_for_plotting(env):
+    traj = env.rollout(inchworm(0.3))
+    assert traj.shape == (501, 4, 2) and np.isfinite(traj).all()
+
+
 def test_program_returning_something_else_is_invalid(env):
     with pytest.raises(InvalidProgram, match="must return a Walker"):
         env.execute("def make_walker():\n    return {'joints': [[0, 0], [1, 0]], 'bones': [[0, 1]], 'muscles': []}\n")
