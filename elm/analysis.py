@@ -238,6 +238,7 @@ class Run:
 
     @property
     def descriptor_names(self) -> tuple[str, ...]:
+        """Names of the descriptor dimensions (also the descriptor columns of the DataFrames)."""
         return tuple(self.geometry()["space"]["names"])
 
     def geometry(self) -> dict[str, Any]:

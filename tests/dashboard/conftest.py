@@ -20,19 +20,33 @@ CHROMEDRIVER = shutil.which("chromedriver") or ("/usr/bin/chromedriver" if os.pa
 
 
 @pytest.fixture(scope="session")
-def small_runs(ray_session, tmp_path_factory) -> list[Path]:
-    """Two real runs (circle packing, GP mutator, process sandbox, 120 evaluations, seeds 0 and 1)."""
+def small_runs(tmp_path_factory) -> list[Path]:
+    """Two real runs (circle packing, GP mutator, process sandbox, 120 evaluations, seeds 0 and 1).
+
+    Made with a Ray of their own that is shut down afterwards (unless one was already
+    running), so tests collected later still start from a process without Ray.
+    """
     pytest.importorskip("pandas")
+    import ray
+
     from elm.config import compose
     from elm.runner import run
 
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False,
+                 object_store_memory=128 * 1024 * 1024)
     root = tmp_path_factory.mktemp("dashboard-runs")
     dirs = []
-    for seed in (0, 1):
-        cfg = compose(["sandbox=process", "loop.progress=false", "ray.evaluator_num_cpus=0",
-                       "budget.evaluations=120", f"seed={seed}"])
-        run(cfg, run_dir=root / f"seed{seed}")
-        dirs.append(root / f"seed{seed}")
+    try:
+        for seed in (0, 1):
+            cfg = compose(["sandbox=process", "loop.progress=false", "ray.evaluator_num_cpus=0",
+                           "budget.evaluations=120", f"seed={seed}"])
+            run(cfg, run_dir=root / f"seed{seed}")
+            dirs.append(root / f"seed{seed}")
+    finally:
+        if started:
+            ray.shutdown()
     return dirs
 
 
