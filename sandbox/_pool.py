@@ -438,7 +438,9 @@ class ForkServerPool(Sandbox):
         result = self._to_result(req, resp, time.monotonic() - t0)
         slot.served += 1
         leftover = resp.get("leftover", 0)
-        if leftover:
+        if leftover and leftover < 0:
+            self._replace(slot, f"the fork server could not go on after candidate {req.id}: {result.error}")
+        elif leftover:
             self._replace(slot, f"{leftover} process(es) survived the clean-up after candidate {req.id}")
         elif slot.served >= self.limits.recycle_after:
             self._replace(slot, f"recycled after {slot.served} candidates")

@@ -53,10 +53,12 @@ import resource
 import select
 import shutil
 import signal
+import socket
 import struct
 import sys
 import time
 import traceback
+from collections import deque
 
 _HEADER = struct.Struct(">I")
 MAX_FRAME = 64 << 20  # largest request the server accepts (a program source)
@@ -242,6 +244,16 @@ RESULT_FD = 3
 CONTROL_FD = 4
 #: fds are first duplicated above this number, so that moving them onto 1..4 cannot clobber one another
 _HIGH_FD = 100
+#: zygote messages (one SOCK_SEQPACKET datagram each): server -> zygote b"C"/b"S" + the new
+#: process's pipe ends (SCM_RIGHTS); zygote -> server "P" (pid, or -errno) and "X" (a child exited)
+_FORKED = struct.Struct(">ci")
+_EXITED = struct.Struct(">ciid")
+#: longest the server waits for the zygote to answer a fork or report a killed child's exit
+ZYGOTE_TIMEOUT_S = 30.0
+
+
+class ZygoteLost(RuntimeError):
+    """The zygote died or stopped answering: the server cannot fork any more (the host recycles it)."""
 
 
 def _read_blob(fd: int, limit: int) -> bytes | None:
@@ -258,13 +270,16 @@ def _read_blob(fd: int, limit: int) -> bytes | None:
 def _move_fds(targets: dict[int, int]) -> None:
     """Make fd ``dst`` a copy of ``src`` for each ``dst: src``, then close every other fd above 0.
 
-    Used in freshly forked helpers, which inherit every fd of the server (the
-    protocol pipes, other children's pipes): they keep only what they need.
+    Used in freshly forked processes, which inherit every fd of their parent
+    (protocol pipes, other children's pipes): they keep only what they need.
     """
     high = {src: fcntl.fcntl(src, fcntl.F_DUPFD, _HIGH_FD) for src in set(targets.values())}
     for dst, src in targets.items():
         os.dup2(high[src], dst)
-    keep = set(targets) | {0}
+    _close_all_but(set(targets) | {0})
+
+
+def _close_all_but(keep: set[int]) -> None:
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
         if fd not in keep:
@@ -285,49 +300,41 @@ def _rlimits(wanted) -> list[tuple[int, int, int]]:
     return out
 
 
-class _Child:
-    """A forked candidate process and the server's ends of its pipes (-1 once closed)."""
+class _Proc:
+    """A process the zygote forks for the server, and the server's ends of its pipes (-1 once closed).
 
-    __slots__ = ("pid", "ctl_w", "out_r", "res_r")
+    ``pid`` is None until the zygote has answered (forks are requested without
+    waiting), negative (-errno) if the fork failed.
+    """
 
-    def __init__(self, pid: int, ctl_w: int, out_r: int, res_r: int) -> None:
-        self.pid, self.ctl_w, self.out_r, self.res_r = pid, ctl_w, out_r, res_r
+    __slots__ = ("pid", "fds")
 
-    def close(self) -> None:
-        for name in ("ctl_w", "out_r", "res_r"):
-            fd = getattr(self, name)
+    def __init__(self, fds: dict[str, int]) -> None:
+        self.pid: int | None = None
+        self.fds = fds
+
+    def fd(self, name: str) -> int:
+        return self.fds[name]
+
+    def close(self, name: str | None = None) -> None:
+        for key in [name] if name else list(self.fds):
+            fd = self.fds.get(key, -1)
             if fd >= 0:
                 try:
                     os.close(fd)
                 except OSError:
                     pass
-                setattr(self, name, -1)
-
-
-class _Scorer:
-    """The persistent scoring process and the server's (non-blocking) ends of its two pipes."""
-
-    __slots__ = ("pid", "req_w", "resp_r")
-
-    def __init__(self, pid: int, req_w: int, resp_r: int) -> None:
-        self.pid, self.req_w, self.resp_r = pid, req_w, resp_r
-
-    def close(self) -> None:
-        for fd in (self.req_w, self.resp_r):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+                self.fds[key] = -1
 
 
 class Server:
-    """State of one fork server: the environment, the limits, the scorer and the spare child."""
+    """State of one fork server: the environment, the limits, the zygote, the scorer and the spare child."""
 
     def __init__(self, cfg: dict) -> None:
         self.cfg = cfg
         self.limits = dict(cfg["limits"])
         #: inside a gVisor sandbox the server owns the whole pid namespace: every process other
-        #: than init (pid 1), the server and its helpers (scorer, spare) is a candidate's leftover.
+        #: than init (pid 1), the server and its helpers is a candidate's leftover.
         self.pidns = bool(cfg.get("pidns", False))
         #: uid of candidates (None: keep the server's uid, process backend)
         self.drop_uid = cfg.get("drop_uid")
@@ -356,12 +363,19 @@ class Server:
         self.scorer_rlimits = _rlimits(common)
         self.env = None
         self.space = None
+        #: the forking helper and the server's end of the socket to it
+        self.zygote_pid: int | None = None
+        self.zsock: socket.socket | None = None
+        #: fork requests sent to the zygote whose pid has not come back yet, in order
+        self._pending: deque[_Proc] = deque()
         #: the next candidate's process, forked ahead of time (None: fork when needed)
-        self.spare: _Child | None = None
-        self.scorer: _Scorer | None = None
-        #: wait statuses of helpers (spare, scorer) that ``_reap`` collected
-        self._exits: dict[int, int] = {}
-        #: helpers that were SIGKILLed and are waiting to be reaped
+        self.spare: _Proc | None = None
+        #: the candidate running now (its exit report is kept)
+        self.running: _Proc | None = None
+        self.scorer: _Proc | None = None
+        #: (wait status, CPU seconds) of the zygote's children that exited, by pid
+        self._exits: dict[int, tuple[int, float]] = {}
+        #: helpers that were SIGKILLed and whose exit report is still to come
         self._retired: set[int] = set()
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_w, False)
@@ -419,72 +433,199 @@ class Server:
         self.env = spec.build()
         self.space = self.env.descriptor_space
 
-    # -- helpers: the scorer and the spare child
+    # -- the zygote
+    #
+    # Under gVisor's ptrace platform a fork marks every writable page of the
+    # parent copy-on-write, and each later write fault is a trip through the
+    # sentry: the server's own work right after a fork ran 10-20x slower
+    # (measured). So the server forks exactly once, at start-up: the zygote,
+    # a clean copy that does nothing but fork (touching few pages) and report
+    # its children's exits. Candidates, spares and scorers are its children.
 
     def start_helpers(self) -> None:
-        """Fork the scorer and the first spare child from the clean server, before any candidate."""
+        """Fork the zygote, then (through it) the scorer and the first spare child, before any candidate."""
+        self._spawn_zygote()
         self._spawn_scorer()
         self.spare = self._fork_child()
+        self._settle()
+
+    def _spawn_zygote(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        _flush_std()
+        pid = os.fork()
+        if pid == 0:  # ------------------------------------------------ zygote
+            code = EXIT_SETUP_FAILED
+            try:
+                ours.close()
+                self._zygote_main(theirs)
+                code = 0
+            except BaseException:  # noqa: BLE001
+                try:
+                    os.write(2, ("fork server: zygote failed:\n" + traceback.format_exc()[-2000:]).encode())
+                except BaseException:  # noqa: BLE001
+                    pass
+            finally:
+                os._exit(code)
+        theirs.close()
+        self.zygote_pid, self.zsock = pid, ours
+
+    def _zygote_main(self, sock: socket.socket) -> None:
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        _close_all_but({0, 1, 2, sock.fileno(), wake_r, wake_w})
+        while True:
+            ready, _, _ = select.select([sock, wake_r], [], [])
+            if wake_r in ready:
+                try:
+                    while os.read(wake_r, 512):
+                        pass
+                except BlockingIOError:
+                    pass
+                while True:
+                    try:
+                        pid, status, ru = os.wait4(-1, os.WNOHANG)
+                    except ChildProcessError:
+                        break
+                    if pid == 0:
+                        break
+                    sock.send(_EXITED.pack(b"X", pid, status, ru.ru_utime + ru.ru_stime))
+            if sock in ready:
+                data, fds, _, _ = socket.recv_fds(sock, 16, 4)
+                if not data:
+                    return  # the server is gone; our children die with us (PR_SET_PDEATHSIG)
+                try:
+                    pid = os.fork()
+                except OSError as exc:
+                    pid = -(exc.errno or 1)
+                if pid == 0:  # -------------------------------------- its child
+                    signal.set_wakeup_fd(-1)
+                    sock.close()
+                    os.close(wake_r)
+                    os.close(wake_w)
+                    if data[:1] == b"S":
+                        self._scorer_main(*fds)
+                    else:
+                        self._child_main(*fds)
+                    return
+                for fd in fds:
+                    os.close(fd)
+                sock.send(_FORKED.pack(b"P", pid))
+
+    def _request_fork(self, kind: bytes, child_fds: list[int], proc: _Proc) -> _Proc:
+        """Ask the zygote to fork ``kind`` with ``child_fds``; do not wait for it (see ``_await``)."""
+        try:
+            socket.send_fds(self.zsock, [kind], child_fds)
+        except OSError as exc:
+            proc.close()
+            raise ZygoteLost(f"the zygote is gone ({exc})") from None
+        finally:
+            for fd in child_fds:
+                os.close(fd)
+        self._pending.append(proc)
+        return proc
+
+    def _zygote_message(self, timeout: float | None) -> bool:
+        """Handle one message from the zygote if one arrives within ``timeout`` (None: wait); True if one did."""
+        if timeout is not None:
+            ready, _, _ = select.select([self.zsock], [], [], max(timeout, 0.0))
+            if not ready:
+                return False
+        try:
+            data = self.zsock.recv(64)
+        except OSError as exc:
+            raise ZygoteLost(f"the zygote's socket failed ({exc}): it died") from None
+        if not data:
+            raise ZygoteLost("the zygote closed its socket (it died)")
+        if data[:1] == b"P":
+            _, pid = _FORKED.unpack(data)
+            self._pending.popleft().pid = pid
+        elif data[:1] == b"X":
+            _, pid, status, cpu = _EXITED.unpack(data)
+            if pid in self._retired:
+                self._retired.discard(pid)
+            elif any(p is not None and p.pid == pid for p in (self.running, self.spare, self.scorer)):
+                self._exits[pid] = (status, cpu)
+        return True
+
+    def _pump(self) -> None:
+        """Handle every message the zygote has sent so far, without waiting."""
+        while self._zygote_message(0.0):
+            pass
+
+    def _await(self, until, what: str) -> None:
+        """Handle zygote messages until ``until()`` holds; ZygoteLost after ZYGOTE_TIMEOUT_S."""
+        deadline = time.monotonic() + ZYGOTE_TIMEOUT_S
+        while not until():
+            if not self._zygote_message(deadline - time.monotonic()) and time.monotonic() >= deadline:
+                raise ZygoteLost(f"no answer from the zygote within {ZYGOTE_TIMEOUT_S:g} s ({what})")
+
+    def _settle(self) -> None:
+        """Wait until every fork asked of the zygote has happened (so that every pid is known)."""
+        self._await(lambda: not self._pending, "fork")
+
+    # -- helpers: the scorer and the spare child
 
     def _prepare_helpers(self) -> None:
-        """While a candidate runs: fork the next spare child and, if needed, a fresh scorer.
+        """While a candidate runs: ask for the next spare child and, if needed, a fresh scorer.
 
-        Both are copies of the server, which never runs candidate code, so
-        forking them while a candidate runs gives the same clean state as
-        forking them before any candidate. On a failed fork (e.g. EAGAIN) they
-        are forked later, when needed.
+        Both are forked by the zygote, a clean copy of the server taken before
+        any candidate, so they are as clean as the first ones.
         """
-        try:
-            if self.scorer is None:
-                self._spawn_scorer()
-            if self.spare is None:
-                self.spare = self._fork_child()
-        except OSError as exc:
-            print(f"fork server: could not fork ahead ({exc}); retrying when needed", file=sys.stderr, flush=True)
+        if self.scorer is None:
+            self._spawn_scorer()
+        if self.spare is None:
+            self.spare = self._fork_child()
 
     def _helper_pids(self) -> set[int]:
         pids = set(self._retired)
-        if self.spare is not None:
-            pids.add(self.spare.pid)
-        if self.scorer is not None:
-            pids.add(self.scorer.pid)
+        if self.zygote_pid is not None:
+            pids.add(self.zygote_pid)
+        for proc in (self.spare, self.scorer):
+            if proc is not None and proc.pid is not None:
+                pids.add(proc.pid)
         return pids
 
-    def _retire(self, pid: int) -> None:
-        """SIGKILL a helper; ``_reap`` collects it later (no blocking wait on the critical path)."""
-        if pid in self._exits:
-            del self._exits[pid]
+    def _retire(self, proc: _Proc | None) -> None:
+        """Close our ends and SIGKILL it; its exit report is dropped when it comes."""
+        if proc is None:
             return
+        proc.close()
+        if proc.pid is None:
+            self._await(lambda: proc.pid is not None, "fork")
+        if proc.pid < 0:
+            return
+        if self._exits.pop(proc.pid, None) is not None:
+            return  # already reaped by the zygote
         try:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(proc.pid, signal.SIGKILL)
         except OSError:
             pass
-        self._retired.add(pid)
-
-    def _discard_spare(self) -> None:
-        if self.spare is not None:
-            self.spare.close()
-            self._retire(self.spare.pid)
-            self.spare = None
-
-    def _retire_scorer(self) -> None:
-        if self.scorer is not None:
-            self.scorer.close()
-            self._retire(self.scorer.pid)
-            self.scorer = None
+        self._retired.add(proc.pid)
 
     def shutdown(self) -> None:
-        """Stop the helpers (the host closed the protocol pipe)."""
-        self._discard_spare()
-        self._retire_scorer()
-        deadline = time.monotonic() + 1.0
-        while self._retired and time.monotonic() < deadline:
-            self._reap()
-            time.sleep(0.005)
+        """Stop the helpers (the host closed the protocol pipe): the zygote's children die with it."""
+        for proc in (self.spare, self.scorer):
+            if proc is not None and proc.pid is not None and proc.pid > 0:
+                try:
+                    os.kill(proc.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        if self.zsock is not None:
+            self.zsock.close()
+        if self.zygote_pid is not None:
+            try:
+                os.kill(self.zygote_pid, signal.SIGKILL)
+                os.waitpid(self.zygote_pid, 0)
+            except OSError:
+                pass
 
     # -- victims and clean-up
 
     def _victims(self) -> list[int]:
+        """Every process that is not init, the server or one of its helpers (every pid must be known)."""
         me = os.getpid()
         helpers = self._helper_pids()
         if self.pidns:
@@ -507,11 +648,8 @@ class Server:
                     return int(f.read().strip() or 0) >= self.max_procs
             except (OSError, ValueError):
                 return False
-        return self.count_procs() > self.max_procs
-
-    def count_procs(self) -> int:
-        """Processes other than init, the server and its helpers (pidns) / the server's other descendants."""
-        return len(self._victims())
+        self._settle()
+        return len(self._victims()) > self.max_procs
 
     def scrub(self) -> None:
         """Empty the scratch dirs, leaving mount points and kept paths (and their parents) alone."""
@@ -536,19 +674,17 @@ class Server:
                     pass
 
     def _reap(self) -> None:
-        """Reap every dead child; remember the wait status of helpers (spare, scorer)."""
+        """Reap the server's own dead children (orphans re-parented to it); read the zygote's reports."""
         while True:
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                pid, _ = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                return
+                break
             if pid == 0:
-                return
-            if pid in self._retired:
-                self._retired.discard(pid)
-            elif (self.spare is not None and pid == self.spare.pid) or (
-                    self.scorer is not None and pid == self.scorer.pid):
-                self._exits[pid] = status
+                break
+            if pid == self.zygote_pid:
+                raise ZygoteLost("the zygote died")
+        self._pump()
 
     def cleanup(self, pgid: int) -> int:
         """Kill the child's process group and every escaped process; return how many survive."""
@@ -556,6 +692,7 @@ class Server:
             os.killpg(pgid, signal.SIGKILL)
         except OSError:
             pass
+        self._settle()  # a pid the zygote has forked but not yet reported would look like a victim
         survivors: list[int] = []
         for attempt in range(12):
             victims = self._victims()
@@ -576,7 +713,7 @@ class Server:
         self.scrub()
         return len(survivors)
 
-    # -- forking
+    # -- what the zygote's children do
 
     def _confine(self, rlimits, uid, *, join_cgroup: bool) -> None:
         """Apply the limits and drop to ``uid``: after this the process holds no privilege of the server."""
@@ -602,96 +739,67 @@ class Server:
             line_buffering=True,
         )
 
-    def _fork_child(self) -> _Child:
-        """Fork a candidate child that waits, unconfined, for its program (see ``_child_main``)."""
-        pipes = [os.pipe() for _ in range(3)]
-        (ctl_r, ctl_w), (out_r, out_w), (res_r, res_w) = pipes
-        _flush_std()
-        try:
-            pid = os.fork()
-        except OSError:
-            for pair in pipes:
-                for fd in pair:
-                    os.close(fd)
-            raise
-        if pid == 0:  # ------------------------------------------------ child
-            code = EXIT_SETUP_FAILED
-            try:
-                self._child_main(ctl_r, out_w, res_w)
-                code = 0
-            except BaseException:  # noqa: BLE001
-                try:
-                    os.write(2, ("fork server: child failed:\n" + traceback.format_exc()[-2000:]).encode())
-                except BaseException:  # noqa: BLE001
-                    pass
-            finally:
-                os._exit(code)
-        os.close(ctl_r)
-        os.close(out_w)
-        os.close(res_w)
-        return _Child(pid, ctl_w, out_r, res_r)
+    def _fork_child(self) -> _Proc:
+        """Ask the zygote for a candidate child that waits, unconfined, for its program (``_child_main``)."""
+        (ctl_r, ctl_w), (out_r, out_w), (res_r, res_w) = os.pipe(), os.pipe(), os.pipe()
+        proc = _Proc({"ctl_w": ctl_w, "out_r": out_r, "res_r": res_r})
+        return self._request_fork(b"C", [ctl_r, out_w, res_w], proc)
 
     def _child_main(self, ctl_r: int, out_w: int, res_w: int) -> None:
-        # 1. Ahead of time (a spare): own session, pipes in place, nothing else of the server's.
-        os.setsid()
-        signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        _move_fds({1: out_w, 2: out_w, RESULT_FD: res_w, CONTROL_FD: ctl_r})
-        # 2. Wait for the program. EOF: the server discarded this spare (or died).
-        source = _read_blob(CONTROL_FD, MAX_FRAME)
-        if source is None:
-            return
-        os.close(CONTROL_FD)
-        # 3. Confine, then run it.
-        self._confine(self.candidate_rlimits, self.drop_uid, join_cgroup=True)
-        self._candidate(source.decode("utf-8", "surrogatepass"), RESULT_FD)
+        code = EXIT_SETUP_FAILED
+        try:
+            # 1. Ahead of time (a spare): own session, pipes in place, nothing else of the server's.
+            os.setsid()
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+            _move_fds({1: out_w, 2: out_w, RESULT_FD: res_w, CONTROL_FD: ctl_r})
+            # 2. Wait for the program. EOF: the server discarded this spare (or died).
+            source = _read_blob(CONTROL_FD, MAX_FRAME)
+            if source is not None:
+                os.close(CONTROL_FD)
+                # 3. Confine, then run it.
+                self._confine(self.candidate_rlimits, self.drop_uid, join_cgroup=True)
+                self._candidate(source.decode("utf-8", "surrogatepass"), RESULT_FD)
+            code = 0
+        except BaseException:  # noqa: BLE001
+            try:
+                os.write(2, ("fork server: child failed:\n" + traceback.format_exc()[-2000:]).encode())
+            except BaseException:  # noqa: BLE001
+                pass
+        finally:
+            os._exit(code)
 
     def _spawn_scorer(self) -> None:
-        req_r, req_w = os.pipe()
-        resp_r, resp_w = os.pipe()
-        _flush_std()
-        try:
-            pid = os.fork()
-        except OSError:
-            for fd in (req_r, req_w, resp_r, resp_w):
-                os.close(fd)
-            raise
-        if pid == 0:  # ------------------------------------------------ scorer
-            code = EXIT_SETUP_FAILED
-            try:
-                self._scorer_main(req_r, resp_w)
-                code = 0
-            except BaseException:  # noqa: BLE001
-                try:
-                    os.write(2, ("fork server: scorer failed:\n" + traceback.format_exc()[-2000:]).encode())
-                except BaseException:  # noqa: BLE001
-                    pass
-            finally:
-                os._exit(code)
-        os.close(req_r)
-        os.close(resp_w)
+        (req_r, req_w), (resp_r, resp_w) = os.pipe(), os.pipe()
         os.set_blocking(req_w, False)
         os.set_blocking(resp_r, False)
-        self.scorer = _Scorer(pid, req_w, resp_r)
+        self.scorer = self._request_fork(b"S", [req_r, resp_w], _Proc({"req_w": req_w, "resp_r": resp_r}))
 
     def _scorer_main(self, req_r: int, resp_w: int) -> None:
-        """Score outputs until EOF, or until a scoring leaves doubt about the process's state."""
-        signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        # What score() prints goes nowhere: its result and traceback come back in the answer.
-        null = os.open(os.devnull, os.O_RDWR)
-        _move_fds({1: null, 2: null, 3: req_r, 4: resp_w})
-        self._confine(self.scorer_rlimits, self.scorer_uid, join_cgroup=False)
-        while True:
-            payload = _read_blob(3, RESULT_CAP)
-            if payload is None:
-                return
-            header = self._score(payload)
-            _flush_std()
-            write_frame(4, header)
-            if header.get("respawn"):
-                return
+        """Score outputs until EOF, or until a scoring leaves doubt about this process's state."""
+        code = EXIT_SETUP_FAILED
+        try:
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            # What score() prints goes nowhere: its result and traceback come back in the answer.
+            null = os.open(os.devnull, os.O_RDWR)
+            _move_fds({1: null, 2: null, 3: req_r, 4: resp_w})
+            self._confine(self.scorer_rlimits, self.scorer_uid, join_cgroup=False)
+            code = 0
+            while True:
+                payload = _read_blob(3, RESULT_CAP)
+                if payload is None:
+                    break
+                header = self._score(payload)
+                _flush_std()
+                write_frame(4, header)
+                if header.get("respawn"):
+                    break
+        except BaseException:  # noqa: BLE001
+            code = EXIT_SETUP_FAILED
+        finally:
+            os._exit(code)
 
     # -- the candidate
 
@@ -700,8 +808,8 @@ class Server:
 
         Returns a dict with ``header`` (the parsed first line of what the child
         wrote to fd 3, or None), ``payload`` (the bytes after it), ``reason``
-        (None, "timeout", "nproc", "output_limit" or "result_limit"), ``status``/``rusage``
-        from wait4, ``out_bytes``, ``tail``, ``elapsed`` and ``leftover``.
+        (None, "timeout", "nproc", "output_limit" or "result_limit"), ``status``
+        and ``cpu`` of the child, ``out_bytes``, ``tail``, ``elapsed`` and ``leftover``.
         """
         data = source.encode("utf-8", "surrogatepass")
         if len(data) > MAX_FRAME:
@@ -711,37 +819,41 @@ class Server:
         child = None
         for _ in range(2):
             child, self.spare = self.spare, None
-            if child is None or child.pid in self._exits:  # no spare, or it died while waiting
-                if child is not None:
-                    self._exits.pop(child.pid, None)
-                    child.close()
+            if child is None:
                 child = self._fork_child()
-            try:
-                _write_all(child.ctl_w, blob)
+            self.running = child
+            if child.pid is not None and (child.pid < 0 or child.pid in self._exits):
+                ok = False  # its fork failed, or it died while waiting
+            else:
+                try:
+                    _write_all(child.fd("ctl_w"), blob)  # it may still be forking: the pipe holds 64 KiB
+                    ok = True
+                except OSError:  # EPIPE: it died just now
+                    ok = False
+            if ok:
                 break
-            except OSError:  # it died just now (EPIPE): take a fresh one
-                self.spare = child
-                self._discard_spare()
-                child = None
+            self.running = None
+            self._retire(child)
+            child = None
         if child is None:
             raise RuntimeError("could not hand the program to a child (two children died before reading it)")
-        os.close(child.ctl_w)
-        child.ctl_w = -1
+        child.close("ctl_w")
         self._prepare_helpers()
         try:
             return self._watch(child, t0, timeout, output_cap)
         finally:
             child.close()
+            self.running = None
 
-    def _watch(self, child: _Child, t0: float, timeout: float, output_cap: int) -> dict:
-        pid, out_r, res_r = child.pid, child.out_r, child.res_r
+    def _watch(self, child: _Proc, t0: float, timeout: float, output_cap: int) -> dict:
+        out_r, res_r = child.fd("out_r"), child.fd("res_r")
         deadline = t0 + timeout
         open_fds = {out_r, res_r}
         tail = bytearray()
         out_bytes = 0
         res = bytearray()
         reason = None
-        status = rusage = None
+        exited = None
 
         def consume(fd: int) -> None:
             nonlocal out_bytes, reason
@@ -763,13 +875,11 @@ class Server:
 
         next_check = time.monotonic() + WATCHDOG_S
         while True:
-            try:
-                wpid, st, ru = os.wait4(pid, os.WNOHANG)
-            except ChildProcessError:  # reaped by _reap while it was a spare
-                wpid, st, ru = pid, self._exits.pop(pid, 0), None
-            if wpid == pid:
-                status, rusage = st, ru
+            if child.pid is not None and child.pid in self._exits:
+                exited = self._exits.pop(child.pid)
                 break
+            if child.pid is not None and child.pid < 0:
+                raise OSError(-child.pid, f"the zygote could not fork a child: {os.strerror(-child.pid)}")
             now = time.monotonic()
             if now >= deadline:
                 reason = "timeout"
@@ -780,7 +890,7 @@ class Server:
                     break
                 next_check = now + WATCHDOG_S
             wait = min(deadline - now, next_check - now, 0.25)
-            ready, _, _ = select.select(list(open_fds) + [self.wake_r], [], [], max(wait, 0.0))
+            ready, _, _ = select.select(list(open_fds) + [self.wake_r, self.zsock], [], [], max(wait, 0.0))
             for fd in ready:
                 if fd == self.wake_r:
                     try:
@@ -788,22 +898,29 @@ class Server:
                             pass
                     except BlockingIOError:
                         pass
+                elif fd is self.zsock:
+                    self._pump()
                 else:
                     consume(fd)
             if reason is not None:
                 break
         elapsed = time.monotonic() - t0
-        if status is None:
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except OSError:
-                pass
-            try:
-                os.kill(pid, signal.SIGKILL)  # in case it had not called setsid() yet
-            except OSError:
-                pass
-            _, status, rusage = os.wait4(pid, 0)
-        leftover = self.cleanup(pid)
+        if exited is None:
+            self._await(lambda: child.pid is not None, "fork")
+            if child.pid > 0:
+                try:
+                    os.killpg(child.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+                try:
+                    os.kill(child.pid, signal.SIGKILL)  # in case it had not called setsid() yet
+                except OSError:
+                    pass
+                self._await(lambda: child.pid in self._exits, "exit of a killed child")
+                exited = self._exits.pop(child.pid)
+            else:
+                exited = (0, 0.0)
+        leftover = self.cleanup(child.pid) if child.pid > 0 else self.cleanup(0)
         # Drain what is still buffered in the pipes (everyone holding them is dead now).
         drain_until = time.monotonic() + 0.5
         while open_fds and time.monotonic() < drain_until:
@@ -827,8 +944,8 @@ class Server:
             "raw_result": bool(res),
             "payload": payload,
             "reason": reason,
-            "status": status,
-            "rusage": rusage,
+            "status": exited[0],
+            "cpu": exited[1],
             "elapsed": elapsed,
             "out_bytes": out_bytes,
             "tail": bytes(tail).decode("utf-8", "replace")[-TAIL_CHARS:],
@@ -840,7 +957,9 @@ class Server:
     def _scorer_usable(self) -> bool:
         """The scorer is alive and neither stopped nor traced (the process backend cannot prevent that)."""
         sc = self.scorer
-        if sc is None or sc.pid in self._exits:
+        if sc is None or sc.pid is None:
+            return sc is not None
+        if sc.pid < 0 or sc.pid in self._exits:
             return False
         st = _stat(sc.pid)
         return st is not None and st[1] not in ("Z", "X", "T", "t")
@@ -848,10 +967,12 @@ class Server:
     def score(self, payload: bytes, timeout: float) -> dict:
         """Have the scorer score ``payload`` within ``timeout``; a run-like dict for ``_interpret``."""
         if self.scorer is not None and not self._scorer_usable():
-            self._retire_scorer()
+            self._retire(self.scorer)
+            self.scorer = None
         if self.scorer is None:
             self._spawn_scorer()
         sc = self.scorer
+        req_w, resp_r = sc.fd("req_w"), sc.fd("resp_r")
         t0 = time.monotonic()
         deadline = t0 + timeout
         out = memoryview(_HEADER.pack(len(payload)) + payload)
@@ -864,10 +985,10 @@ class Server:
             if now >= deadline:
                 reason = "timeout"
                 break
-            readable, writable, _ = select.select([sc.resp_r], [sc.req_w] if out else [], [], deadline - now)
+            readable, writable, _ = select.select([resp_r], [req_w] if out else [], [], deadline - now)
             if writable:
                 try:
-                    out = out[os.write(sc.req_w, out[:1 << 16]):]
+                    out = out[os.write(req_w, out[:1 << 16]):]
                 except BlockingIOError:
                     pass
                 except OSError:  # EPIPE: it died
@@ -875,7 +996,7 @@ class Server:
                     break
             if readable:
                 try:
-                    data = os.read(sc.resp_r, 1 << 16)
+                    data = os.read(resp_r, 1 << 16)
                 except BlockingIOError:
                     continue
                 if not data:
@@ -892,20 +1013,18 @@ class Server:
         elapsed = time.monotonic() - t0
         status = None
         if died:
+            self._await(lambda: sc.pid is not None, "fork")
+            if sc.pid > 0:
+                self._await(lambda: sc.pid in self._exits, "exit of the scorer")
+                status = self._exits.pop(sc.pid)[0]
             sc.close()
             self.scorer = None
-            if sc.pid in self._exits:
-                status = self._exits.pop(sc.pid)
-            else:
-                try:
-                    _, status = os.waitpid(sc.pid, 0)
-                except ChildProcessError:
-                    status = None
         elif reason is not None or header.get("respawn"):
             # killed at its deadline, or it exits by itself after a failed scoring: replace it
-            self._retire_scorer()
+            self._retire(sc)
+            self.scorer = None
         return {"header": header, "raw_result": header is not None, "reason": reason,
-                "status": status, "rusage": None, "elapsed": elapsed, "tail": ""}
+                "status": status, "cpu": 0.0, "elapsed": elapsed, "tail": ""}
 
     # -- what the children run
 
@@ -1024,9 +1143,7 @@ class Server:
             return {"status": "error", "error": f"{what} exited with code {code} before returning"}
         if os.WIFSIGNALED(status):
             sig = os.WTERMSIG(status)
-            ru = run["rusage"]
-            cpu = (ru.ru_utime + ru.ru_stime) if ru is not None else 0.0
-            if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu >= self.limits["cpu_s"] - 0.5):
+            if sig == signal.SIGXCPU or (sig == signal.SIGKILL and run["cpu"] >= self.limits["cpu_s"] - 0.5):
                 return {"status": "timeout", "error": f"{what} exceeded its {self.limits['cpu_s']} s CPU-time limit"}
             try:
                 name = signal.Signals(sig).name
@@ -1102,11 +1219,12 @@ def main() -> int:
     try:
         server.start_helpers()
     except BaseException as exc:  # noqa: BLE001
-        write_frame(proto_out, {"ready": False, "error": "could not fork the scorer: " + format_exception(exc)})
+        write_frame(proto_out, {"ready": False, "error": "could not start the zygote/scorer: " + format_exception(exc)})
         return 3
     write_frame(proto_out, {
         "ready": True,
         "pid": os.getpid(),
+        "zygote_pid": server.zygote_pid,
         "scorer_pid": server.scorer.pid,
         "python": sys.version.split()[0],
         "startup_s": time.monotonic() - t0,
@@ -1124,6 +1242,9 @@ def main() -> int:
                 return 0
             try:
                 resp = server.handle(req)
+            except ZygoteLost as exc:  # only a candidate that could signal it (process backend) does this
+                resp = {"id": req.get("id"), "status": "sandbox_lost",
+                        "error": f"sandbox lost: {exc}; replaced", "leftover": -1}
             except BaseException as exc:  # noqa: BLE001 - the server must answer, then be recycled
                 resp = {"id": req.get("id"), "status": "error",
                         "error": "fork server internal error: " + format_exception(exc), "leftover": -1}
