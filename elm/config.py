@@ -10,7 +10,7 @@ through their defaults list, which makes their keys typo-checked too.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -145,6 +145,108 @@ class GPMutatorConfig:
     max_edits: int = 3
 
 
+# --- language-model mutators (mutators/lm.py, mutators/backends/); docs/mutators.md explains each key
+
+
+@dataclass
+class LMBackendConfig:
+    """One schema for every backend kind; keys left null take the backend's own default."""
+
+    kind: str = "hf"  # "hf" (transformers), "vllm" (GPU, optional extra) or "openai" (HTTP endpoint)
+    model: Optional[str] = None  # hub id, local directory, "smollm2" (embedded), or the served model's name
+    revision: Optional[str] = None
+    trust_remote_code: Optional[bool] = None  # only for models without a native class (Refact)
+    gguf_file: Optional[str] = None  # hf
+    device: Optional[str] = None  # hf: auto / cpu / cuda / cuda:N
+    dtype: Optional[str] = None  # hf, vllm: auto / float32 / bfloat16 / float16
+    max_batch: Optional[int] = None  # hf: prompts per generate() call
+    threads: Optional[int] = None  # hf on CPU: torch threads (null: all cores)
+    eos_tokens: Optional[List[str]] = None  # hf: extra tokens that end a completion
+    cache_dir: Optional[str] = None  # hf: where "smollm2" is converted to
+    gpu_memory_utilization: Optional[float] = None  # vllm
+    tensor_parallel_size: Optional[int] = None  # vllm
+    max_model_len: Optional[int] = None  # vllm
+    enforce_eager: Optional[bool] = None  # vllm
+    base_url: Optional[str] = None  # openai: e.g. http://127.0.0.1:8000/v1
+    api_key_env: Optional[str] = None  # openai: environment variable holding the key
+    concurrency: Optional[int] = None  # openai: requests in flight
+    timeout_s: Optional[float] = None  # openai: per request
+    retries: Optional[int] = None  # openai
+    backoff_s: Optional[float] = None  # openai
+    max_backoff_s: Optional[float] = None  # openai
+    max_stop: Optional[int] = None  # openai: stop strings sent to the server
+
+
+@dataclass
+class SamplingConfig:
+    max_new_tokens: int = 256
+    temperature: float = 0.8  # 0 = greedy
+    top_p: float = 0.95
+    top_k: int = 50  # 0 = whole vocabulary
+
+
+@dataclass
+class DiffMutatorConfig:
+    _target_: str = "mutators.lm.DiffMutator"
+    name: Optional[str] = None
+    backend: LMBackendConfig = field(default_factory=LMBackendConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    file_name: str = "program.py"
+    messages: List[str] = field(default_factory=lambda: ["Fixed bugs", "Improved the packing",
+                                                         "Changed the layout constants"])
+    hunk_header: bool = False
+    max_anchor_lines: int = 6
+    record_completion: bool = True
+
+
+@dataclass
+class FIMMutatorConfig:
+    _target_: str = "mutators.lm.FIMMutator"
+    name: Optional[str] = None
+    backend: LMBackendConfig = field(default_factory=LMBackendConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    format: str = MISSING  # santacoder / fim_neox / refact / refact_psm
+    order: Optional[str] = None  # psm / spm override
+    spans: Dict[str, float] = field(default_factory=lambda: {"block": 0.5, "lines": 0.3, "body": 0.2})
+    max_lines: int = 8
+    entry_point_only: bool = True
+    check_tokens: bool = True
+    expected_ids: Optional[Dict[str, int]] = None
+    record_completion: bool = True
+
+
+@dataclass
+class RewriteMutatorConfig:
+    _target_: str = "mutators.lm.RewriteMutator"
+    name: Optional[str] = None
+    backend: LMBackendConfig = field(default_factory=LMBackendConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    style: str = "body"  # chat / body / region
+    instruction: Optional[str] = None
+    max_region_lines: int = 6
+    parents: Optional[int] = None
+    record_completion: bool = True
+
+
+@dataclass
+class CrossoverMutatorConfig:
+    _target_: str = "mutators.lm.CrossoverMutator"
+    name: Optional[str] = None
+    backend: LMBackendConfig = field(default_factory=LMBackendConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    style: str = "body"  # chat / body
+    instruction: Optional[str] = None
+    parents: int = 2
+    record_completion: bool = True
+
+
+@dataclass
+class MixtureMutatorConfig:
+    _target_: str = "mutators.mixture.MixtureMutator"
+    name: Optional[str] = None
+    components: Dict[str, Any] = field(default_factory=dict)  # {name: {weight: w, _target_: ..., ...}}
+
+
 def register_configs() -> None:
     """Register the schemas with Hydra's ConfigStore (idempotent)."""
     cs = ConfigStore.instance()
@@ -154,6 +256,11 @@ def register_configs() -> None:
     cs.store(group="env", name="image_evolution_schema", node=ImageEvolutionEnvConfig)
     cs.store(group="env", name="bin_packing_schema", node=BinPackingEnvConfig)
     cs.store(group="mutator", name="gp_schema", node=GPMutatorConfig)
+    cs.store(group="mutator", name="diff_schema", node=DiffMutatorConfig)
+    cs.store(group="mutator", name="fim_schema", node=FIMMutatorConfig)
+    cs.store(group="mutator", name="rewrite_schema", node=RewriteMutatorConfig)
+    cs.store(group="mutator", name="crossover_schema", node=CrossoverMutatorConfig)
+    cs.store(group="mutator", name="mixture_schema", node=MixtureMutatorConfig)
 
 
 CONF_DIR = __import__("pathlib").Path(__file__).resolve().parent.parent / "conf"

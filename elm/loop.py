@@ -119,6 +119,7 @@ class RunSummary:
     seed_qd_score: float | None
     stop_reason: str
     elapsed_s: float
+    mutator_stats: str = ""  # per-mutator table (mutators.stats.format_stats), also in meta.mutator_stats
 
     def format(self) -> str:
         best = "n/a" if self.max_fitness is None else f"{self.max_fitness:.6g}"
@@ -133,6 +134,9 @@ class RunSummary:
             lines.append(f"seeds alone     coverage {self.seed_coverage:.4f}  QD score {self.seed_qd_score:.6g}")
         counts = ", ".join(f"{k} {v}" for k, v in sorted(self.status_counts.items()))
         lines.append(f"statuses        {counts}")
+        if self.mutator_stats:
+            lines.append("per mutator (rates are fractions of its children):")
+            lines.extend("  " + line for line in self.mutator_stats.splitlines())
         return "\n".join(lines)
 
 
@@ -600,20 +604,38 @@ class Driver:
                 log.error("could not record the end of the session: %s", exc)
         if self.loop_cfg.get("export_elites", True):
             self.store.export_elites(f"{self.run_dir}/elites.jsonl", self.archive.elites())
+        per_mutator = self._record_mutator_stats()
         stats = self.archive.stats()
         seed_cov, seed_qd = self._seed_stats if self._seed_stats else (None, None)
-        return RunSummary(
+        return RunSummary(mutator_stats=per_mutator,
             run_dir=self.run_dir, evaluations=self._count, new_evaluations=self._count - start_count,
             status_counts=self.store.status_counts(), num_elites=stats.num_elites, coverage=stats.coverage,
             qd_score=stats.qd_score, max_fitness=stats.max_fitness, seed_coverage=seed_cov,
             seed_qd_score=seed_qd, stop_reason=self._stop_reason, elapsed_s=time.time() - start,
         )
 
-    def _mutator_parents_per_child(self) -> int:
-        from elm.workers import import_target
+    def _record_mutator_stats(self) -> str:
+        """Per-mutator statistics of the whole run into ``meta.mutator_stats``; returns them as a table.
 
-        cls = import_target(str(self.cfg["mutator"]["_target_"]))
-        return int(getattr(cls, "parents_per_child", 1))
+        Once per session, after the loop: one GROUP BY over the store, off the hot path.
+        """
+        try:
+            from mutators.stats import format_stats, mutator_stats
+        except ImportError:  # the engine used without the bundled mutators package
+            return ""
+        try:
+            stats = mutator_stats(self.store)
+            self.store.set_meta(mutator_stats=[s.to_dict() for s in stats])
+        except Exception as exc:  # statistics must never turn a finished run into a failed one
+            log.warning("could not record per-mutator statistics: %s", exc)
+            return ""
+        return format_stats(stats)
+
+    def _mutator_parents_per_child(self) -> int:
+        import ray
+
+        # asked of the built instance: a mixture's or a configured crossover's differs from its class's
+        return int(ray.get(self.mutators[0].parents_per_child.remote()))
 
     def _drain(self) -> None:
         while self._jobs:

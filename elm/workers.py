@@ -90,6 +90,11 @@ class MutatorWorker:
         """Where this worker runs: ``label`` (host:pid) and Ray ``node_id`` (None outside Ray)."""
         return {"label": self.label, "node_id": _node_id()}
 
+    def parents_per_child(self) -> int:
+        """Parents per child of the hosted mutator *instance* (a mixture, or a crossover configured
+        with more parents, differs from its class's default)."""
+        return int(getattr(self.mutator, "parents_per_child", 1))
+
     def mutate(self, parents: Sequence[Sequence[Parent]], seed: int) -> list[Proposal]:
         start = time.perf_counter()
         proposals = list(self.mutator.mutate(parents=parents, task=self.task, seed=seed))

@@ -1,5 +1,29 @@
-"""Variation operators: each module defines one :class:`elm.Mutator` subclass."""
+"""Variation operators (each an :class:`elm.Mutator`), their model backends and run statistics.
+
+- :class:`GPMutator`: random AST edits, the non-language-model baseline.
+- :class:`DiffMutator`, :class:`FIMMutator`, :class:`RewriteMutator`,
+  :class:`CrossoverMutator`: language-model operators (diff models, fill-in-the-
+  middle models, prompt mutation, LMX crossover) over a backend from
+  :mod:`mutators.backends` (``hf``, ``vllm``, ``openai``).
+- :class:`MixtureMutator`: several mutators with weights in one run.
+- :func:`mutator_stats`: per-mutator statistics from a run store.
+
+The language-model operators import torch/transformers only when a backend
+is built, so ``import mutators`` stays light.
+"""
 
 from mutators.gp import GPMutator
+from mutators.lm import CrossoverMutator, DiffMutator, FIMMutator, RewriteMutator
+from mutators.mixture import MixtureMutator
+from mutators.stats import MutatorStats, mutator_stats
 
-__all__ = ["GPMutator"]
+__all__ = [
+    "CrossoverMutator",
+    "DiffMutator",
+    "FIMMutator",
+    "GPMutator",
+    "MixtureMutator",
+    "MutatorStats",
+    "RewriteMutator",
+    "mutator_stats",
+]

@@ -1,0 +1,91 @@
+"""Valid-program rate of the embedded SmolLM2 model per prompt style, on circle packing.
+
+For each style (``chat``, ``body``, ``region`` rewrites; ``body`` and
+``chat`` crossover) it writes ``--children`` children of the four seed
+programs with the ``hf`` backend on CPU, runs every child that the operator
+produced in the ``process`` sandbox (the rlimits and deadline of the engine;
+these are a language model's programs) and prints, per style: children,
+programs produced, programs that parse, valid programs (scored ok), valid
+programs that differ from every seed's score, the mutator statuses, tokens
+and seconds per child.
+
+    .venv/bin/python -m benchmarks.bench_mutators_styles --children 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import time
+
+from elm.sandbox import EnvironmentSpec, SandboxLimits
+from elm.types import EvalRequest, Parent
+from elm.workers import syntax_error
+from mutators import CrossoverMutator, RewriteMutator
+from mutators.backends import build_backend
+
+STYLES = {
+    "chat": (RewriteMutator, {"style": "chat"}),
+    "body": (RewriteMutator, {"style": "body"}),
+    "body_chat": (RewriteMutator, {"style": "body_chat"}),
+    "region": (RewriteMutator, {"style": "region"}),
+    "crossover-body": (CrossoverMutator, {"style": "body"}),
+    "crossover-body_chat": (CrossoverMutator, {"style": "body_chat"}),
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--children", type=int, default=32, help="children per style")
+    ap.add_argument("--batch", type=int, default=16, help="children per mutate() call")
+    ap.add_argument("--styles", default=",".join(STYLES), help="comma-separated subset of " + ",".join(STYLES))
+    ap.add_argument("--max-new-tokens", type=int, default=384)
+    ap.add_argument("--temperature", type=float, default=0.7)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    from sandbox import make_sandbox
+
+    spec = EnvironmentSpec(target="environments.circle_packing.CirclePacking", kwargs={"n": 26})
+    env = spec.build()
+    task = env.task()
+    seeds = list(env.seed_programs())
+    seed_scores = {round(env.evaluate_local(s).fitness, 9) for s in seeds}
+    backend = build_backend({"kind": "hf", "model": "smollm2", "eos_tokens": ["<|endoftext|>"]})
+    sandbox = make_sandbox("process", env=spec, limits=SandboxLimits(timeout_s=10.0), workers=2)
+    sampling = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature}
+    print(f"SmolLM2-135M-Instruct on CPU, {args.children} children per style, temperature {args.temperature}, "
+          f"max_new_tokens {args.max_new_tokens}")
+    print(f"{'style':<16}{'children':>9}{'program':>9}{'parses':>8}{'valid':>7}{'new score':>10}"
+          f"{'tok out/child':>14}{'s/child':>9}  statuses")
+    try:
+        for style in args.styles.split(","):
+            cls, kwargs = STYLES[style]
+            mutator = cls(backend=backend, sampling=sampling, **kwargs)
+            k = mutator.parents_per_child
+            groups = [[Parent(id=10 * i + j, source=seeds[(i + j) % len(seeds)], fitness=0.0, descriptor=(0, 0))
+                       for j in range(k)] for i in range(args.children)]
+            start = time.perf_counter()
+            proposals = []
+            for b in range(0, len(groups), args.batch):
+                proposals += mutator.mutate(parents=groups[b:b + args.batch], task=task, seed=args.seed + b)
+            elapsed = time.perf_counter() - start
+            statuses = collections.Counter(p.status for p in proposals)
+            programs = [p for p in proposals if p.status == "ok" and p.source]
+            parsing = [p for p in programs if syntax_error(p.source) is None]
+            results = sandbox.evaluate([EvalRequest(id=i, source=p.source) for i, p in enumerate(parsing)])
+            valid = [r for r in results if r.ok]
+            new = [r for r in valid if round(r.fitness, 9) not in seed_scores]
+            errors = collections.Counter((r.error or "").strip().splitlines()[-1][:60] for r in results if not r.ok)
+            n = len(proposals)
+            tokens = sum(p.tokens_out for p in proposals) / n
+            print(f"{style:<16}{n:>9}{len(programs) / n:>9.1%}{len(parsing) / n:>8.1%}{len(valid) / n:>7.1%}"
+                  f"{len(new) / n:>10.1%}{tokens:>14.0f}{elapsed / n:>9.2f}  {dict(statuses)}")
+            for err, count in errors.most_common(3):
+                print(f"{'':<16}  {count} x {err}")
+    finally:
+        sandbox.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,443 @@
+"""Language-model mutation operators: diff, fill-in-the-middle, rewrite (prompt mutation), crossover.
+
+Each operator turns a batch of parent groups into prompts, sends them to its
+backend in one :meth:`~mutators.backends.Backend.generate` call, and turns
+each completion into a child with a status. A child the operator could not
+build is a proposal with ``source=None`` (or the parent's source for
+``no_op``) and a status saying why; it is recorded, never dropped:
+
+=====================  ===========================================================
+status                 meaning
+=====================  ===========================================================
+``ok``                 a new program (for diffs: every hunk applied); goes to the
+                       engine's syntax check (``syntax_error`` if it fails), then
+                       to a sandbox
+``no_op``              the completion reproduces the parent
+``malformed``          the completion has no usable diff / code block / body, or
+                       was cut at ``max_new_tokens`` mid-edit
+``context_not_found``  (diff) a hunk's context is not in the parent
+``model_error``        the backend failed for this child (e.g. HTTP retries exhausted)
+=====================  ===========================================================
+
+``Proposal.meta`` keeps the operator's details (diff status, span, style...),
+the completion's finish reason and, unless ``record_completion=False``, the
+raw completion (first 4000 characters), so failures can be inspected in the
+run store (``info.mutation``).
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Mapping, Sequence
+
+import numpy as np
+
+from elm.mutator import Mutator
+from elm.types import Parent, Proposal, TaskContext
+from mutators import prompts as P
+from mutators.backends import Backend, Completion, Prompt, Sampling, build_backend, release_backend
+from mutators.diff import DiffStatus, apply_diff
+from mutators.fim import FORMATS, SPAN_KINDS, choose_span
+
+__all__ = ["CrossoverMutator", "DiffMutator", "FIMMutator", "LMMutator", "RewriteMutator"]
+
+_COMPLETION_CHARS = 4000
+_SAMPLING_KEYS = ("max_new_tokens", "temperature", "top_p", "top_k")
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What an operator needs to turn one completion into a child."""
+
+    prompt: Prompt | None  # None: no request (``failure`` says why)
+    context: Any = None
+    failure: str = ""
+    meta: Mapping[str, Any] = None  # type: ignore[assignment]
+
+
+class LMMutator(Mutator):
+    """Base class: batching, seeds, token/time accounting and statuses for a model-backed operator.
+
+    Args:
+        backend: a :class:`~mutators.backends.Backend`, or its config mapping
+            (``{kind: hf, model: ..., ...}``, see :func:`~mutators.backends.build_backend`).
+        sampling: ``{max_new_tokens, temperature, top_p, top_k}`` (missing keys: defaults).
+        name: name recorded with each child (default: the class's).
+        record_completion: keep the raw completion in ``Proposal.meta``.
+    """
+
+    name: ClassVar[str] = "lm"
+
+    def __init__(self, *, backend: Backend | Mapping[str, Any], sampling: Mapping[str, Any] | None = None,
+                 name: str | None = None, record_completion: bool = True) -> None:
+        sampling = dict(sampling or {})
+        unknown = set(sampling) - set(_SAMPLING_KEYS)
+        if unknown:
+            raise ValueError(f"sampling has unknown keys {sorted(unknown)}; allowed: {list(_SAMPLING_KEYS)}")
+        self.sampling = Sampling(**{k: v for k, v in sampling.items() if v is not None})
+        if name is not None:
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"name must be a non-empty string or None, got {name!r}")
+            self.name = name
+        self.record_completion = bool(record_completion)
+        self._owns_backend = not isinstance(backend, Backend)
+        self.backend = build_backend(backend) if self._owns_backend else backend
+
+    # -------------------------------------------------------------- subclass hooks
+
+    @abstractmethod
+    def _plan(self, group: Sequence[Parent], task: TaskContext, rng: np.random.Generator) -> _Plan:
+        """The prompt for one child (or a failure)."""
+
+    @abstractmethod
+    def _child(self, plan: _Plan, group: Sequence[Parent], text: str, completion: Completion) -> tuple[str | None, str, dict]:
+        """``(source, status, meta)`` of the child built from a completion's text."""
+
+    def _stops(self) -> tuple[str, ...]:
+        return ()
+
+    # ---------------------------------------------------------------------- API
+
+    def mutate(self, *, parents: Sequence[Sequence[Parent]], task: TaskContext, seed: int) -> list[Proposal]:
+        """One child per parent group (see the module docstring for statuses); one backend call per batch."""
+        rng = np.random.default_rng(seed)
+        for index, group in enumerate(parents):
+            if len(group) < 1:
+                raise ValueError(f"parent group {index} is empty; each group needs at least one Parent")
+        plans = [self._plan(list(group), task, rng) for group in parents]
+        asked = [i for i, plan in enumerate(plans) if plan.prompt is not None]
+        sampling = replace(self.sampling, stop=self._stops())
+        model_seed = int(rng.integers(2**31 - 1))
+        completions = self.backend.generate([plans[i].prompt for i in asked], sampling=sampling, seed=model_seed) \
+            if asked else []
+        if len(completions) != len(asked):
+            raise RuntimeError(f"backend {self.backend.label} returned {len(completions)} completions "
+                               f"for {len(asked)} prompts")
+        by_index = dict(zip(asked, completions))
+        out = []
+        for i, (group, plan) in enumerate(zip(parents, plans)):
+            ids = tuple(p.id for p in group[: self.parents_per_child])
+            meta = dict(plan.meta or {})
+            completion = by_index.get(i)
+            if completion is None:
+                out.append(Proposal(source=None, parent_ids=ids, mutator=self.name, status="malformed",
+                                    meta={**meta, "error": plan.failure}))
+                continue
+            meta.update(finish=completion.finish, backend=self.backend.label)
+            if self.record_completion:
+                meta["completion"] = completion.text[:_COMPLETION_CHARS]
+            if completion.finish == "error":
+                source, status = None, "model_error"
+                meta["error"] = completion.error
+            else:
+                prompt = plan.prompt
+                prefill = getattr(prompt, "prefill", "") if self.backend.supports_prefill else ""
+                source, status, extra = self._child(plan, group, prefill + completion.text, completion)
+                meta.update(extra)
+            out.append(Proposal(source=source, parent_ids=ids, mutator=self.name, status=status,
+                                tokens_in=completion.tokens_in, tokens_out=completion.tokens_out,
+                                model_seconds=completion.seconds, meta=meta))
+        return out
+
+    def close(self) -> None:
+        if self._owns_backend and self.backend is not None:
+            release_backend(self.backend)
+            self.backend = None
+
+
+def _changed(child: str, parent: str) -> bool:
+    return child.strip() != parent.strip()
+
+
+# ----------------------------------------------------------------------------- diff
+
+
+class DiffMutator(LMMutator):
+    """Diff models (CarperAI diff-codegen-350m v1/v2): the model writes a unified diff of the parent.
+
+    Prompt (the model card's training format; the tags are plain text, not special tokens)::
+
+        <NME> {file_name}
+        <BEF> {parent without its final newline}
+        <MSG> {commit message}
+        <DFF>
+
+    With ``hunk_header=True`` the prompt continues `` @@ -a,n +a,n @@\\n`` for a
+    random range of lines of the entry function, which anchors the edit
+    there. The completion is cut at the next record (``<NME>``, ``<BEF>``,
+    ``<MSG>``, ``<DFF>``) or EOS, then applied with
+    :func:`mutators.diff.apply_diff` (all hunks or none). ``meta.diff_status``
+    is ``applied`` / ``no_op`` / ``malformed`` / ``context_not_found``; an
+    applied diff's proposal has status ``ok``.
+
+    Args:
+        file_name: the ``<NME>`` field.
+        messages: commit messages; one is drawn per child.
+        hunk_header: anchor the edit with a hunk header (see above).
+        max_anchor_lines: lines covered by an anchoring header (1..this).
+    """
+
+    name: ClassVar[str] = "diff"
+    _STOPS = ("<NME>", "\n<BEF>", "\n<MSG>", "\n<DFF>", "<|endoftext|>")
+
+    def __init__(self, *, backend: Backend | Mapping[str, Any], sampling: Mapping[str, Any] | None = None,
+                 file_name: str = "program.py",
+                 messages: Sequence[str] = ("Fixed bugs", "Improved the packing", "Changed the layout constants"),
+                 hunk_header: bool = False, max_anchor_lines: int = 6, name: str | None = None,
+                 record_completion: bool = True) -> None:
+        messages = tuple(str(m) for m in messages)
+        if not messages or any(not m.strip() or "\n" in m for m in messages):
+            raise ValueError(f"messages must be non-empty one-line commit messages, got {messages!r}")
+        if not isinstance(file_name, str) or not file_name or "\n" in file_name:
+            raise ValueError(f"file_name must be a one-line file name, got {file_name!r}")
+        if isinstance(max_anchor_lines, bool) or not isinstance(max_anchor_lines, int) or max_anchor_lines < 1:
+            raise ValueError(f"max_anchor_lines must be an int >= 1, got {max_anchor_lines!r}")
+        super().__init__(backend=backend, sampling=sampling, name=name, record_completion=record_completion)
+        self.file_name = file_name
+        self.messages = messages
+        self.hunk_header = bool(hunk_header)
+        self.max_anchor_lines = max_anchor_lines
+
+    def prompt(self, parent: str, message: str, anchor: str = "") -> str:
+        """The exact prompt text (``anchor`` is a hunk header line, or empty)."""
+        text = f"<NME> {self.file_name}\n<BEF> {parent.rstrip(chr(10))}\n<MSG> {message}\n<DFF>"
+        return text + (f" {anchor}\n" if anchor else "")
+
+    def _stops(self) -> tuple[str, ...]:
+        return self._STOPS
+
+    def _plan(self, group, task, rng):
+        parent = group[0]
+        message = self.messages[int(rng.integers(len(self.messages)))]
+        anchor = ""
+        if self.hunk_header:
+            span = choose_span(parent.source, kind="lines", rng=rng, function=task.entry_point,
+                               max_lines=self.max_anchor_lines)
+            if span is not None:
+                count = span.last_line - span.first_line + 1
+                anchor = f"@@ -{span.first_line},{count} +{span.first_line},{count} @@"
+        return _Plan(prompt=self.prompt(parent.source, message, anchor), context=anchor,
+                     meta={"message": message, **({"anchor": anchor} if anchor else {})})
+
+    def _child(self, plan, group, text, completion):
+        diff = (plan.context + "\n" + text) if plan.context else text
+        result = apply_diff(group[0].source, diff.lstrip(" "), truncated=completion.finish == "length")
+        meta = {"diff_status": result.status.value, "hunks": result.hunks}
+        if result.detail:
+            meta["detail"] = result.detail
+        if result.status is DiffStatus.APPLIED:
+            return result.source, "ok", meta
+        if result.status is DiffStatus.NO_OP:
+            return group[0].source, "no_op", meta
+        return None, result.status.value, meta
+
+
+# ------------------------------------------------------------------------------ FIM
+
+
+class FIMMutator(LMMutator):
+    """Fill-in-the-middle: cut a span out of the parent and let the model write it again.
+
+    Args:
+        format: ``santacoder``, ``fim_neox``, ``refact`` or ``refact_psm`` (see :mod:`mutators.fim`).
+        order: override the format's order (``"psm"``/``"spm"``), e.g. PSM for Refact.
+        spans: weights of the span kinds ``body``/``block``/``lines`` drawn per child.
+        max_lines: longest ``lines`` span.
+        entry_point_only: cut spans from the task's entry function when the
+            parent defines it (otherwise from any function).
+        check_tokens: at construction, assert that the backend's tokenizer
+            maps every marker to its expected id (backends with a tokenizer only).
+        expected_ids: marker -> id to check instead of the real vocabulary's
+            (for test tokenizers).
+
+    The child is ``prefix + middle + suffix``; the middle is the completion
+    cut at EOS or any FIM marker, given a final newline. A middle cut at
+    ``max_new_tokens`` is ``malformed``; an unchanged program is ``no_op``.
+    """
+
+    name: ClassVar[str] = "fim"
+
+    def __init__(self, *, backend: Backend | Mapping[str, Any], format: str, order: str | None = None,
+                 spans: Mapping[str, float] | None = None, max_lines: int = 8, entry_point_only: bool = True,
+                 check_tokens: bool = True, expected_ids: Mapping[str, int] | None = None,
+                 sampling: Mapping[str, Any] | None = None, name: str | None = None,
+                 record_completion: bool = True) -> None:
+        if format not in FORMATS:
+            raise ValueError(f"format must be one of {sorted(FORMATS)}, got {format!r}")
+        fmt = FORMATS[format]
+        if order is not None:
+            if order not in ("psm", "spm"):
+                raise ValueError(f"order must be 'psm', 'spm' or null, got {order!r}")
+            fmt = fmt.with_order(order) if order != fmt.order else fmt
+        spans = dict(spans or {"block": 0.5, "lines": 0.3, "body": 0.2})
+        bad = set(spans) - set(SPAN_KINDS)
+        if bad:
+            raise ValueError(f"spans has unknown kinds {sorted(bad)}; allowed: {list(SPAN_KINDS)}")
+        weights = np.array([float(spans[k]) for k in spans])
+        if not np.all(np.isfinite(weights)) or np.any(weights < 0) or weights.sum() <= 0:
+            raise ValueError(f"spans weights must be finite, >= 0 and not all 0, got {spans}")
+        if isinstance(max_lines, bool) or not isinstance(max_lines, int) or max_lines < 1:
+            raise ValueError(f"max_lines must be an int >= 1, got {max_lines!r}")
+        super().__init__(backend=backend, sampling=sampling, name=name, record_completion=record_completion)
+        self.format = fmt
+        self._kinds = list(spans)
+        self._weights = weights / weights.sum()
+        self.max_lines = max_lines
+        self.entry_point_only = bool(entry_point_only)
+        tokenizer = getattr(self.backend, "tokenizer", None)
+        self.marker_ids = fmt.check_tokenizer(tokenizer, expected=expected_ids) if check_tokens and tokenizer else {}
+
+    def _stops(self) -> tuple[str, ...]:
+        return self.format.stops
+
+    def _plan(self, group, task, rng):
+        kind = self._kinds[int(rng.choice(len(self._kinds), p=self._weights))]
+        span = choose_span(group[0].source, kind=kind, rng=rng,
+                           function=task.entry_point if self.entry_point_only else None, max_lines=self.max_lines)
+        if span is None:
+            return _Plan(prompt=None, failure="parent does not parse or has no function body to fill",
+                         meta={"span": kind})
+        return _Plan(prompt=self.format.prompt(span.prefix, span.suffix), context=span,
+                     meta={"span": kind, "lines": [span.first_line, span.last_line], "format": self.format.name})
+
+    def _child(self, plan, group, text, completion):
+        span = plan.context
+        if completion.finish == "length":
+            return None, "malformed", {"detail": "middle cut at max_new_tokens"}
+        middle = text if text.endswith("\n") or not text else text + "\n"
+        child = span.prefix + middle + span.suffix
+        if not _changed(child, group[0].source):
+            return group[0].source, "no_op", {}
+        return child, "ok", {"middle_lines": middle.count("\n")}
+
+
+# ------------------------------------------------------------------- rewrite / crossover
+
+_BODY_STOPS = ("\ndef ", "\nclass ", "\nif __name__", "\n@", "\n#", "\nprint(", "\nimport ", "\nfrom ",
+               "\n```", "<|endoftext|>", "<|im_end|>")
+_INSTRUCTIONS = {
+    "chat": "Write an improved version of the program that scores higher.",
+    "body": "Improved version of {versions}.",
+    "body_chat": "Improved version of {versions}.",
+    "region": "Improve these lines so that the program scores higher.",
+}
+
+
+class RewriteMutator(LMMutator):
+    """ELM's prompt mutation: the model writes a new version of the parent's entry function.
+
+    Args:
+        style: ``chat``, ``body``, ``body_chat`` or ``region`` (see :mod:`mutators.prompts`).
+            ``body``, ``body_chat`` and ``region`` keep the entry function's signature by
+            construction; ``chat`` returns a whole program.
+        instruction: the instruction (``body``: the new version's docstring,
+            where ``{versions}`` names the parent versions shown). None: the
+            style's default.
+        max_region_lines: longest region of the ``region`` style.
+        parents: parents shown per child (1; :class:`CrossoverMutator` uses 2+).
+    """
+
+    name: ClassVar[str] = "rewrite"
+    parents_per_child: ClassVar[int] = 1
+
+    def __init__(self, *, backend: Backend | Mapping[str, Any], style: str = "body", instruction: str | None = None,
+                 max_region_lines: int = 6, parents: int | None = None, sampling: Mapping[str, Any] | None = None,
+                 name: str | None = None, record_completion: bool = True) -> None:
+        if style not in P.STYLES:
+            raise ValueError(f"style must be one of {P.STYLES}, got {style!r}")
+        if parents is not None:
+            if isinstance(parents, bool) or not isinstance(parents, int) or parents < 1:
+                raise ValueError(f"parents must be an int >= 1, got {parents!r}")
+            self.parents_per_child = parents  # instance override of the class default
+        if style == "region" and self.parents_per_child > 1:
+            raise ValueError("style 'region' rewrites one parent's lines; use 'body' or 'chat' for crossover")
+        if isinstance(max_region_lines, bool) or not isinstance(max_region_lines, int) or max_region_lines < 1:
+            raise ValueError(f"max_region_lines must be an int >= 1, got {max_region_lines!r}")
+        super().__init__(backend=backend, sampling=sampling, name=name, record_completion=record_completion)
+        self.style = style
+        self.instruction = instruction or _INSTRUCTIONS[style]
+        self.max_region_lines = max_region_lines
+
+    def _stops(self) -> tuple[str, ...]:
+        if self.style == "body":
+            return _BODY_STOPS
+        if self.style == "body_chat":  # the body ends at a dedent (cut afterwards) or the closing fence
+            return ("```", "\ndef ", "\nclass ", "\nif __name__", "<|im_end|>", "<|endoftext|>")
+        # chat/region replies are prefilled with an opening fence: the next fence closes the code
+        return ("```",) if self.backend.supports_prefill else ()
+
+    def _plan(self, group, task, rng):
+        group = list(group[: self.parents_per_child])
+        name = task.entry_point
+        meta = {"style": self.style}
+        if self.style == "chat":
+            return _Plan(prompt=P.chat_prompt([p.source for p in group], task, self.instruction), meta=meta)
+        entries = [P.find_entry(p.source, name) for p in group]
+        if any(e is None for e in entries):
+            return _Plan(prompt=None, failure=f"a parent does not parse or has no multi-line top-level def {name}",
+                         meta=meta)
+        if self.style == "body":
+            return _Plan(prompt=P.body_prompt(entries, name, self.instruction), context=entries[0], meta=meta)
+        if self.style == "body_chat":
+            return _Plan(prompt=P.body_chat_prompt(entries, name, task, self.instruction), context=entries[0],
+                         meta=meta)
+        first, last = P.choose_region(entries[0], rng, self.max_region_lines)
+        return _Plan(prompt=P.region_prompt(entries[0], first, last, task, self.instruction),
+                     context=(entries[0], first, last), meta={**meta, "region": [first + 1, last]})
+
+    def _child(self, plan, group, text, completion):
+        parent = group[0].source
+        extra: dict = {}
+        if self.style in ("body", "body_chat"):
+            entry = plan.context
+            if self.style == "body_chat":
+                # the reply continues the prefilled fence + def line + docstring: drop them again
+                text = text.split(entry.indent + '"""', 1)[-1].split('"""', 1)[-1].split("\n", 1)[-1] \
+                    if '"""' in text else text
+            if completion.finish == "length":
+                # a body cut mid-line loses its last (partial) line; complete lines are kept
+                text = text[: text.rfind("\n") + 1]
+                extra["truncated"] = True
+            body = P.body_from_completion(text, entry.indent)
+            if not body.strip():
+                return None, "malformed", {**extra, "detail": "the completion wrote no indented body"}
+            child = entry.with_body(body)
+        elif completion.finish == "length":
+            return None, "malformed", {"detail": "completion cut at max_new_tokens"}
+        else:
+            code = P.extract_code(text)
+            if code is None:
+                return None, "malformed", {"detail": "no code in the reply"}
+            if self.style == "chat":
+                child = code
+            else:
+                entry, first, last = plan.context
+                child = P.splice_region(entry, first, last, code)
+        if not _changed(child, parent):
+            return parent, "no_op", extra
+        return child, "ok", extra
+
+
+class CrossoverMutator(RewriteMutator):
+    """LMX-style crossover: several parents in one prompt, the model writes a new version.
+
+    Same styles as :class:`RewriteMutator` except ``region``; ``parents``
+    (default 2) parents are shown per child. With ``body`` the child is the
+    first parent with its entry function's body replaced by the model's.
+    """
+
+    name: ClassVar[str] = "crossover"
+    parents_per_child: ClassVar[int] = 2
+
+    def __init__(self, *, backend: Backend | Mapping[str, Any], style: str = "body", instruction: str | None = None,
+                 parents: int = 2, sampling: Mapping[str, Any] | None = None, name: str | None = None,
+                 record_completion: bool = True) -> None:
+        if isinstance(parents, bool) or not isinstance(parents, int) or parents < 2:
+            raise ValueError(f"crossover needs parents >= 2, got {parents!r}")
+        if instruction is None and style == "body":
+            instruction = "Improved version combining the best ideas of {versions}."
+        elif instruction is None and style == "chat":
+            instruction = "Write a new program that combines the best ideas of these programs and scores higher."
+        super().__init__(backend=backend, style=style, instruction=instruction, parents=parents, sampling=sampling,
+                         name=name, record_completion=record_completion)

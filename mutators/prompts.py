@@ -1,0 +1,247 @@
+"""Prompt styles for instruction / completion models that rewrite a program's main function.
+
+Three styles, all for the task's entry-point function (``TaskContext.entry_point``):
+
+``chat``
+    ELM's prompt mutation through the model's chat template: the task, the
+    parent program(s) and an instruction; the reply's first Python code block
+    is the child (the whole program). The signature is *not* fixed: the model
+    may change it.
+``body``
+    FunSearch-style plain completion: the parent program with its entry
+    function renamed ``<entry>_v0`` (for crossover, ``_v0``, ``_v1``...), then
+    the header ``def <entry>_v<k>(...):`` and a docstring asking for an
+    improved version; the model writes the body, which replaces the parent's
+    entry-function body. The signature is fixed by construction.
+``body_chat``
+    The ``body`` idea through the chat template: the parent program(s) in the
+    user turn, and the assistant's reply prefilled with a code fence, the
+    entry function's ``def`` line and a docstring, so the model continues
+    with the body. Signature fixed by construction.
+``region``
+    A marked region (a few consecutive lines of the entry function's body)
+    rewritten through the chat template; the reply replaces exactly those
+    lines, re-indented to the region's indentation. Signature fixed.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import textwrap
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from mutators.backends.base import ChatPrompt
+from elm.types import TaskContext
+
+__all__ = ["STYLES", "EntryFunction", "find_entry", "extract_code", "body_from_completion"]
+
+STYLES = ("chat", "body", "body_chat", "region")
+
+_SYSTEM = "You are an expert Python programmer. You improve programs and reply with Python code only."
+REGION_BEGIN = "# >>> rewrite from here"
+REGION_END = "# <<< to here"
+
+
+@dataclass(frozen=True)
+class EntryFunction:
+    """Where the entry-point function sits in a program (0-based line indices, end exclusive).
+
+    ``header`` = lines ``[start, body_start)``: decorators, ``def`` line(s)
+    (``[start, def_end)``) and the docstring; ``body`` = ``[body_start, end)``;
+    ``indent`` = the body's indentation.
+    """
+
+    lines: tuple[str, ...]  # the whole program, with line ends
+    start: int
+    def_end: int
+    body_start: int
+    end: int
+    indent: str
+
+    @property
+    def def_lines(self) -> str:
+        return "".join(self.lines[self.start:self.def_end])
+
+    @property
+    def header(self) -> str:
+        return "".join(self.lines[self.start:self.body_start])
+
+    @property
+    def body(self) -> str:
+        return "".join(self.lines[self.body_start:self.end])
+
+    def with_body(self, body: str) -> str:
+        """The program with the entry function's body replaced by ``body`` (indented lines)."""
+        if not body.endswith("\n"):
+            body += "\n"
+        return "".join(self.lines[:self.body_start]) + body + "".join(self.lines[self.end:])
+
+    def renamed(self, name: str, new: str) -> str:
+        """The program with the entry function's ``def name`` renamed to ``def new`` (calls untouched)."""
+        lines = list(self.lines)
+        for i in range(self.start, self.body_start):
+            lines[i] = re.sub(rf"\bdef\s+{re.escape(name)}\b", f"def {new}", lines[i], count=1)
+        return "".join(lines)
+
+    def function_text(self) -> str:
+        return "".join(self.lines[self.start:self.end])
+
+
+def find_entry(source: str, name: str) -> EntryFunction | None:
+    """Locate top-level ``def name`` in ``source``; None if the program does not parse or lacks it."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return None
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
+            body = node.body
+            first = body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) \
+                    and isinstance(first.value.value, str) and len(body) > 1:
+                first = body[1]  # keep the docstring in the header
+            if body[0].lineno <= node.lineno or first.col_offset == 0:
+                return None  # "def f(): return 1" on one line: no body lines to replace
+            lines = source.splitlines(keepends=True)
+            if lines and not lines[-1].endswith("\n"):
+                lines[-1] += "\n"
+            start = (node.decorator_list[0].lineno if node.decorator_list else node.lineno) - 1
+            line = lines[first.lineno - 1]
+            return EntryFunction(lines=tuple(lines), start=start, def_end=body[0].lineno - 1,
+                                 body_start=first.lineno - 1, end=node.end_lineno,
+                                 indent=line[: len(line) - len(line.lstrip())])
+    return None
+
+
+def extract_code(text: str) -> str | None:
+    """The first fenced code block of a reply (or the reply itself if it has no fence and parses).
+
+    A reply that was prefilled with an opening fence starts inside the block:
+    everything up to the closing fence is the code.
+    """
+    fence = re.search(r"```[ \t]*(?:python|py|Python)?[ \t]*\n(.*?)(?:```|\Z)", text, re.S)
+    if fence:
+        code = fence.group(1)
+    elif "```" in text:
+        code = text.split("```", 1)[0]  # prefilled fence: the reply ends at the closing one
+    else:
+        code = text
+    code = code.strip("\n")
+    return code + "\n" if code.strip() else None
+
+
+def body_from_completion(text: str, indent: str) -> str:
+    """The indented lines a completion writes after a ``def`` header: up to the first dedented line.
+
+    Lines must be indented at least ``indent`` (the body's indentation) or be
+    blank; trailing blank lines are dropped. A completion whose first line is
+    not indented yields ``""``.
+    """
+    out = []
+    for line in text.splitlines(keepends=True):
+        if line.strip() and not line.startswith(indent):
+            break
+        out.append(line)
+    while out and not out[-1].strip():
+        out.pop()
+    body = "".join(out)
+    return body if body.endswith("\n") or not body else body + "\n"
+
+
+# ----------------------------------------------------------------------------- prompts
+
+
+def chat_prompt(sources: Sequence[str], task: TaskContext, instruction: str) -> ChatPrompt:
+    """``chat`` style: task + parent program(s) + instruction; reply prefilled with a code fence."""
+    shown = "\n\n".join(
+        (f"Program {i + 1}:\n" if len(sources) > 1 else "") + f"```python\n{s.rstrip()}\n```"
+        for i, s in enumerate(sources)
+    )
+    which = "these programs" if len(sources) > 1 else "this program"
+    sig = f" Keep the signature `{task.signature}`." if task.signature else ""
+    user = (f"{task.description}\n\nHere is {which}:\n\n{shown}\n\n{instruction}{sig} "
+            f"Reply with the complete new program in one Python code block.")
+    return ChatPrompt(messages=(("system", _SYSTEM), ("user", user)), prefill="```python\n")
+
+
+def body_prompt(entries: Sequence[EntryFunction], name: str, instruction: str) -> str:
+    """``body`` style, FunSearch's layout: the first parent's other code (imports, helpers), then
+    every parent's entry function as ``name_v0``, ``name_v1``..., then the next version's header.
+
+    The versions sit right above the header, so even a small model sees the
+    body it is to vary immediately before it writes one.
+    """
+    k = len(entries)
+    first = entries[0]
+    rest = "".join(first.lines[:first.start]) + "".join(first.lines[first.end:])
+    rest = re.sub(r"\n{4,}", "\n\n\n", rest).strip("\n")
+    parts = [rest] if rest else []
+    parts += [_rename_def(e.function_text(), name, f"{name}_v{i}").rstrip("\n") for i, e in enumerate(entries)]
+    versions = ", ".join(f"`{name}_v{i}`" for i in range(k))
+    head = _rename_def(first.def_lines, name, f"{name}_v{k}")
+    doc = f'{first.indent}"""{instruction.format(versions=versions)}"""\n'
+    return "\n\n\n".join(parts) + "\n\n\n" + head + doc
+
+
+def body_chat_prompt(entries: Sequence[EntryFunction], name: str, task: TaskContext, instruction: str) -> ChatPrompt:
+    """``body_chat`` style: programs shown in the user turn; reply prefilled up to the new body."""
+    shown = "\n\n".join(f"```python\n{e.renamed(name, f'{name}_v{i}').rstrip()}\n```" if i == 0 else
+                         f"```python\n{_rename_def(e.function_text(), name, f'{name}_v{i}').rstrip()}\n```"
+                         for i, e in enumerate(entries))
+    versions = ", ".join(f"`{name}_v{i}`" for i in range(len(entries)))
+    doc = instruction.format(versions=versions)
+    user = (f"{task.description}\n\n{shown}\n\nWrite `{name}`, an improved version of {versions}. "
+            f"Keep its signature. Reply with the function in one Python code block.")
+    prefill = f"```python\n{entries[0].def_lines}{entries[0].indent}\"\"\"{doc}\"\"\"\n"
+    return ChatPrompt(messages=(("system", _SYSTEM), ("user", user)), prefill=prefill)
+
+
+def region_prompt(entry: EntryFunction, first: int, last: int, task: TaskContext, instruction: str) -> ChatPrompt:
+    """``region`` style: the program with lines ``[first, last)`` marked; reply = replacement lines."""
+    lines = list(entry.lines)
+    indent = _line_indent(lines[first])
+    marked = "".join(lines[:first]) + f"{indent}{REGION_BEGIN}\n" + "".join(lines[first:last]) \
+        + f"{indent}{REGION_END}\n" + "".join(lines[last:])
+    user = (f"{task.description}\n\n```python\n{marked.rstrip()}\n```\n\n{instruction} Rewrite only the lines "
+            f"between `{REGION_BEGIN}` and `{REGION_END}`. Reply with the new lines only, in one Python "
+            f"code block, without the marker comments.")
+    return ChatPrompt(messages=(("system", _SYSTEM), ("user", user)), prefill="```python\n")
+
+
+def splice_region(entry: EntryFunction, first: int, last: int, reply: str) -> str:
+    """The program with lines ``[first, last)`` replaced by ``reply`` re-indented to the region's indent."""
+    kept = [l for l in reply.splitlines() if l.strip() not in (REGION_BEGIN, REGION_END)]
+    block = textwrap.dedent("\n".join(kept)).strip("\n")
+    indent = _line_indent(entry.lines[first])
+    new = "".join(indent + l + "\n" if l.strip() else "\n" for l in block.split("\n")) if block else ""
+    return "".join(entry.lines[:first]) + new + "".join(entry.lines[last:])
+
+
+def choose_region(entry: EntryFunction, rng: np.random.Generator, max_lines: int) -> tuple[int, int]:
+    """A random run of 1..max_lines body lines that starts and ends at the same indentation."""
+    body = list(range(entry.body_start, entry.end))
+    nonblank = [i for i in body if entry.lines[i].strip()]
+    first = nonblank[int(rng.integers(len(nonblank)))]
+    indent = _line_indent(entry.lines[first])
+    last = first + 1
+    limit = first + int(rng.integers(1, max_lines + 1))
+    # extend while lines are at least as indented (stay inside one block); never past the body
+    while last < min(limit, entry.end) and (not entry.lines[last].strip()
+                                            or _line_indent(entry.lines[last]).startswith(indent)):
+        last += 1
+    # a block must not end on a line that opens a nested block (its body would be cut off)
+    while last < entry.end and entry.lines[last].strip() and len(_line_indent(entry.lines[last])) > len(indent):
+        last += 1
+    return first, last
+
+
+def _line_indent(line: str) -> str:
+    return line[: len(line) - len(line.lstrip())]
+
+
+def _rename_def(text: str, name: str, new: str) -> str:
+    return re.sub(rf"\bdef\s+{re.escape(name)}\b", f"def {new}", text, count=1)

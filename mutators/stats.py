@@ -1,0 +1,125 @@
+"""Per-mutator statistics of a run, computed from its store's ``evaluations`` table.
+
+Every child is one row with its mutator, the mutator's status
+(``mutation_status``), the evaluation status, the archive's verdict, tokens
+and model seconds, so the statistics are one ``GROUP BY`` away and stay
+exact across resumes. Rates are fractions of the mutator's proposals.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+__all__ = ["MutatorStats", "format_stats", "mutator_stats"]
+
+_SEED = "seed"
+
+
+@dataclass(frozen=True)
+class MutatorStats:
+    """Counts for one mutator (``Proposal.mutator``); seeds are not a mutator.
+
+    ``programs``: children the mutator turned into a program (diff applied,
+    middle spliced, body written...: mutation status ``ok`` or
+    ``syntax_error``); ``parsed``: of those, the ones that passed
+    ``ast.parse``; ``valid``: evaluated ``ok``; ``inserted``: entered the
+    archive (``new_cell`` or ``improved``); ``new_cells``: opened a cell.
+    ``model_s`` is the sum of the children's model seconds; ``statuses``
+    counts mutation statuses.
+    """
+
+    mutator: str
+    proposals: int
+    programs: int
+    parsed: int
+    valid: int
+    inserted: int
+    new_cells: int
+    tokens_in: int
+    tokens_out: int
+    model_s: float
+    statuses: Mapping[str, int] = field(default_factory=dict)
+
+    def _rate(self, n: int) -> float:
+        return n / self.proposals if self.proposals else 0.0
+
+    @property
+    def apply_rate(self) -> float:
+        """Parse/apply rate: fraction of proposals that became a program."""
+        return self._rate(self.programs)
+
+    @property
+    def parse_rate(self) -> float:
+        return self._rate(self.parsed)
+
+    @property
+    def valid_rate(self) -> float:
+        return self._rate(self.valid)
+
+    @property
+    def insertion_rate(self) -> float:
+        return self._rate(self.inserted)
+
+    @property
+    def new_cell_rate(self) -> float:
+        return self._rate(self.new_cells)
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Generated tokens per model second (0 for mutators without a model)."""
+        return self.tokens_out / self.model_s if self.model_s > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["statuses"] = dict(self.statuses)
+        for rate in ("apply_rate", "parse_rate", "valid_rate", "insertion_rate", "new_cell_rate", "tokens_per_s"):
+            d[rate] = getattr(self, rate)
+        return d
+
+
+_QUERY = """
+SELECT mutator,
+       COUNT(*) AS proposals,
+       SUM(mutation_status IN ('ok', 'syntax_error')) AS programs,
+       SUM(mutation_status = 'ok') AS parsed,
+       SUM(status = 'ok') AS valid,
+       SUM(archive_status IN ('new_cell', 'improved')) AS inserted,
+       SUM(archive_status = 'new_cell') AS new_cells,
+       SUM(tokens_in) AS tokens_in,
+       SUM(tokens_out) AS tokens_out,
+       SUM(model_s) AS model_s
+FROM evaluations WHERE mutator != ? GROUP BY mutator ORDER BY mutator
+"""
+
+
+def mutator_stats(store: Any) -> list[MutatorStats]:
+    """Statistics per mutator of a run (``store``: an open :class:`elm.store.RunStore`), by name."""
+    conn = store._conn
+    statuses: dict[str, dict[str, int]] = {}
+    for row in conn.execute("SELECT mutator, COALESCE(mutation_status, status), COUNT(*) FROM evaluations "
+                            "WHERE mutator != ? GROUP BY 1, 2", (_SEED,)):
+        statuses.setdefault(row[0], {})[row[1]] = row[2]
+    return [
+        MutatorStats(mutator=r[0], proposals=r[1], programs=r[2] or 0, parsed=r[3] or 0, valid=r[4] or 0,
+                     inserted=r[5] or 0, new_cells=r[6] or 0, tokens_in=r[7] or 0, tokens_out=r[8] or 0,
+                     model_s=float(r[9] or 0.0), statuses=statuses.get(r[0], {}))
+        for r in conn.execute(_QUERY, (_SEED,))
+    ]
+
+
+def format_stats(stats: list[MutatorStats]) -> str:
+    """A fixed-width table, one line per mutator (for logs and the run summary)."""
+    if not stats:
+        return ""
+    lines = [f"{'mutator':<14}{'children':>9}{'program':>9}{'parses':>8}{'valid':>8}{'inserted':>9}"
+             f"{'new cell':>9}{'tokens out':>11}{'model s':>9}"]
+    for s in stats:
+        lines.append(f"{s.mutator[:13]:<14}{s.proposals:>9}{s.apply_rate:>9.1%}{s.parse_rate:>8.1%}"
+                     f"{s.valid_rate:>8.1%}{s.inserted:>9}{s.new_cells:>9}{s.tokens_out:>11}{s.model_s:>9.1f}")
+    return "\n".join(lines)
+
+
+def stats_json(stats: list[MutatorStats]) -> str:
+    return json.dumps([s.to_dict() for s in stats])
