@@ -83,11 +83,11 @@ class SandboxLimits:
     timeout_s: float = 10.0  # wall clock per candidate, enforced inside (killpg) + host backstop
     cpu_s: int = 20  # RLIMIT_CPU per candidate
     memory_mb: int = 2048  # RLIMIT_AS per candidate: a bomb becomes MemoryError, not a dead sandbox
-    nproc: int = 64  # RLIMIT_NPROC per candidate: a fork bomb gets EAGAIN
+    nproc: int = 24  # tasks (processes + threads) per candidate: fork() fails at the cap, which kills it
     fsize_mb: int = 64  # RLIMIT_FSIZE per candidate
     output_bytes: int = 1 << 20  # stdout+stderr captured per candidate, beyond it: output_limit
     sandbox_memory_mb: int = 4096  # cgroup memory limit per sandbox (backstop; gVisor only)
-    sandbox_pids: int = 512  # cgroup pids limit per sandbox (idle sandbox uses ~47 host tasks)
+    sandbox_pids: int = 512  # host pids cgroup per sandbox (gVisor only; idle: ~85-110 host tasks)
     tmpfs_mb: int = 64  # size of the sandbox's /tmp
     recycle_after: int = 500  # replace a sandbox after this many candidates
 

@@ -216,7 +216,7 @@ class ForkServerPool(Sandbox):
         """Stop a slot's process(es); called from a background thread, must not raise."""
         raise NotImplementedError
 
-    def _server_config(self) -> dict:
+    def _server_config(self, slot: Slot) -> dict:
         return {
             "target": self.env_spec.target,
             "kwargs": dict(self.env_spec.kwargs),
@@ -263,7 +263,7 @@ class ForkServerPool(Sandbox):
         self._spawn(slot)
         try:
             deadline = time.monotonic() + STARTUP_TIMEOUT_S
-            slot.send(self._server_config(), deadline)
+            slot.send(self._server_config(slot), deadline)
             msg = slot.recv(deadline)
         except SlotLost as exc:
             tail = slot.stderr_tail()

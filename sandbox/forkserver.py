@@ -347,8 +347,12 @@ class Server:
         self.scratch_dirs = [d for d in cfg.get("scratch_dirs") or [] if os.path.isdir(d)]
         #: paths inside scratch dirs that must survive (read-only binds such as a venv under /tmp)
         self.keep = [os.path.normpath(p) for p in cfg.get("keep") or []]
-        #: an in-sandbox pids cgroup whose pids.max caps each child's tasks (kernel-enforced, gVisor)
-        self.cgroup = self._setup_pids_cgroup() if cfg.get("pids_cgroup") else None
+        #: a pids cgroup whose pids.max caps each child's tasks (kernel-enforced): gVisor's own
+        #: (mounted here, ``pids_cgroup``), or a host one made by the process backend (``pids_cgroup_path``)
+        if cfg.get("pids_cgroup_path"):
+            self.cgroup = self._use_pids_cgroup(cfg["pids_cgroup_path"])
+        else:
+            self.cgroup = self._setup_pids_cgroup() if cfg.get("pids_cgroup") else None
         lim = self.limits
         mib = 1 << 20
         common = [
@@ -382,6 +386,17 @@ class Server:
         os.set_blocking(self.wake_r, False)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+
+    def _use_pids_cgroup(self, path: str) -> str | None:
+        """Set pids.max of an existing (host) pids cgroup; None (the watchdog is used) if that fails."""
+        try:
+            with open(os.path.join(path, "pids.max"), "w") as f:
+                f.write(str(self.max_procs))
+            return path
+        except OSError as exc:
+            print(f"fork server: cannot use the pids cgroup {path} ({exc}); using the process-count watchdog",
+                  file=sys.stderr, flush=True)
+            return None
 
     def _setup_pids_cgroup(self) -> str | None:
         """Mount gVisor's pids controller and create ``candidate/`` with pids.max = max_procs.

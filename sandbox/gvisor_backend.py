@@ -43,7 +43,8 @@ SERVER_CAPS = ["CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_KILL", "CAP_SETGID", "CAP_
 #: host tasks (threads) one live in-sandbox process may cost on the ptrace platform (measured 5-11
 #: for sleeping processes, ~13 for a fork bomb spinning at its cap)
 HOST_TASKS_PER_PROCESS = 16
-#: host tasks of an idle sandbox with a numpy fork server (measured 62-78) plus slack
+#: host tasks of an idle sandbox with a numpy fork server, its zygote, scorer and spare child
+#: (measured 83-89 idle, up to ~112 right after a candidate)
 HOST_TASKS_IDLE = 100
 #: recycle a sandbox whose cgroup usage (pids or memory) ends a candidate above this share of its limit
 #: (under ptrace the sentry never gives back the host threads its stub processes accumulate)
@@ -78,6 +79,19 @@ INIT_CODE = (
     "        pass\n"
     "    signal.sigtimedwait({signal.SIGCHLD}, 1.0)\n"
 )
+
+
+def task_cap(limits: SandboxLimits) -> int:
+    """Tasks (processes + threads) a candidate may have: ``nproc``, capped so the host pids cgroup holds.
+
+    gVisor does not enforce RLIMIT_NPROC, and every live process inside costs
+    ~5-13 host tasks (ptrace stubs, sentry threads) against the sandbox's host
+    pids cgroup, which kills the whole sandbox when full. The fork server
+    puts every child into an in-sandbox pids cgroup (gVisor's own cgroupfs)
+    with pids.max = this value, so fork() fails with EAGAIN beyond it.
+    """
+    room = (limits.sandbox_pids - HOST_TASKS_IDLE) // HOST_TASKS_PER_PROCESS
+    return max(2, min(limits.nproc, room))
 
 
 def _runsc_path() -> str | None:
@@ -244,6 +258,14 @@ class GVisorSandbox(ForkServerPool):
     ) -> None:
         super().__init__(env=env, limits=limits, workers=workers, runtime_dir=runtime_dir)
         check_gvisor()
+        if task_cap(limits) < limits.nproc:
+            log.warning(
+                "gvisor sandbox: nproc=%d is capped at %d tasks per candidate, because each task costs up to "
+                "%d host tasks and sandbox_pids=%d must also hold the idle sandbox (~%d); set "
+                "sandbox_pids >= %d to allow nproc=%d (fork bombs then take longer to stop), or lower nproc",
+                limits.nproc, task_cap(limits), HOST_TASKS_PER_PROCESS, limits.sandbox_pids, HOST_TASKS_IDLE,
+                HOST_TASKS_IDLE + HOST_TASKS_PER_PROCESS * limits.nproc, limits.nproc,
+            )
         self._root = os.path.abspath(runtime_dir or DEFAULT_ROOT)
         os.makedirs(self._root, mode=0o700, exist_ok=True)
         try:
@@ -307,19 +329,11 @@ class GVisorSandbox(ForkServerPool):
 
     @property
     def max_procs(self) -> int:
-        """Tasks (processes + threads) a candidate may have: ``nproc``, capped so the host pids cgroup holds.
+        """Tasks (processes + threads) a candidate may have: see :func:`task_cap`."""
+        return task_cap(self.limits)
 
-        gVisor does not enforce RLIMIT_NPROC, and every live process inside costs
-        ~5-11 host tasks (ptrace stubs, sentry threads) against the sandbox's host
-        pids cgroup, which kills the whole sandbox when full. The fork server
-        puts every child into an in-sandbox pids cgroup (gVisor's own cgroupfs)
-        with pids.max = this value, so fork() fails with EAGAIN beyond it.
-        """
-        room = (self.limits.sandbox_pids - HOST_TASKS_IDLE) // HOST_TASKS_PER_PROCESS
-        return max(2, min(self.limits.nproc, room))
-
-    def _server_config(self) -> dict:
-        cfg = super()._server_config()
+    def _server_config(self, slot: Slot) -> dict:
+        cfg = super()._server_config(slot)
         cfg["pidns"] = True
         cfg["drop_uid"] = CANDIDATE_UID
         cfg["scorer_uid"] = SCORER_UID

@@ -161,6 +161,11 @@ def clean_owner_dir(path: str, timeout: float = 30.0) -> int:
     return len(ids)
 
 
+def remove_dead_cgroups() -> int:
+    """rmdir the (empty) cgroup directories ``elm-<pid>-<start>-...`` of owners that are dead."""
+    return _remove_cgroups(lambda pid, start: not owner_alive(pid, start))
+
+
 def janitor(runtime_dir: str = DEFAULT_ROOT) -> int:
     """Remove sandboxes, state/bundle directories and cgroups left by dead owners under ``runtime_dir``.
 

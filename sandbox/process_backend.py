@@ -1,24 +1,79 @@
-"""``sandbox=process``: the fork server as a plain host subprocess. UNSAFE, for trusted programs only."""
+"""``sandbox=process``: the fork server as a plain host subprocess. UNSAFE, for trusted programs only.
+
+It keeps the gVisor backend's per-candidate limits where the OS allows:
+rlimits (address space, CPU, file size, core; ``RLIMIT_NPROC`` too, which Linux
+ignores for root), the wall-clock deadline, the output cap, the scratch
+directory scrub, and a task cap. The task cap is kernel-enforced when this
+process may create a host pids cgroup (root, with the pids controller
+available): each slot gets ``elm-<owner>-<slot>-<generation>`` with
+``pids.max`` = ``nproc``, and fork() beyond it fails with EAGAIN. Otherwise
+the fork server counts the candidate's processes every 20 ms and kills it at
+the cap.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import logging
 import os
+import secrets
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 from elm.sandbox import EnvironmentSpec, SandboxLimits
 
 from ._pool import FORKSERVER, ForkServerPool, Slot, thread_env
+from .janitor import CGROUP_ROOT, owner_tag, remove_dead_cgroups
 
 log = logging.getLogger("sandbox")
 
 #: host environment variables passed to the fork server (everything else, API keys included, is dropped)
 _PASS_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONUSERBASE", "VIRTUAL_ENV")
+
+
+def pids_cgroup_parent() -> str | None:
+    """Where this process may create a pids cgroup (cgroup v1 ``pids`` or a v2 root delegating it), or None."""
+    if os.geteuid() != 0:
+        return None
+    v1 = os.path.join(CGROUP_ROOT, "pids")
+    if os.path.isfile(os.path.join(v1, "cgroup.procs")) and os.access(v1, os.W_OK):
+        return v1
+    try:
+        with open(os.path.join(CGROUP_ROOT, "cgroup.subtree_control")) as f:
+            if "pids" in f.read().split() and os.access(CGROUP_ROOT, os.W_OK):
+                return CGROUP_ROOT
+    except OSError:
+        pass
+    return None
+
+
+def _remove_cgroup(path: str) -> None:
+    """Kill what is left in a slot's pids cgroup (escaped candidates have no parent-death signal), rmdir it."""
+    for _ in range(50):
+        try:
+            with open(os.path.join(path, "cgroup.procs")) as f:
+                pids = [int(x) for x in f.read().split()]
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError):
+            pids = []
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.02)
+    log.warning("process sandbox: pids cgroup %s still busy; the janitor removes it later", path)
 
 
 def package_roots(names) -> list[str]:
@@ -72,6 +127,12 @@ class ProcessSandbox(ForkServerPool):
         # Candidates' cwd and TMPDIR; the fork server empties it after every candidate.
         self._scratch = os.path.join(self._workdir, "scratch")
         os.makedirs(self._scratch)
+        # A host pids cgroup per slot for the task cap (named like the gVisor backend's, so that
+        # the janitor removes those of a killed owner).
+        self._cgroup_parent = pids_cgroup_parent()
+        self._tag = f"{owner_tag()}-{secrets.token_hex(4)}"
+        if self._cgroup_parent:
+            remove_dead_cgroups()
         top = env.target.split(".", 1)[0]
         roots = package_roots(["elm", top])
         extra = os.environ.get("PYTHONPATH", "")
@@ -83,6 +144,15 @@ class ProcessSandbox(ForkServerPool):
             raise
 
     def _spawn(self, slot: Slot) -> None:
+        slot.handle = None
+        if self._cgroup_parent:
+            path = os.path.join(self._cgroup_parent, f"elm-{self._tag}-{slot.index}-{slot.generation}")
+            try:
+                os.mkdir(path)
+                slot.handle = path
+            except OSError as exc:
+                log.warning("process sandbox: cannot create the pids cgroup %s (%s); the fork server "
+                            "counts processes instead", path, exc)
         env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ}
         env.update(thread_env())
         env.update({"PYTHONPATH": self._pythonpath, "TMPDIR": self._scratch})
@@ -94,34 +164,37 @@ class ProcessSandbox(ForkServerPool):
                 cwd=self._scratch, env=env, bufsize=0, close_fds=True, start_new_session=True,
             )
 
-    def _server_config(self) -> dict:
-        cfg = super()._server_config()
+    def _server_config(self, slot: Slot) -> dict:
+        cfg = super()._server_config(slot)
         cfg["scratch_dirs"] = [self._scratch]
+        if slot.handle:
+            cfg["pids_cgroup_path"] = slot.handle
         return cfg
 
     def _teardown(self, proc, handle) -> None:
-        if proc is None:
-            return
-        try:
-            proc.stdin.close()  # EOF: the server exits after its current candidate
-        except OSError:
-            pass
-        try:
-            proc.wait(0.5)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # its session: the server (candidates die with it)
-        except OSError:
-            pass
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            log.error("process sandbox: fork server %d did not exit", proc.pid)
-        try:
-            proc.stdout.close()
-        except OSError:
-            pass
+        if proc is not None:
+            try:
+                proc.stdin.close()  # EOF: the server exits after its current candidate
+            except OSError:
+                pass
+            try:
+                proc.wait(0.5)
+            except subprocess.TimeoutExpired:
+                pass
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # its session: the server and its zygote
+            except OSError:
+                pass
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                log.error("process sandbox: fork server %d did not exit", proc.pid)
+            try:
+                proc.stdout.close()
+            except OSError:
+                pass
+        if handle:
+            _remove_cgroup(handle)
 
     def _after_close(self) -> None:
         shutil.rmtree(getattr(self, "_workdir", ""), ignore_errors=True)

@@ -117,3 +117,41 @@ def test_bad_arguments(sandbox_root):
         make("process", sandbox_root, workers=0)
     with pytest.raises(ValueError, match="JSON-serialisable"):
         make("process", sandbox_root, env=EnvironmentSpec("tests.sandbox.toy_env.ToyEnv", {"x": object()}))
+
+
+def test_config_files_state_the_limits_that_apply():
+    """conf/sandbox/*.yaml repeat SandboxLimits' defaults, and the default task cap is nproc itself."""
+    import dataclasses
+    from pathlib import Path
+
+    import yaml
+
+    from elm.sandbox import SandboxLimits
+    from sandbox.gvisor_backend import task_cap
+
+    defaults = SandboxLimits()
+    conf = Path(__file__).resolve().parents[2] / "conf" / "sandbox"
+    for name in ("gvisor.yaml", "process.yaml"):
+        values = yaml.safe_load((conf / name).read_text())
+        for field in dataclasses.fields(SandboxLimits):
+            if field.name in values:
+                assert values[field.name] == getattr(defaults, field.name), (name, field.name)
+    # gVisor caps nproc so that a capped fork bomb fits under sandbox_pids; the defaults must not need it
+    assert task_cap(defaults) == defaults.nproc
+    assert task_cap(dataclasses.replace(defaults, nproc=64)) < 64
+    assert task_cap(dataclasses.replace(defaults, nproc=64, sandbox_pids=100 + 16 * 64)) == 64
+
+
+@pytest.mark.gvisor
+def test_capped_nproc_is_logged_with_the_fix(sandbox_root, caplog):
+    import dataclasses
+
+    limits = dataclasses.replace(LIMITS, nproc=64, sandbox_pids=512)
+    with caplog.at_level(logging.WARNING, logger="sandbox"):
+        box = make("gvisor", sandbox_root, limits=limits, workers=1)
+    try:
+        assert box._slots[0].info["max_procs"] == 25
+    finally:
+        box.close()
+    (msg,) = [r.getMessage() for r in caplog.records if "nproc=64 is capped" in r.getMessage()]
+    assert "at 25 tasks" in msg and "sandbox_pids >= 1124" in msg
