@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -67,46 +66,6 @@ def test_candidate_runs_unprivileged(gsb):
     assert res.fitness == 65534 * 1000 + 65534 % 1000 + 0.5
 
 
-def test_secret_files_are_not_readable(gsb):
-    targets = ["/etc/shadow", "/etc/passwd", str(REPO / "pyproject.toml"), str(REPO / "sandbox" / "__init__.py"),
-               "/root/.bash_history", "/root/.ssh/id_rsa"]
-    res = run1(gsb, prog(f"""
-        def main():
-            readable = 0
-            for path in {targets!r}:
-                try:
-                    with open(path, "rb") as f:
-                        f.read(1)
-                    readable += 1
-                except OSError:
-                    pass
-            return readable
-    """))
-    assert res.status is EvalStatus.OK, res.error
-    assert res.fitness == 0
-
-
-def test_project_and_home_are_not_visible(gsb):
-    home = os.path.expanduser("~")
-    # Directories of $HOME that hold the bound Python runtime (e.g. ~/.pyenv) are expected.
-    from sandbox.gvisor_backend import python_binds
-
-    allowed = {Path(b).relative_to(home).parts[0] for b in python_binds() if b.startswith(home + "/")}
-    names = [n for n in os.listdir(home) if n not in allowed]
-    res = run1(gsb, prog(f"""
-        import os
-        def main():
-            visible = 0
-            for name in {names!r}:
-                visible += os.path.exists(os.path.join({home!r}, name))
-            for path in [{str(REPO)!r}, {str(REPO / "elm")!r}, {str(REPO / "tests")!r}]:
-                visible += os.path.exists(path)
-            return visible
-    """))
-    assert res.status is EvalStatus.OK, res.error
-    assert res.fitness == 0
-
-
 def test_filesystem_is_read_only_and_tmp_is_bounded(gsb):
     res = run1(gsb, prog("""
         import errno
@@ -130,103 +89,6 @@ def test_filesystem_is_read_only_and_tmp_is_bounded(gsb):
     """))
     assert res.status is EvalStatus.OK, res.error
     assert res.fitness == 4
-
-
-def test_network_is_unreachable(gsb):
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
-    port = listener.getsockname()[1]
-    try:
-        res = run1(gsb, prog(f"""
-            import socket
-            def main():
-                reached = 0
-                for addr in [("127.0.0.1", {port}), ("1.1.1.1", 80), ("8.8.8.8", 53)]:
-                    try:
-                        socket.create_connection(addr, timeout=0.3).close()
-                        reached += 1
-                    except OSError:
-                        pass
-                try:
-                    socket.getaddrinfo("pypi.org", 443)
-                    reached += 1
-                except OSError:
-                    pass
-                return reached
-        """))
-    finally:
-        listener.close()
-    assert res.status is EvalStatus.OK, res.error
-    assert res.fitness == 0
-
-
-def test_server_is_out_of_reach(gsb):
-    """The candidate (nobody) can neither signal, ptrace nor read the fds of its root fork server (or init)."""
-    res = run1(gsb, prog("""
-        import os, signal
-        def main():
-            server = os.getppid()
-            blocked = 0
-            try:
-                os.kill(server, signal.SIGSTOP)
-            except PermissionError:
-                blocked += 1
-            try:
-                os.listdir(f"/proc/{server}/fd")
-                open(f"/proc/{server}/fd/1", "wb").write(b"forged")
-            except OSError:
-                blocked += 1
-            try:
-                os.kill(1, signal.SIGKILL)
-            except PermissionError:
-                blocked += 1
-            import ctypes
-            libc = ctypes.CDLL(None, use_errno=True)
-            if libc.ptrace(16, server, 0, 0) != 0:  # PTRACE_ATTACH
-                blocked += 1
-            return blocked
-    """))
-    assert res.status is EvalStatus.OK, res.error
-    assert res.fitness == 4
-    assert run1(gsb, OK).status is EvalStatus.OK
-
-
-def test_fork_bomb_is_contained(gsb):
-    t0 = time.monotonic()
-    res = run1(gsb, prog("""
-        import os
-        def main():
-            while True:
-                try:
-                    os.fork()
-                except OSError:
-                    pass
-    """))
-    # fork() fails with EAGAIN at the in-sandbox pids cgroup's cap, and the bomb is killed there
-    assert res.status is EvalStatus.ERROR, res
-    assert "fork bomb" in res.error
-    assert time.monotonic() - t0 < LIMITS.timeout_s + 1
-    assert_nothing_left(gsb)
-
-
-def test_setsid_loop_times_out_and_leaves_nothing(gsb):
-    t0 = time.monotonic()
-    res = run1(gsb, prog("""
-        import os
-        def main():
-            if os.fork() == 0:
-                os.setsid()
-                if os.fork() == 0:
-                    while True:
-                        pass
-                os._exit(0)
-            while True:
-                pass
-    """))
-    assert res.status is EvalStatus.TIMEOUT
-    assert time.monotonic() - t0 < LIMITS.timeout_s + 1
-    assert_nothing_left(gsb)
 
 
 def test_escaped_process_after_return_is_killed(gsb):
