@@ -252,6 +252,10 @@ _EXITED = struct.Struct(">ciid")
 ZYGOTE_TIMEOUT_S = 30.0
 
 
+class OwnerGone(RuntimeError):
+    """The process that started the server died: there is no one left to answer."""
+
+
 class ZygoteLost(RuntimeError):
     """The zygote died or stopped answering: the server cannot fork any more (the host recycles it)."""
 
@@ -381,6 +385,9 @@ class Server:
         self._exits: dict[int, tuple[int, float]] = {}
         #: helpers that were SIGKILLed and whose exit report is still to come
         self._retired: set[int] = set()
+        #: PR_SET_PDEATHSIG would fire when the *thread* that started us exits (the host starts slots
+        #: from short-lived threads), so the server watches its parent pid instead
+        self.parent_pid = os.getppid()
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_w, False)
         os.set_blocking(self.wake_r, False)
@@ -903,6 +910,10 @@ class Server:
                 if self.at_task_limit():
                     reason = "nproc"
                     break
+                if os.getppid() != self.parent_pid:
+                    # The host process that started us died (killed with -9?): nobody will read the
+                    # answer. Stop now rather than at the deadline; shutdown() takes every child along.
+                    raise OwnerGone(f"the fork server's parent {self.parent_pid} is gone")
                 next_check = now + WATCHDOG_S
             wait = min(deadline - now, next_check - now, 0.25)
             ready, _, _ = select.select(list(open_fds) + [self.wake_r, self.zsock], [], [], max(wait, 0.0))
@@ -1213,6 +1224,7 @@ def main() -> int:
     os.dup2(2, 1)
     # Not dumpable: other processes of the same uid cannot ptrace us or open /proc/<pid>/fd.
     _prctl(PR_SET_DUMPABLE, 0)
+
     # Orphans of candidates re-parent to us (where supported), so we can kill them.
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     t0 = time.monotonic()
@@ -1257,6 +1269,8 @@ def main() -> int:
                 return 0
             try:
                 resp = server.handle(req)
+            except OwnerGone:
+                return 0
             except ZygoteLost as exc:  # only a candidate that could signal it (process backend) does this
                 resp = {"id": req.get("id"), "status": "sandbox_lost",
                         "error": f"sandbox lost: {exc}; replaced", "leftover": -1}

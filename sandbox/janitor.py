@@ -80,7 +80,7 @@ def _processes_using(path: str) -> list[int]:
 
 
 def _remove_cgroups(is_dead) -> int:
-    """rmdir cgroup directories named ``elm-<pid>-<start>-...`` whose owner is dead."""
+    """Kill the tasks in, then rmdir, cgroup directories named ``elm-<pid>-<start>-...`` whose owner is dead."""
     removed = 0
     try:
         top = os.listdir(CGROUP_ROOT)
@@ -102,13 +102,29 @@ def _remove_cgroups(is_dead) -> int:
         m = _ID_RE.match(os.path.basename(path))
         if not m or not is_dead(int(m.group(1)), int(m.group(2))):
             continue
-        # Children first (rmdir only works on an empty cgroup without tasks).
-        for dirpath, _, _ in sorted(os.walk(path), key=lambda t: -t[0].count("/")):
-            try:
-                os.rmdir(dirpath)
-                removed += dirpath == path
-            except OSError:
-                pass
+        # Whatever still runs in a dead owner's cgroup is its leftover (e.g. a process-backend
+        # candidate that escaped its fork server with setsid(): it has no parent-death signal).
+        for _ in range(20):
+            # Children first (rmdir only works on an empty cgroup without tasks).
+            for dirpath, _, _ in sorted(os.walk(path), key=lambda t: -t[0].count("/")):
+                try:
+                    with open(os.path.join(dirpath, "cgroup.procs")) as f:
+                        pids = [int(x) for x in f.read().split()]
+                except (OSError, ValueError):
+                    pids = []
+                for pid in pids:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except OSError:
+                        pass
+                try:
+                    os.rmdir(dirpath)
+                    removed += dirpath == path
+                except OSError:
+                    pass
+            if not os.path.exists(path):
+                break
+            time.sleep(0.05)
     return removed
 
 
@@ -162,7 +178,7 @@ def clean_owner_dir(path: str, timeout: float = 30.0) -> int:
 
 
 def remove_dead_cgroups() -> int:
-    """rmdir the (empty) cgroup directories ``elm-<pid>-<start>-...`` of owners that are dead."""
+    """Kill what runs in, then rmdir, the cgroup directories ``elm-<pid>-<start>-...`` of dead owners."""
     return _remove_cgroups(lambda pid, start: not owner_alive(pid, start))
 
 
