@@ -1,0 +1,544 @@
+"""Soak: thousands of mixed candidates, a share of them hostile, through one evaluator worker.
+
+One ``GVisorSandbox`` with ``--workers`` slots (one evaluator worker) evaluates
+``--n`` candidates in batches of ``--batch``. A share ``--hostile`` of them is
+drawn from the hostile kinds below (loops, fork and thread bombs, memory and
+output bombs, 1 GiB files, reads of host secrets, network connects, stdin,
+non-finite fitness, patching the scorer, exits, attacks on the server and the
+scorer, files left for the next candidate, ``kill(-1)``...); the rest are benign
+programs whose exact fitness is known. It reports:
+
+* ``hung``: candidates without an answer from their fork server (host backstop hit,
+  or the sandbox lost under a candidate that does not explain it);
+* ``late``: candidates whose round trip exceeded ``timeout_s + 1 s``;
+* ``escapes``: anything that got out: a host secret read, a host file written, a
+  connection to the host, a forged byte in a host log, a cheated or contaminated
+  fitness, a file or process left for the next candidate (probes look inside);
+* ``unexpected``: hostile candidates with a status outside their kind's expected set,
+  and benign candidates that did not come back ``ok`` with their exact fitness;
+* benign throughput (candidates/s) and CPU per benign candidate of a benign-only
+  calibration batch at the start and at the end (the worker must not degrade).
+
+Run by hand (~15 min for 10,000 on 2 cores)::
+
+    python benchmarks/soak_sandbox.py [--n 10000] [--hostile 0.25] [--workers 2]
+
+Exits 1 when an acceptance figure fails (hung, escapes or unexpected > 0, or end
+throughput < 90 % of the start). ``tests/sandbox/test_soak.py`` runs a short one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import random
+import secrets
+import socket
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from elm.sandbox import EnvironmentSpec, SandboxLimits  # noqa: E402
+from elm.types import EvalRequest, EvalResult, EvalStatus  # noqa: E402
+
+S = EvalStatus
+MARKER = b"ELM-SOAK-FORGED"
+
+
+def _prog(body: str) -> str:
+    return textwrap.dedent(body).strip() + "\n"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of hostile candidate: its source, the statuses it may get, and its escape check."""
+
+    name: str
+    source: str
+    statuses: frozenset
+    weight: float = 1.0
+    #: True when the result shows that something got out (given the result)
+    escaped: Callable[[EvalResult], bool] = lambda r: False
+
+
+@dataclass(frozen=True)
+class SoakReport:
+    candidates: int
+    hostile: int
+    hung: int
+    late: int
+    escapes: dict
+    unexpected: dict
+    benign_bad: int
+    throughput_start: float
+    throughput_end: float
+    cpu_ms_start: float
+    cpu_ms_end: float
+    replaced: int
+    max_total_s: float
+    wall_s: float
+    load_start: float
+    load_end: float
+    by_kind: dict = field(default_factory=dict)
+
+    @property
+    def throughput_ratio(self) -> float:
+        return self.throughput_end / self.throughput_start if self.throughput_start else 0.0
+
+    @property
+    def passed(self) -> bool:
+        return (self.hung == 0 and not self.escapes and not self.unexpected and self.benign_bad == 0
+                and self.throughput_ratio >= 0.9)
+
+
+class Host:
+    """Host-side canaries: a secret file, paths a candidate must not create, a listener it must not reach."""
+
+    def __init__(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="elm-soak-")
+        self.secret = secrets.token_hex(16)
+        self.secret_path = os.path.join(self.dir, "secret.txt")
+        Path(self.secret_path).write_text(self.secret)
+        os.chmod(self.dir, 0o755)
+        os.chmod(self.secret_path, 0o644)  # readable by anyone on the host: only isolation protects it
+        tag = secrets.token_hex(4)
+        self.forbidden = [os.path.join(self.dir, "written.bin"), f"/tmp/elm-soak-{tag}.bin",
+                          str(REPO / f"elm-soak-{tag}.bin")]
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        self.connections = 0
+        self._stop = False
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        self.listener.settimeout(0.2)
+        while not self._stop:
+            try:
+                conn, _ = self.listener.accept()
+                self.connections += 1
+                conn.close()
+            except OSError:
+                continue
+
+    def changed(self) -> list[str]:
+        out = [p for p in self.forbidden if os.path.exists(p)]
+        if Path(self.secret_path).read_text() != self.secret:
+            out.append(self.secret_path)
+        if sorted(os.listdir(self.dir)) != ["secret.txt"]:
+            out.append(self.dir)
+        return out
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join()
+        self.listener.close()
+        for p in self.forbidden:
+            try:
+                os.unlink(p)
+            except OSError:
+                pass
+        for p in (self.secret_path,):
+            os.unlink(p)
+        os.rmdir(self.dir)
+
+
+PROBE = _prog("""
+    import os
+    def main():
+        # live processes of the candidate uid besides this one, and files left in the scratch dirs
+        me, mine = os.getpid(), 0
+        for p in os.listdir("/proc"):
+            if not p.isdigit() or int(p) == me:
+                continue
+            try:
+                with open(f"/proc/{p}/status") as f:
+                    fields = dict(line.split(":", 1) for line in f if ":" in line)
+            except OSError:
+                continue
+            if fields["State"].split()[0] not in ("Z", "X") and int(fields["Uid"].split()[0]) == os.getuid():
+                mine += 1
+        files = [n for d in ("/tmp", "/dev/shm") if os.path.isdir(d) for n in os.listdir(d)
+                 if not os.path.ismount(os.path.join(d, n)) and not n.startswith(KEEP)]
+        print(files)
+        return mine * 1000 + len(files)
+""")
+
+
+def hostile_kinds(host: Host, keep_prefixes: tuple[str, ...]) -> list[Kind]:
+    loop = "    while True:\n        pass\n"
+    probe = PROBE.replace("KEEP", repr(keep_prefixes))
+    return [
+        Kind("infinite loop", _prog("def main():\n" + loop), frozenset({S.TIMEOUT})),
+        Kind("setsid + loop", _prog("""
+            import os
+            def main():
+                if os.fork() == 0:
+                    os.setsid()
+                    if os.fork() == 0:
+                        while True:
+                            pass
+                    os._exit(0)
+                while True:
+                    pass
+        """), frozenset({S.TIMEOUT})),
+        Kind("ignores SIGTERM", _prog("""
+            import signal
+            def main():
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGXCPU):
+                    signal.signal(sig, signal.SIG_IGN)
+                while True:
+                    pass
+        """), frozenset({S.TIMEOUT})),
+        Kind("fork bomb", _prog("""
+            import os
+            def main():
+                while True:
+                    try:
+                        os.fork()
+                    except OSError:
+                        pass
+        """), frozenset({S.ERROR}), weight=0.5),
+        Kind("thread bomb", _prog("""
+            import threading
+            def spin():
+                while True:
+                    pass
+            def main():
+                while True:
+                    threading.Thread(target=spin, daemon=True).start()
+        """), frozenset({S.TIMEOUT, S.ERROR}), weight=0.5),
+        Kind("4 GiB bytearray", _prog("def main():\n    return len(bytearray(4 << 30))\n"),
+             frozenset({S.MEMORY}), weight=2),
+        Kind("4 GiB numpy", _prog("""
+            import numpy as np
+            def main():
+                return float(np.ones((1 << 29,)).sum())
+        """), frozenset({S.MEMORY}), weight=2),
+        Kind("100 MB of stdout", _prog("""
+            import sys
+            def main():
+                chunk = "spam" * (1 << 18)
+                for _ in range(100):
+                    sys.stdout.write(chunk)
+                return 1
+        """), frozenset({S.OUTPUT_LIMIT}), weight=2),
+        # Past the 64 MiB result cap; on a loaded machine serialising it can outlast a 1 s deadline.
+        Kind("100 MB result", _prog("def main():\n    return 'x' * (100 << 20)\n"),
+             frozenset({S.OUTPUT_LIMIT, S.TIMEOUT}), weight=2),
+        Kind("1 GiB file", _prog(f"""
+            def main():
+                chunk = b"x" * (1 << 20)
+                for path in ["big.bin", "/tmp/big.bin"] + {host.forbidden!r}:
+                    try:
+                        with open(path, "wb") as f:
+                            for _ in range(1024):
+                                f.write(chunk)
+                    except OSError:
+                        pass
+                raise OSError("no room for 1 GiB")
+        """), frozenset({S.ERROR}), weight=2),
+        Kind("reads host files", _prog(f"""
+            import os
+            def main():
+                got = 0
+                home = os.path.expanduser("~")
+                for path in [{host.secret_path!r}, "/etc/shadow", {str(REPO / "pyproject.toml")!r}, home + "/.bash_history",
+                             "/root/.ssh/id_rsa", "/proc/1/root/etc/shadow"]:
+                    try:
+                        with open(path, "rb") as f:
+                            data = f.read()
+                        print(data[:200])
+                        got += len(data)
+                    except OSError:
+                        pass
+                return got
+        """), frozenset({S.OK}), weight=2,
+             escaped=lambda r: r.fitness != 0 or host.secret in r.stdout_tail),
+        Kind("network", _prog(f"""
+            import socket
+            def main():
+                reached = 0
+                for addr in [("127.0.0.1", {host.port}), ("1.1.1.1", 80), ("8.8.8.8", 53)]:
+                    try:
+                        socket.create_connection(addr, timeout=0.2).close()
+                        reached += 1
+                    except OSError:
+                        pass
+                try:
+                    socket.getaddrinfo("pypi.org", 443)
+                    reached += 1
+                except OSError:
+                    pass
+                return reached
+        """), frozenset({S.OK}), weight=2, escaped=lambda r: r.fitness != 0),
+        Kind("reads stdin", _prog("""
+            import os, sys
+            def main():
+                return len(sys.stdin.read()) + len(os.read(0, 1 << 16))
+        """), frozenset({S.OK}), weight=2, escaped=lambda r: r.fitness != 0),
+        Kind("NaN fitness", _prog("def main():\n    return float('nan')\n"), frozenset({S.INVALID}), weight=2),
+        Kind("inf fitness", _prog("def main():\n    return float('-inf')\n"), frozenset({S.INVALID}), weight=2),
+        Kind("score() raises", _prog("def main():\n    return 'not a number'\n"), frozenset({S.INVALID}), weight=2),
+        Kind("patches the scoring", _prog("""
+            import gc, sys
+            import elm.environment as E
+            from elm.types import Evaluation
+            import tests.sandbox.toy_env as toy
+            def fake(self, output):
+                return Evaluation(fitness=1e9, descriptor=(0.5,), info={"cheated": True})
+            toy.ToyEnv.score = fake
+            E.validate_evaluation = lambda ev, space: ev
+            for obj in gc.get_objects():
+                if isinstance(obj, toy.ToyEnv):
+                    obj.score = fake.__get__(obj)
+            for mod in list(sys.modules.values()):
+                if hasattr(mod, "Server"):
+                    mod.Server._score = lambda self, payload: {"kind": "ok", "fitness": 1e9, "descriptor": [0.5]}
+            def main():
+                return 1.0
+        """), frozenset({S.OK}), weight=2, escaped=lambda r: r.fitness != 1.0 or "cheated" in r.info),
+        Kind("sys.exit", _prog("import sys\ndef main():\n    sys.exit(3)\n"), frozenset({S.ERROR}), weight=1),
+        Kind("os._exit", _prog("import os\ndef main():\n    os._exit(0)\n"), frozenset({S.ERROR}), weight=1),
+        Kind("kill(-1)", _prog("import os, signal\ndef main():\n    os.kill(-1, signal.SIGKILL)\n"),
+             frozenset({S.ERROR}), weight=1),
+        Kind("attacks server/scorer", _prog(f"""
+            import ctypes, os, signal
+            def main():
+                libc = ctypes.CDLL(None, use_errno=True)
+                me, hits = os.getpid(), 0
+                for p in [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != me]:
+                    for sig in (signal.SIGSTOP, signal.SIGKILL):
+                        try:
+                            os.kill(p, sig)
+                            hits += 1
+                        except OSError:
+                            pass
+                    if libc.ptrace(16, p, 0, 0) == 0:
+                        hits += 1
+                    try:
+                        fds = os.listdir(f"/proc/{{p}}/fd")
+                    except OSError:
+                        fds = []
+                    for fd in fds:
+                        try:
+                            f = os.open(f"/proc/{{p}}/fd/{{fd}}", os.O_RDONLY | os.O_NONBLOCK)
+                            try:
+                                hits += len(os.read(f, 1 << 16))
+                            except OSError:
+                                pass
+                            os.close(f)
+                        except OSError:
+                            pass
+                        try:
+                            f = os.open(f"/proc/{{p}}/fd/{{fd}}", os.O_WRONLY | os.O_NONBLOCK)
+                            try:
+                                os.write(f, {MARKER!r})
+                            except OSError:
+                                pass
+                            os.close(f)
+                        except OSError:
+                            pass
+                return hits
+        """), frozenset({S.OK}), weight=2, escaped=lambda r: r.fitness != 0),
+        Kind("leaves files", _prog("""
+            import os
+            def main():
+                for d in ["/tmp", "/dev/shm"]:
+                    if os.access(d, os.W_OK):
+                        os.makedirs(d + "/left/behind", exist_ok=True)
+                        with open(d + "/left/behind/note", "w") as f:
+                            f.write("for the next candidate")
+                        with open(d + "/.hidden", "w") as f:
+                            f.write("x")
+                return 1
+        """), frozenset({S.OK}), weight=2),
+        Kind("leaves a process", _prog("""
+            import os, time
+            def main():
+                if os.fork() == 0:
+                    os.setsid()
+                    while True:
+                        time.sleep(0.01)
+                return 1
+        """), frozenset({S.OK}), weight=2),
+        Kind("probe", probe, frozenset({S.OK}), weight=3, escaped=lambda r: r.fitness != 0),
+        Kind("deep nesting", _prog("""
+            def main():
+                x = []
+                for _ in range(200000):
+                    x = [x]
+                return x
+        """), frozenset({S.ERROR, S.INVALID}), weight=1),
+    ]
+
+
+def benign(i: int) -> tuple[str, float]:
+    """A benign program and its exact fitness (ToyEnv: fitness = returned number)."""
+    k = 50 + i % 200
+    kind = i % 3
+    if kind == 0:
+        return f"def main():\n    return {k + 0.25}\n", k + 0.25
+    if kind == 1:
+        return (f"import numpy as np\ndef main():\n    a = np.arange({k}, dtype=np.float64)\n"
+                f"    return float((a @ a) % 1000) + 0.5\n"), float(sum(j * j for j in range(k)) % 1000) + 0.5
+    n = 20_000 + 10 * k
+    return (f"def main():\n    s = 0\n    for j in range({n}):\n        s += j * j\n    return float(s % 997)\n",
+            float(sum(j * j for j in range(n)) % 997))
+
+
+def _sandbox_cpu(box) -> float:
+    total = 0.0
+    for slot in box._slots:
+        sid = getattr(slot.handle, "id", None)
+        if sid:
+            try:
+                total += int(Path(f"/sys/fs/cgroup/cpuacct/{sid}/cpuacct.usage").read_text()) / 1e9
+            except (OSError, ValueError):
+                pass
+    return total
+
+
+def _calibrate(box, n: int, start_id: int) -> tuple[float, float, int]:
+    """(benign candidates/s, sandbox CPU ms per candidate, bad results) of a benign-only batch."""
+    progs = [benign(i) for i in range(n)]
+    c0 = _sandbox_cpu(box)
+    t0 = time.perf_counter()
+    res = box.evaluate([EvalRequest(start_id + i, src) for i, (src, _) in enumerate(progs)])
+    wall = time.perf_counter() - t0
+    cpu = (_sandbox_cpu(box) - c0) / n * 1e3  # undercounts if a slot was replaced meanwhile
+    bad = sum(1 for r, (_, want) in zip(res, progs) if r.status is not S.OK or r.fitness != want)
+    return n / wall, cpu, bad
+
+
+def run_soak(*, n: int = 10_000, hostile: float = 0.25, workers: int = 2, batch: int = 50,
+             calibration: int = 300, timeout_s: float = 1.0, seed: int = 0, runtime_dir: str | None = None,
+             log: Callable[[str], None] = print) -> SoakReport:
+    """Run the soak and return its figures (see the module docstring)."""
+    from sandbox import GVisorSandbox
+    from sandbox.gvisor_backend import python_binds
+
+    limits = SandboxLimits(timeout_s=timeout_s, cpu_s=max(2, int(4 * timeout_s)), memory_mb=1024,
+                           sandbox_memory_mb=2048)
+    rng = random.Random(seed)
+    host = Host()
+    keep = tuple(p.split("/")[2] for p in python_binds() if p.startswith("/tmp/"))
+    kinds = hostile_kinds(host, keep)
+    weights = [k.weight for k in kinds]
+    box = GVisorSandbox(env=EnvironmentSpec("tests.sandbox.toy_env.ToyEnv"), limits=limits, workers=workers,
+                        runtime_dir=runtime_dir)
+    counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    escapes: collections.Counter = collections.Counter()
+    unexpected: collections.Counter = collections.Counter()
+    hung = late = benign_bad = n_hostile = 0
+    max_total = 0.0
+    generations0 = sum(s.generation for s in box._slots)
+    load_start = os.getloadavg()[0]
+    t_start = time.perf_counter()
+    try:
+        thr0, cpu0, bad0 = _calibrate(box, calibration, 10_000_000)
+        benign_bad += bad0
+        log(f"start: benign throughput {thr0:.1f}/s, {cpu0:.1f} ms sandbox CPU per candidate, load {load_start:.1f}")
+        done = 0
+        while done < n:
+            size = min(batch, n - done)
+            plan = []
+            for i in range(done, done + size):
+                if rng.random() < hostile:
+                    plan.append(rng.choices(kinds, weights)[0])
+                else:
+                    plan.append(benign(i))
+            reqs = [EvalRequest(done + j, p.source if isinstance(p, Kind) else p[0]) for j, p in enumerate(plan)]
+            results = box.evaluate(reqs)
+            for p, r in zip(plan, results):
+                max_total = max(max_total, r.total_s)
+                if r.total_s > timeout_s + 1.0:
+                    late += 1
+                if r.error and "no answer within the host backstop" in r.error:
+                    hung += 1
+                if isinstance(p, Kind):
+                    n_hostile += 1
+                    counts[p.name][str(r.status)] += 1
+                    if r.status not in p.statuses:
+                        unexpected[f"{p.name}: {r.status}"] += 1
+                        if r.status is S.SANDBOX_LOST:
+                            hung += 1
+                    elif p.escaped(r):
+                        escapes[p.name] += 1
+                else:
+                    counts["benign"][str(r.status)] += 1
+                    if r.status is not S.OK or r.fitness != p[1]:
+                        benign_bad += 1
+                        unexpected[f"benign: {r.status} {(r.error or '')[:80]}"] += 1
+            done += size
+            if done % 1000 == 0 or done == n:
+                changed = host.changed()
+                if changed:
+                    escapes["host files changed: " + ", ".join(changed)] += 1
+                log(f"{done}/{n}: {n_hostile} hostile, hung {hung}, late {late}, escapes {sum(escapes.values())}, "
+                    f"unexpected {sum(unexpected.values())}, sandboxes replaced "
+                    f"{sum(s.generation for s in box._slots) - generations0}, "
+                    f"{time.perf_counter() - t_start:.0f} s, load {os.getloadavg()[0]:.1f}")
+        thr1, cpu1, bad1 = _calibrate(box, calibration, 20_000_000)
+        benign_bad += bad1
+        load_end = os.getloadavg()[0]
+        log(f"end: benign throughput {thr1:.1f}/s, {cpu1:.1f} ms sandbox CPU per candidate, load {load_end:.1f}")
+        if host.connections:
+            escapes["connections to the host listener"] += host.connections
+        for path in Path(box._dir).rglob("*.log"):
+            if MARKER in path.read_bytes():
+                escapes[f"forged bytes in {path.name}"] += 1
+        replaced = sum(s.generation for s in box._slots) - generations0
+    finally:
+        box.close()
+        host.close()
+    return SoakReport(
+        candidates=n, hostile=n_hostile, hung=hung, late=late, escapes=dict(escapes), unexpected=dict(unexpected),
+        benign_bad=benign_bad, throughput_start=thr0, throughput_end=thr1, cpu_ms_start=cpu0, cpu_ms_end=cpu1,
+        replaced=replaced, max_total_s=max_total, wall_s=time.perf_counter() - t_start, load_start=load_start,
+        load_end=load_end, by_kind={k: dict(v) for k, v in counts.items()},
+    )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=10_000)
+    ap.add_argument("--hostile", type=float, default=0.25, help="share of hostile candidates")
+    ap.add_argument("--workers", type=int, default=2, help="slots of the one worker")
+    ap.add_argument("--batch", type=int, default=50)
+    ap.add_argument("--calibration", type=int, default=300, help="benign candidates per throughput measurement")
+    ap.add_argument("--timeout", type=float, default=1.0, help="timeout_s per candidate")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    rep = run_soak(n=args.n, hostile=args.hostile, workers=args.workers, batch=args.batch,
+                   calibration=args.calibration, timeout_s=args.timeout, seed=args.seed)
+    print()
+    print(f"candidates {rep.candidates}, hostile {rep.hostile} ({rep.hostile / rep.candidates:.1%}), "
+          f"wall {rep.wall_s:.0f} s, sandboxes replaced {rep.replaced}")
+    print(f"hung {rep.hung}; late (> timeout + 1 s) {rep.late}; max round trip {rep.max_total_s:.2f} s")
+    print(f"escapes {sum(rep.escapes.values())} {rep.escapes or ''}")
+    print(f"unexpected statuses {sum(rep.unexpected.values())} {rep.unexpected or ''}; benign not ok {rep.benign_bad}")
+    print(f"benign throughput start {rep.throughput_start:.1f}/s, end {rep.throughput_end:.1f}/s "
+          f"({rep.throughput_ratio:.0%}); sandbox CPU per benign candidate {rep.cpu_ms_start:.1f} -> "
+          f"{rep.cpu_ms_end:.1f} ms; 1-min load average {rep.load_start:.1f} -> {rep.load_end:.1f}")
+    print("statuses by kind:")
+    for name, c in sorted(rep.by_kind.items()):
+        print(f"  {name:<24}" + ", ".join(f"{k} {v}" for k, v in sorted(c.items())))
+    print("PASS" if rep.passed else "FAIL")
+    return 0 if rep.passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
