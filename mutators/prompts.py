@@ -18,6 +18,13 @@ Three styles, all for the task's entry-point function (``TaskContext.entry_point
     user turn, and the assistant's reply prefilled with a code fence, the
     entry function's ``def`` line and a docstring, so the model continues
     with the body. Signature fixed by construction.
+``lines``
+    Prefix continuation for small models: the parent's entry function as
+    ``<entry>_v0``, then ``<entry>_v1`` copied up to a random line of its body;
+    the model writes the next 1..``max_region_lines`` lines, which replace
+    the same number of lines of the parent. With the original just above, a
+    small model mostly varies those lines rather than rewriting the program.
+    Signature fixed.
 ``region``
     A marked region (a few consecutive lines of the entry function's body)
     rewritten through the chat template; the reply replaces exactly those
@@ -39,7 +46,7 @@ from elm.types import TaskContext
 
 __all__ = ["STYLES", "EntryFunction", "find_entry", "extract_code", "body_from_completion"]
 
-STYLES = ("chat", "body", "body_chat", "region")
+STYLES = ("chat", "body", "body_chat", "region", "lines")
 
 _SYSTEM = "You are an expert Python programmer. You improve programs and reply with Python code only."
 REGION_BEGIN = "# >>> rewrite from here"
@@ -168,7 +175,23 @@ def chat_prompt(sources: Sequence[str], task: TaskContext, instruction: str) -> 
     return ChatPrompt(messages=(("system", _SYSTEM), ("user", user)), prefill="```python\n")
 
 
-def body_prompt(entries: Sequence[EntryFunction], name: str, instruction: str) -> str:
+def body_start(entry: EntryFunction, lines: int) -> str:
+    """The first ``lines`` non-blank lines of the entry function's body (with blank lines between).
+
+    Given to the model as the start of the new body: a small model that sees
+    only a header tends to end the function at once; started inside the
+    body, it continues it.
+    """
+    out, count = [], 0
+    for line in entry.lines[entry.body_start:entry.end]:
+        if count >= lines:
+            break
+        out.append(line)
+        count += bool(line.strip())
+    return "".join(out)
+
+
+def body_prompt(entries: Sequence[EntryFunction], name: str, instruction: str, start: str = "") -> str:
     """``body`` style, FunSearch's layout: the first parent's other code (imports, helpers), then
     every parent's entry function as ``name_v0``, ``name_v1``..., then the next version's header.
 
@@ -184,10 +207,20 @@ def body_prompt(entries: Sequence[EntryFunction], name: str, instruction: str) -
     versions = ", ".join(f"`{name}_v{i}`" for i in range(k))
     head = _rename_def(first.def_lines, name, f"{name}_v{k}")
     doc = f'{first.indent}"""{instruction.format(versions=versions)}"""\n'
-    return "\n\n\n".join(parts) + "\n\n\n" + head + doc
+    return "\n\n\n".join(parts) + "\n\n\n" + head + doc + start
 
 
-def body_chat_prompt(entries: Sequence[EntryFunction], name: str, task: TaskContext, instruction: str) -> ChatPrompt:
+def lines_prompt(entry: EntryFunction, name: str, first: int) -> str:
+    """``lines`` style: helpers, ``name_v0`` (the parent), then ``name_v1`` up to line ``first``."""
+    rest = "".join(entry.lines[:entry.start]) + "".join(entry.lines[entry.end:])
+    rest = re.sub(r"\n{4,}", "\n\n\n", rest).strip("\n")
+    v0 = _rename_def(entry.function_text(), name, f"{name}_v0").rstrip("\n")
+    v1 = _rename_def("".join(entry.lines[entry.start:first]), name, f"{name}_v1")
+    return (rest + "\n\n\n" if rest else "") + v0 + "\n\n\n" + v1
+
+
+def body_chat_prompt(entries: Sequence[EntryFunction], name: str, task: TaskContext, instruction: str,
+                     start: str = "") -> ChatPrompt:
     """``body_chat`` style: programs shown in the user turn; reply prefilled up to the new body."""
     shown = "\n\n".join(f"```python\n{e.renamed(name, f'{name}_v{i}').rstrip()}\n```" if i == 0 else
                          f"```python\n{_rename_def(e.function_text(), name, f'{name}_v{i}').rstrip()}\n```"
@@ -196,7 +229,7 @@ def body_chat_prompt(entries: Sequence[EntryFunction], name: str, task: TaskCont
     doc = instruction.format(versions=versions)
     user = (f"{task.description}\n\n{shown}\n\nWrite `{name}`, an improved version of {versions}. "
             f"Keep its signature. Reply with the function in one Python code block.")
-    prefill = f"```python\n{entries[0].def_lines}{entries[0].indent}\"\"\"{doc}\"\"\"\n"
+    prefill = f"```python\n{entries[0].def_lines}{entries[0].indent}\"\"\"{doc}\"\"\"\n{start}"
     return ChatPrompt(messages=(("system", _SYSTEM), ("user", user)), prefill=prefill)
 
 
