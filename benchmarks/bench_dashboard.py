@@ -286,7 +286,7 @@ def main() -> None:
     parser.add_argument("--evaluations", type=int, default=100_000)
     parser.add_argument("--keep", type=Path, default=None, help="write the run here and keep it")
     parser.add_argument("--no-browser", action="store_true")
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=10)
     args = parser.parse_args()
 
     tmp = None
@@ -352,12 +352,15 @@ def main() -> None:
             ("compare tab", "compare-graph.figure", {"tabs.value": "compare"}),
             ("config tab", "config-panel.children", {"tabs.value": "config"}),
         ]
-        print(f"callbacks over HTTP ({args.repeat} calls each; the first call of a tab includes its first scan):")
+        print(f"callbacks over HTTP ({args.repeat} calls each; the first call of a tab includes its first scan; "
+              "CPU from /proc in 10 ms ticks):")
         for label, output, extra in cases:
             payload = dash_payload(deps, output, {**page, **extra})
+            cpu = _cpu_s(proc.pid)
             times = [_post(url, payload)[0] for _ in range(args.repeat)]
+            cpu = (_cpu_s(proc.pid) - cpu) / args.repeat
             print(f"  {label:<34} median {1000 * statistics.median(times):7.1f} ms   "
-                  f"worst {1000 * max(times):7.1f} ms")
+                  f"worst {1000 * max(times):7.1f} ms   server CPU {1000 * cpu:6.1f} ms/call")
         # The run goes on: another batch lands; the open page's tick and views catch up incrementally.
         _append_batch(run_dir, 100)
         live = [("refresh tick (new batch)", "versions.data", {"versions.data": versions}),
