@@ -82,8 +82,8 @@ class SoakReport:
     benign_bad: int
     throughput_start: float
     throughput_end: float
-    cpu_ms_start: float
-    cpu_ms_end: float
+    cpu_ms_start: float | None
+    cpu_ms_end: float | None
     replaced: int
     max_total_s: float
     wall_s: float
@@ -210,7 +210,7 @@ def hostile_kinds(host: Host, keep_prefixes: tuple[str, ...]) -> list[Kind]:
                         os.fork()
                     except OSError:
                         pass
-        """), frozenset({S.ERROR}), weight=0.5),
+        """), frozenset({S.ERROR, S.TIMEOUT}), weight=0.5),  # too slow to reach its cap: deadline
         Kind("thread bomb", _prog("""
             import threading
             def spin():
@@ -249,7 +249,7 @@ def hostile_kinds(host: Host, keep_prefixes: tuple[str, ...]) -> list[Kind]:
                     except OSError:
                         pass
                 raise OSError("no room for 1 GiB")
-        """), frozenset({S.ERROR}), weight=2),
+        """), frozenset({S.ERROR, S.TIMEOUT}), weight=2),  # a slow tmpfs on a loaded machine: deadline
         Kind("reads host files", _prog(f"""
             import os
             def main():
@@ -399,28 +399,34 @@ def benign(i: int) -> tuple[str, float]:
             float(sum(j * j for j in range(n)) % 997))
 
 
-def _sandbox_cpu(box) -> float:
-    total = 0.0
+def _sandbox_cpu(box) -> dict[str, float]:
+    """CPU seconds so far of each live sandbox (its host cpuacct cgroup), by sandbox id."""
+    out = {}
     for slot in box._slots:
         sid = getattr(slot.handle, "id", None)
         if sid:
             try:
-                total += int(Path(f"/sys/fs/cgroup/cpuacct/{sid}/cpuacct.usage").read_text()) / 1e9
+                out[sid] = int(Path(f"/sys/fs/cgroup/cpuacct/{sid}/cpuacct.usage").read_text()) / 1e9
             except (OSError, ValueError):
                 pass
-    return total
+    return out
 
 
-def _calibrate(box, n: int, start_id: int) -> tuple[float, float, int]:
-    """(benign candidates/s, sandbox CPU ms per candidate, bad results) of a benign-only batch."""
+def _calibrate(box, n: int, start_id: int) -> tuple[float, float | None, int]:
+    """(benign candidates/s, sandbox CPU ms per candidate, bad results) of a benign-only batch.
+
+    The CPU figure is None when a sandbox was replaced meanwhile (recycle_after): its
+    counter went with it.
+    """
     progs = [benign(i) for i in range(n)]
     c0 = _sandbox_cpu(box)
     t0 = time.perf_counter()
     res = box.evaluate([EvalRequest(start_id + i, src) for i, (src, _) in enumerate(progs)])
     wall = time.perf_counter() - t0
-    cpu = (_sandbox_cpu(box) - c0) / n * 1e3  # undercounts if a slot was replaced meanwhile
+    c1 = _sandbox_cpu(box)
+    cpu = sum(c1.values()) - sum(c0.values()) if c1.keys() == c0.keys() else None
     bad = sum(1 for r, (_, want) in zip(res, progs) if r.status is not S.OK or r.fitness != want)
-    return n / wall, cpu, bad
+    return n / wall, None if cpu is None else cpu / n * 1e3, bad
 
 
 def run_soak(*, n: int = 10_000, hostile: float = 0.25, workers: int = 2, batch: int = 50,
@@ -450,7 +456,7 @@ def run_soak(*, n: int = 10_000, hostile: float = 0.25, workers: int = 2, batch:
     try:
         thr0, cpu0, bad0 = _calibrate(box, calibration, 10_000_000)
         benign_bad += bad0
-        log(f"start: benign throughput {thr0:.1f}/s, {cpu0:.1f} ms sandbox CPU per candidate, load {load_start:.1f}")
+        log(f"start: benign throughput {thr0:.1f}/s, {_ms(cpu0)} sandbox CPU per candidate, load {load_start:.1f}")
         done = 0
         while done < n:
             size = min(batch, n - done)
@@ -475,13 +481,22 @@ def run_soak(*, n: int = 10_000, hostile: float = 0.25, workers: int = 2, batch:
                         unexpected[f"{p.name}: {r.status}"] += 1
                         if r.status is S.SANDBOX_LOST:
                             hung += 1
+                        log(f"  unexpected: candidate {r.id} ({p.name}): {r.status} after {r.total_s:.2f} s: "
+                            f"{(r.error or '')[:300]!r}")
                     elif p.escaped(r):
                         escapes[p.name] += 1
+                        log(f"  ESCAPE: candidate {r.id} ({p.name}): fitness {r.fitness}, "
+                            f"output {r.stdout_tail[-300:]!r}")
                 else:
                     counts["benign"][str(r.status)] += 1
                     if r.status is not S.OK or r.fitness != p[1]:
                         benign_bad += 1
-                        unexpected[f"benign: {r.status} {(r.error or '')[:80]}"] += 1
+                        unexpected[f"benign: {r.status}"] += 1
+                        log(f"  benign candidate {r.id}: {r.status} (fitness {r.fitness}, want {p[1]}) after "
+                            f"{r.total_s:.2f} s: {(r.error or '')[:300]!r}")
+                if r.total_s > timeout_s + 1.0:
+                    log(f"  late: candidate {r.id} ({p.name if isinstance(p, Kind) else 'benign'}) "
+                        f"took {r.total_s:.2f} s: {r.status}")
             done += size
             if done % 1000 == 0 or done == n:
                 changed = host.changed()
@@ -494,7 +509,7 @@ def run_soak(*, n: int = 10_000, hostile: float = 0.25, workers: int = 2, batch:
         thr1, cpu1, bad1 = _calibrate(box, calibration, 20_000_000)
         benign_bad += bad1
         load_end = os.getloadavg()[0]
-        log(f"end: benign throughput {thr1:.1f}/s, {cpu1:.1f} ms sandbox CPU per candidate, load {load_end:.1f}")
+        log(f"end: benign throughput {thr1:.1f}/s, {_ms(cpu1)} sandbox CPU per candidate, load {load_end:.1f}")
         if host.connections:
             escapes["connections to the host listener"] += host.connections
         for path in Path(box._dir).rglob("*.log"):
@@ -510,6 +525,10 @@ def run_soak(*, n: int = 10_000, hostile: float = 0.25, workers: int = 2, batch:
         replaced=replaced, max_total_s=max_total, wall_s=time.perf_counter() - t_start, load_start=load_start,
         load_end=load_end, by_kind={k: dict(v) for k, v in counts.items()},
     )
+
+
+def _ms(value: float | None) -> str:
+    return "n/a (a sandbox was recycled meanwhile)" if value is None else f"{value:.1f} ms"
 
 
 def main() -> int:
@@ -531,8 +550,8 @@ def main() -> int:
     print(f"escapes {sum(rep.escapes.values())} {rep.escapes or ''}")
     print(f"unexpected statuses {sum(rep.unexpected.values())} {rep.unexpected or ''}; benign not ok {rep.benign_bad}")
     print(f"benign throughput start {rep.throughput_start:.1f}/s, end {rep.throughput_end:.1f}/s "
-          f"({rep.throughput_ratio:.0%}); sandbox CPU per benign candidate {rep.cpu_ms_start:.1f} -> "
-          f"{rep.cpu_ms_end:.1f} ms; 1-min load average {rep.load_start:.1f} -> {rep.load_end:.1f}")
+          f"({rep.throughput_ratio:.0%}); sandbox CPU per benign candidate {_ms(rep.cpu_ms_start)} -> "
+          f"{_ms(rep.cpu_ms_end)}; 1-min load average {rep.load_start:.1f} -> {rep.load_end:.1f}")
     print("statuses by kind:")
     for name, c in sorted(rep.by_kind.items()):
         print(f"  {name:<24}" + ", ".join(f"{k} {v}" for k, v in sorted(c.items())))

@@ -68,8 +68,15 @@ NOT_ROOT = (
 
 # PID 1 of every sandbox: reaps orphans (a `sleep infinity` init leaves every killed
 # candidate as a zombie). Runs with -I -S: no site, no environment, nothing imported.
+# Its stdio are host files (runsc's stderr log), and gVisor lets any process in the
+# sandbox reopen another's fds through /proc/1/fd when the file's mode allows: so the
+# first thing it does is point them at the sandbox's /dev/null.
 INIT_CODE = (
     "import os, signal\n"
+    "null = os.open('/dev/null', os.O_RDWR)\n"
+    "for fd in (0, 1, 2):\n"
+    "    os.dup2(null, fd)\n"
+    "os.close(null)\n"
     "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})\n"
     "while True:\n"
     "    try:\n"

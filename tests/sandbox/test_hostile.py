@@ -182,8 +182,11 @@ def test_fork_bomb(worker):
                 except OSError:
                     pass
     """))
-    assert_contained(worker, res, dt, EvalStatus.ERROR)
-    assert "fork bomb" in res.error
+    # Killed at its task cap (error); on a heavily loaded machine it may not reach the cap before
+    # its deadline (timeout): seen once in 27 fork bombs of a soak at load average 15-20.
+    assert res.status in (EvalStatus.ERROR, EvalStatus.TIMEOUT), res
+    assert_contained(worker, res, dt, res.status)
+    assert "fork bomb" in res.error or "deadline" in res.error
 
 
 @pytest.mark.parametrize("source", [
@@ -238,8 +241,11 @@ def test_writing_a_1gib_file(worker, tmp_path):
                     errors.append(exc.errno)
             raise OSError(f"could not write 1 GiB: {{errors}}")
     """))
-    assert_contained(worker, res, dt, EvalStatus.ERROR)
-    assert "could not write 1 GiB" in res.error
+    # ENOSPC (tmpfs) / EFBIG (RLIMIT_FSIZE) -> error; a heavily loaded machine may not get that far
+    # before the deadline (timeout; once in 110 such candidates of a soak at load average 15-20).
+    assert res.status in (EvalStatus.ERROR, EvalStatus.TIMEOUT), res
+    assert_contained(worker, res, dt, res.status)
+    assert "could not write 1 GiB" in res.error or "deadline" in res.error
     assert _snapshot(outside) == before
     if worker.backend == "process":  # the scratch directory was emptied
         assert os.listdir(worker._scratch) == []
