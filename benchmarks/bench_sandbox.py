@@ -9,6 +9,9 @@ go through four methods:
   cheapest a fresh interpreter gets. It skips ``site`` and its ``.pth`` hooks; in a dev
   venv with an editable install of this project that hook alone costs ~20 ms per start
   (a regular install has none), so this is the baseline the ratios are computed against;
+* ``host harness``: ``python -S`` running the program through the same environment
+  (``ToyEnv().execute`` + ``score``, the program on stdin, the evaluation printed): the same
+  work as the sandbox, the way a plain subprocess-per-candidate evaluator does it;
 * ``process``: :class:`sandbox.ProcessSandbox` (warm fork server on the host, unsafe);
 * ``gvisor``: :class:`sandbox.GVisorSandbox` (warm fork server in a gVisor sandbox).
 
@@ -51,8 +54,16 @@ if REPO not in sys.path:
 from elm.sandbox import EnvironmentSpec, SandboxLimits  # noqa: E402
 from elm.types import EvalRequest, EvalStatus  # noqa: E402
 
-HOST_METHODS = ("host", "host -S")
+HOST_METHODS = ("host", "host -S", "host harness")
 BASELINE = "host -S"
+#: runs the program through the environment, like the sandbox does (program on stdin)
+HARNESS = (
+    "import json, sys\n"
+    "from tests.sandbox.toy_env import ToyEnv\n"
+    "env = ToyEnv()\n"
+    "ev = env.score(env.execute(sys.stdin.read()))\n"
+    "print(json.dumps([ev.fitness, list(ev.descriptor)]))\n"
+)
 
 
 def calibrate_loop(target_s: float = 0.1) -> int:
@@ -133,17 +144,25 @@ def cpu_seconds(box=None) -> float:
 
 
 class Host:
-    """A plain subprocess per program; ``no_site``: ``python -S`` with site-packages on PYTHONPATH."""
+    """A plain subprocess per program.
 
-    def __init__(self, *, no_site: bool) -> None:
+    ``no_site``: ``python -S`` with site-packages on PYTHONPATH; ``harness``: also run it
+    through the environment (execute + score), as the sandbox does.
+    """
+
+    def __init__(self, *, no_site: bool, harness: bool = False) -> None:
         self.no_site = no_site
+        self.harness = harness
         self.env = dict(os.environ)
         if no_site:
-            self.env["PYTHONPATH"] = os.pathsep.join(site.getsitepackages())
+            self.env["PYTHONPATH"] = os.pathsep.join(site.getsitepackages() + ([REPO] if harness else []))
 
     def run(self, source: str) -> None:
-        cmd = [sys.executable] + (["-S"] if self.no_site else []) + ["-c", source + "\nprint(main())\n"]
-        out = subprocess.run(cmd, capture_output=True, env=self.env)
+        cmd = [sys.executable] + (["-S"] if self.no_site else [])
+        if self.harness:
+            out = subprocess.run(cmd + ["-c", HARNESS], input=source.encode(), capture_output=True, env=self.env)
+        else:
+            out = subprocess.run(cmd + ["-c", source + "\nprint(main())\n"], capture_output=True, env=self.env)
         if out.returncode != 0:
             raise RuntimeError(f"host program failed: {out.stderr.decode()[-500:]}")
 
@@ -235,7 +254,8 @@ def main() -> None:
     print(f"python {sys.version.split()[0]} at {sys.executable}; {os.cpu_count()} CPUs; n={args.n} per cell; "
           f"workers={args.workers}; CPU loop {loop_n} iterations (~100 ms of CPU here)")
 
-    methods: dict[str, tuple] = {"host": (Host(no_site=False),) * 2, "host -S": (Host(no_site=True),) * 2}
+    methods: dict[str, tuple] = {"host": (Host(no_site=False),) * 2, "host -S": (Host(no_site=True),) * 2,
+                                 "host harness": (Host(no_site=True, harness=True),) * 2}
     boxes = []
     try:
         for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
@@ -262,14 +282,14 @@ def main() -> None:
             print()
             print_tables(rows, names, f"repeat {rep + 1}/{args.repeat} ({time.perf_counter() - t0:.0f} s; "
                                       f"1-min load average {load0:.1f} at start, {load1:.1f} at end)")
-        if args.repeat > 1:
+        for base in (BASELINE, "host harness"):
             print()
-            print(f"median over {args.repeat} repeats of each ratio to {BASELINE} (latency / throughput / CPU):")
+            print(f"median over {args.repeat} repeat(s) of each ratio to {base} (latency / throughput / CPU):")
             print(f"  {'program':<13}" + "".join(f"{m:>22}" for m in names))
             for name in progs:
                 cells = []
                 for m in names:
-                    ratios = [statistics.median(r[name][m][c] / r[name][BASELINE][c] for r in runs) for c in range(3)]
+                    ratios = [statistics.median(r[name][m][c] / r[name][base][c] for r in runs) for c in range(3)]
                     cells.append(" / ".join(f"{x:.2f}" for x in ratios))
                 print(f"  {name:<13}" + "".join(f"{c:>22}" for c in cells))
     finally:
