@@ -31,7 +31,7 @@ from typing import Any, Iterable, Sequence
 
 import pandas as pd
 
-from elm.store import DB_NAME, RunStore, StoreError
+from elm.store import DB_NAME, RunStore, StoreError, connect_readonly
 
 __all__ = ["Run", "combined_metrics", "find_runs", "load_run", "unified_diff"]
 
@@ -186,8 +186,7 @@ class Run:
             meta = store.meta()
         self.run_dir: Path = run_dir
         self._meta = {k: _maybe_json(v) for k, v in meta.items()}
-        self._conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30.0,
-                                     check_same_thread=False, isolation_level=None)
+        self._conn = connect_readonly(self.path, isolation_level=None)
         self._lock = threading.RLock()
         self._tallies = {"best": _Tally("best"), "counts": _Tally("counts")}
         self.label: str = run_dir.resolve().name

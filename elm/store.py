@@ -211,6 +211,34 @@ def _record_from_row(row: sqlite3.Row) -> EvaluationRecord:
     )
 
 
+def connect_readonly(path: Path, **kwargs: Any) -> sqlite3.Connection:
+    """A read-only connection to ``run.db``, also where the run directory itself is read-only.
+
+    A WAL database normally needs its ``-shm`` file, which SQLite cannot create
+    in a read-only directory (a finished run on a read-only mount or owned by
+    someone else). A store whose run closed cleanly has no ``-wal`` left and is
+    then opened as immutable; one with a leftover ``-wal`` (its writer was
+    killed) cannot be read consistently there, and the error says so.
+    """
+    kwargs.setdefault("timeout", 30.0)
+    kwargs.setdefault("check_same_thread", False)
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, **kwargs)
+    try:
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        return conn
+    except sqlite3.OperationalError as exc:
+        conn.close()
+        if os.access(path.parent, os.W_OK):
+            raise
+        wal = path.with_name(path.name + "-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            raise StoreError(
+                f"cannot read {path}: its directory is read-only and the run left a write-ahead log "
+                f"({wal.name}, the run was stopped without closing); copy the run directory somewhere "
+                f"writable and open the copy ({exc})") from exc
+        return sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, **kwargs)
+
+
 class RunStore:
     """Reader/writer of one run's ``run.db``.
 
@@ -233,8 +261,7 @@ class RunStore:
     def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
         try:
             if readonly:
-                conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0,
-                                       check_same_thread=False)
+                conn = connect_readonly(path)
             else:
                 conn = sqlite3.connect(path, timeout=30.0, isolation_level=None,
                                        check_same_thread=False)

@@ -131,3 +131,64 @@ def test_export_elites_jsonl(tmp_path):
     assert store.export_elites(tmp_path / "elites.jsonl", elites) == 1
     row = json.loads((tmp_path / "elites.jsonl").read_text())
     assert row["id"] == 3 and row["cell"] == 7 and row["descriptor"] == [0.1, 0.2] and row["source"] == "x=1"
+
+
+@pytest.fixture
+def readonly_view(tmp_path):
+    """``readonly_view(src)``: ``src`` seen through a read-only bind mount (root) or with mode 0555."""
+    import os
+    import subprocess
+
+    mounts = []
+
+    def make(src):
+        if os.geteuid() != 0:
+            os.chmod(src, 0o555)
+            return src
+        view = tmp_path / f"ro{len(mounts)}"
+        view.mkdir()
+        ok = subprocess.run(["mount", "--bind", str(src), str(view)], capture_output=True).returncode == 0
+        if not ok:
+            pytest.skip("cannot make a read-only bind mount here")
+        mounts.append(view)
+        if subprocess.run(["mount", "-o", "remount,bind,ro", str(view)], capture_output=True).returncode:
+            pytest.skip("cannot remount read-only here")
+        return view
+
+    yield make
+    for view in mounts:
+        subprocess.run(["umount", str(view)], check=False)
+
+
+def test_finished_run_in_a_read_only_directory_opens(tmp_path, readonly_view):
+    store = RunStore.create(tmp_path / "run", meta={"config": {}, "seed": 0})
+    store.begin_session()
+    store.record([_rec(i) for i in range(4)])
+    store.end_session("evaluation budget")
+    store.close()  # a clean close checkpoints and removes the write-ahead log
+    assert not (tmp_path / "run" / "run.db-wal").exists()
+    view = readonly_view(tmp_path / "run")
+    with RunStore.open(view) as ro:
+        assert ro.count() == 4 and [r.id for r in ro.iter_evaluations()] == [0, 1, 2, 3]
+
+
+def test_killed_run_in_a_read_only_directory(tmp_path, readonly_view):
+    import shutil
+
+    store = RunStore.create(tmp_path / "run", meta={"config": {}, "seed": 0})
+    store.begin_session()
+    store.record([_rec(i) for i in range(4)])
+    try:
+        # The writer is "killed": its log and shared-memory index stay next to run.db; SQLite reads
+        # them read-only.
+        assert (tmp_path / "run" / "run.db-wal").stat().st_size > 0
+        with RunStore.open(readonly_view(tmp_path / "run")) as ro:
+            assert ro.count() == 4
+        # Without the index (copied without it), the log cannot be read consistently: a clear error.
+        (tmp_path / "copy").mkdir()
+        for name in ("run.db", "run.db-wal"):
+            shutil.copy(tmp_path / "run" / name, tmp_path / "copy" / name)
+        with pytest.raises(StoreError, match="copy the run directory somewhere writable"):
+            RunStore.open(readonly_view(tmp_path / "copy"))
+    finally:
+        store.close()
