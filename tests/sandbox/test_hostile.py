@@ -416,7 +416,14 @@ def test_attacking_the_scorer_and_the_server(worker):
                     try:
                         f = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
                         try:
-                            hits += len(os.read(f, 1 << 16))
+                            got = os.read(f, 1 << 16)
+                            # no escalation: a file this candidate may open by its own path anyway,
+                            # such as the server's pids.current (its own task count), open for a
+                            # moment every 20 ms
+                            target = os.readlink(path)
+                            if got and not (target.startswith("/") and os.access(target, os.R_OK)):
+                                hits += len(got)
+                                print("read", p, fd, target, got[:40])
                         except OSError:
                             pass
                         os.close(f)
@@ -434,7 +441,7 @@ def test_attacking_the_scorer_and_the_server(worker):
             return hits
     """))
     assert_contained(worker, res, dt, EvalStatus.OK)
-    assert res.fitness == 0
+    assert res.fitness == 0, res.stdout_tail
     for path in Path(worker._dir).rglob("*.log"):
         assert b"ELM-FORGED" not in path.read_bytes(), path
 
@@ -501,3 +508,52 @@ def test_probe_sees_a_leftover(worker):
         assert res.status is EvalStatus.OK, res.error
         assert res.fitness == float(bool(worker._slots[0].handle))  # candidates run in the slot's cgroup
     assert_contained(worker, res, 0.0, EvalStatus.OK)
+
+
+@pytest.mark.gvisor
+def test_next_candidate_can_signal_nothing(worker):
+    """What a candidate leaves behind is gone, not just dead, when the next one starts.
+
+    ``kill()`` on a zombie succeeds, so a killed process that its parent (init,
+    or the zygote) has not reaped yet would look like a live target to the next
+    candidate. The server waits for the reaping (and, under gVisor, for the
+    zygote to reap the previous candidate before handing over the next one);
+    here every pid the next candidate sees must refuse signal 0. Several rounds,
+    each leaving double-forked looping processes and threads.
+    """
+    if worker.backend != "gvisor":
+        pytest.skip("the process backend is unsafe: candidates may signal every process of the host user")
+    leave = prog("""
+        import os, threading, time
+        def main():
+            for _ in range(3):
+                if os.fork() == 0:
+                    os.setsid()
+                    if os.fork() == 0:
+                        while True:
+                            time.sleep(0.01)
+                    os._exit(0)
+            for _ in range(4):
+                threading.Thread(target=time.sleep, args=(30,), daemon=True).start()
+            return 1.0
+    """)
+    probe = prog("""
+        import os
+        def main():
+            me, hits = os.getpid(), []
+            for p in [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != me]:
+                try:
+                    os.kill(p, 0)
+                    with open(f"/proc/{p}/status") as f:
+                        hits.append((p, f.read()[:200]))
+                except OSError:
+                    pass
+            print(hits)
+            return len(hits)
+    """)
+    for i in range(4):
+        left, seen = worker.evaluate([EvalRequest(10 * i, leave), EvalRequest(10 * i + 1, probe)])
+        assert left.status is EvalStatus.OK, left.error
+        assert seen.status is EvalStatus.OK, seen.error
+        assert seen.fitness == 0, seen.stdout_tail
+    assert_contained(worker, seen, 0.0, EvalStatus.OK)
