@@ -117,7 +117,8 @@ import numpy as np
 
 def priority(item: float, bins: np.ndarray) -> np.ndarray:
     """Score each bin that can take the item (bins: remaining capacities); the highest score wins."""
-    return -(bins - item)
+    gap = bins - item  # room left after placing the item
+    return -gap
 '''
 
 _SEED_FIRST_FIT = '''"""First fit: the first bin (in bin order) that can take the item."""
@@ -126,7 +127,8 @@ import numpy as np
 
 def priority(item: float, bins: np.ndarray) -> np.ndarray:
     """Score each bin that can take the item (bins: remaining capacities); the highest score wins."""
-    return -np.arange(len(bins), dtype=float)
+    age = np.arange(len(bins), dtype=float)  # 0 for the oldest bin that can take the item
+    return -age
 '''
 
 _SEED_THRESHOLD = '''"""Best fit, but avoid leaving a gap too small for a typical later item."""
