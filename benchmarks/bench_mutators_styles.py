@@ -1,7 +1,7 @@
 """Valid-program rate of the embedded SmolLM2 model per prompt style, on circle packing.
 
-For each style (``chat``, ``body``, ``region`` rewrites; ``body`` and
-``chat`` crossover) it writes ``--children`` children of the four seed
+For each style (``chat``, ``body``, ``body_chat``, ``region``, ``lines`` with
+and without the parent shown; ``body`` and ``body_chat`` crossover) it writes ``--children`` children of the four seed
 programs with the ``hf`` backend on CPU, runs every child that the operator
 produced in the ``process`` sandbox (the rlimits and deadline of the engine;
 these are a language model's programs) and prints, per style: children,
@@ -24,14 +24,18 @@ from elm.workers import syntax_error
 from mutators import CrossoverMutator, RewriteMutator
 from mutators.backends import build_backend
 
+# style -> (operator class, its arguments, sampling overrides). ``lines`` uses its default config's
+# settings (conf/mutator/smollm2.yaml: one line, 48 tokens, temperature 0.5).
 STYLES = {
-    "chat": (RewriteMutator, {"style": "chat"}),
-    "body": (RewriteMutator, {"style": "body"}),
-    "body_chat": (RewriteMutator, {"style": "body_chat"}),
-    "region": (RewriteMutator, {"style": "region"}),
-    "lines": (RewriteMutator, {"style": "lines"}),
-    "crossover-body": (CrossoverMutator, {"style": "body"}),
-    "crossover-body_chat": (CrossoverMutator, {"style": "body_chat"}),
+    "chat": (RewriteMutator, {"style": "chat"}, {}),
+    "body": (RewriteMutator, {"style": "body"}, {}),
+    "body_chat": (RewriteMutator, {"style": "body_chat"}, {}),
+    "region": (RewriteMutator, {"style": "region"}, {}),
+    "lines": (RewriteMutator, {"style": "lines"}, {"max_new_tokens": 48, "temperature": 0.5}),
+    "lines+parent": (RewriteMutator, {"style": "lines", "show_parent": True},
+                     {"max_new_tokens": 48, "temperature": 0.5}),
+    "crossover-body": (CrossoverMutator, {"style": "body"}, {}),
+    "crossover-body_chat": (CrossoverMutator, {"style": "body_chat"}, {}),
 }
 
 
@@ -61,8 +65,8 @@ def main() -> None:
           f"{'tok out/child':>14}{'s/child':>9}  statuses")
     try:
         for style in args.styles.split(","):
-            cls, kwargs = STYLES[style]
-            mutator = cls(backend=backend, sampling=sampling, **kwargs)
+            cls, kwargs, overrides = STYLES[style]
+            mutator = cls(backend=backend, sampling={**sampling, **overrides}, **kwargs)
             k = mutator.parents_per_child
             groups = [[Parent(id=10 * i + j, source=seeds[(i + j) % len(seeds)], fitness=0.0, descriptor=(0, 0))
                        for j in range(k)] for i in range(args.children)]

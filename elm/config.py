@@ -226,6 +226,7 @@ class RewriteMutatorConfig:
     max_region_lines: int = 6  # region / lines
     body_lines: int = 1  # body / body_chat: parent body lines the new body starts with
     parents: Optional[int] = None
+    show_parent: bool = False  # lines: show the parent's whole entry function first
     record_completion: bool = True
 
 

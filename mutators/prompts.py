@@ -19,10 +19,10 @@ Three styles, all for the task's entry-point function (``TaskContext.entry_point
     entry function's ``def`` line and a docstring, so the model continues
     with the body. Signature fixed by construction.
 ``lines``
-    Prefix continuation for small models: the parent's entry function as
-    ``<entry>_v0``, then ``<entry>_v1`` copied up to a random line of its body;
-    the model writes the next 1..``max_region_lines`` lines, which replace
-    the same number of lines of the parent. With the original just above, a
+    Prefix continuation for small models: the program's imports, the parent's
+    entry function, then the same function again copied up to a random line of
+    its body; the model writes the next 1..``max_region_lines`` lines, which
+    replace the same number of lines of the parent. With the original just above, a
     small model mostly varies those lines rather than rewriting the program.
     Signature fixed.
 ``region``
@@ -210,13 +210,20 @@ def body_prompt(entries: Sequence[EntryFunction], name: str, instruction: str, s
     return "\n\n\n".join(parts) + "\n\n\n" + head + doc + start
 
 
-def lines_prompt(entry: EntryFunction, name: str, first: int) -> str:
-    """``lines`` style: helpers, ``name_v0`` (the parent), then ``name_v1`` up to line ``first``."""
-    rest = "".join(entry.lines[:entry.start]) + "".join(entry.lines[entry.end:])
-    rest = re.sub(r"\n{4,}", "\n\n\n", rest).strip("\n")
-    v0 = _rename_def(entry.function_text(), name, f"{name}_v0").rstrip("\n")
-    v1 = _rename_def("".join(entry.lines[entry.start:first]), name, f"{name}_v1")
-    return (rest + "\n\n\n" if rest else "") + v0 + "\n\n\n" + v1
+def lines_prompt(entry: EntryFunction, name: str, first: int, head: str = "", show_parent: bool = False) -> str:
+    """``lines`` style: the program's imports, the parent's entry function (``show_parent``), then
+    the same function again up to line ``first``, followed by ``head`` (the start of line
+    ``first`` that is kept, e.g. ``"    x0, y0 ="``): the model writes the rest.
+
+    Helper functions are left out: the lines to vary are in the entry
+    function, and on a CPU the prompt's length is most of the cost.
+    """
+    imports = "".join(l for l in entry.lines[:entry.start] if l.startswith(("import ", "from ")))
+    # Both copies keep the function's own name: with renamed versions (FunSearch's _v0, _v1) a
+    # small model writes calls to pack_v0() into the new lines, which do not exist in the child.
+    v0 = entry.function_text().rstrip("\n") + "\n\n\n" if show_parent else ""
+    v1 = "".join(entry.lines[entry.start:first]) + head
+    return (imports + "\n\n" if imports else "") + v0 + v1
 
 
 def body_chat_prompt(entries: Sequence[EntryFunction], name: str, task: TaskContext, instruction: str,
@@ -258,18 +265,87 @@ def choose_region(entry: EntryFunction, rng: np.random.Generator, max_lines: int
     """A random run of 1..max_lines body lines that starts and ends at the same indentation."""
     body = list(range(entry.body_start, entry.end))
     nonblank = [i for i in body if entry.lines[i].strip()]
-    first = nonblank[int(rng.integers(len(nonblank)))]
+    # never start at a return or a comment: rewriting the final return almost always breaks the
+    # program's contract, and a comment line changes nothing
+    starts = [i for i in nonblank if not entry.lines[i].lstrip().startswith(("return", "#"))] or nonblank
+    first = starts[int(rng.integers(len(starts)))]
     indent = _line_indent(entry.lines[first])
     last = first + 1
     limit = first + int(rng.integers(1, max_lines + 1))
-    # extend while lines are at least as indented (stay inside one block); never past the body
+    # extend while lines are at least as indented (stay inside one block) and are not a return;
+    # never past the body
     while last < min(limit, entry.end) and (not entry.lines[last].strip()
-                                            or _line_indent(entry.lines[last]).startswith(indent)):
+                                            or (_line_indent(entry.lines[last]).startswith(indent)
+                                                and not entry.lines[last].lstrip().startswith("return"))):
         last += 1
     # a block must not end on a line that opens a nested block (its body would be cut off)
     while last < entry.end and entry.lines[last].strip() and len(_line_indent(entry.lines[last])) > len(indent):
         last += 1
     return first, last
+
+
+def choose_statement(entry: EntryFunction, rng: np.random.Generator) -> tuple[int, int]:
+    """Lines ``[first, last)`` of one simple statement of the entry function (any depth).
+
+    Not a return, a nested ``def``/``class``, a docstring or a compound
+    statement's header; statements with numeric literals are three times as
+    likely (a small model varies a constant far more often validly than it
+    rewrites logic). Falls back to :func:`choose_region` when there is none.
+    """
+    source = "".join(entry.lines)
+    tree = ast.parse(source)
+    fn = next(n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+              and n.lineno - 1 <= entry.def_end <= n.end_lineno and n.end_lineno == entry.end)
+    simple = (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Expr)
+    candidates, weights = [], []
+    for node in ast.walk(fn):
+        if isinstance(node, simple) and node.lineno - 1 >= entry.body_start:
+            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+                continue  # docstring or bare literal
+            numeric = any(isinstance(c, ast.Constant) and type(c.value) in (int, float) for c in ast.walk(node))
+            candidates.append((node.lineno - 1, node.end_lineno))
+            weights.append(3.0 if numeric else 1.0)
+    if not candidates:
+        return choose_region(entry, rng, 3)
+    p = np.array(weights) / sum(weights)
+    return candidates[int(rng.choice(len(candidates), p=p))]
+
+
+def choose_assignment(entry: EntryFunction, rng: np.random.Generator) -> tuple[int, str] | None:
+    """A one-line assignment of the entry function's body and the part of its line that is kept.
+
+    Returns ``(line index, head)`` where ``head`` is the line up to and
+    including its ``=`` (or ``+=``...), e.g. ``"    x0, y0 ="``: the model
+    writes a new right-hand side, so the names the rest of the function uses
+    stay bound by construction. Assignments with float literals are three
+    times as likely (a small model varies a constant far more often validly
+    than it rewrites logic). None when the function has no such line.
+    """
+    tree = ast.parse("".join(entry.lines))
+    fn = next((n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+               and n.end_lineno == entry.end and n.lineno - 1 <= entry.def_end), None)
+    if fn is None:
+        return None
+    candidates, weights = [], []
+    for node in ast.walk(fn):
+        if not isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)) or node.value is None:
+            continue
+        line = node.lineno - 1
+        if line < entry.body_start or node.end_lineno != node.lineno or node.value.lineno != node.lineno:
+            continue  # header/docstring, or a statement over several lines
+        text = entry.lines[line]
+        head = text[:len(text.encode()[:node.value.col_offset].decode(errors="ignore"))].rstrip()
+        if not head.endswith("="):
+            continue  # e.g. a parenthesised target split oddly: not a plain "target = value" line
+        # a float literal is usually a tuning knob (a position, a spacing); an int is often a count
+        # the task fixes (n = 26), so only floats get the extra weight
+        knob = any(isinstance(c, ast.Constant) and type(c.value) is float for c in ast.walk(node.value))
+        candidates.append((line, head))
+        weights.append(3.0 if knob else 1.0)
+    if not candidates:
+        return None
+    p = np.array(weights) / sum(weights)
+    return candidates[int(rng.choice(len(candidates), p=p))]
 
 
 def _line_indent(line: str) -> str:

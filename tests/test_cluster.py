@@ -51,7 +51,7 @@ def test_placement_by_resources_and_losing_a_worker_node(cluster, tmp_path):
     cluster.wait_for_nodes()
     ray.init(address=cluster.address)
     cfg = compose([
-        "sandbox=process", "loop.progress=false", "budget.evaluations=400", "loop.batch_size=8",
+        "sandbox=process", "mutator=gp", "loop.progress=false", "budget.evaluations=400", "loop.batch_size=8",
         "loop.max_in_flight=4", "ray.mutator_num_gpus=0.5", "ray.mutator_num_cpus=0",
         "ray.evaluator_actors=2", "ray.evaluator_num_cpus=0", "+ray.evaluator_resources.sandbox=1",
         "ray.spread=true",

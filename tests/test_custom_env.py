@@ -110,7 +110,7 @@ FAULTY = "tests.environments.faulty_env.FaultyEnv"
 
 
 def _faulty_cfg(*overrides: str, **env_kwargs) -> dict:
-    cfg = compose(["sandbox=process", "loop.progress=false", "ray.evaluator_num_cpus=0", *overrides])
+    cfg = compose(["sandbox=process", "mutator=gp", "loop.progress=false", "ray.evaluator_num_cpus=0", *overrides])
     cfg["env"] = {"_target_": FAULTY, **env_kwargs}
     return cfg
 

@@ -40,7 +40,7 @@ def small_runs(tmp_path_factory) -> list[Path]:
     dirs = []
     try:
         for seed in (0, 1):
-            cfg = compose(["sandbox=process", "loop.progress=false", "ray.evaluator_num_cpus=0",
+            cfg = compose(["sandbox=process", "mutator=gp", "loop.progress=false", "ray.evaluator_num_cpus=0",
                            "budget.evaluations=120", f"seed={seed}"])
             run(cfg, run_dir=root / f"seed{seed}")
             dirs.append(root / f"seed{seed}")

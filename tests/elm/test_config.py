@@ -13,7 +13,9 @@ from elm.runner import ConfigError, validate
 def test_default_config_composes_to_plain_resolved_containers():
     cfg = compose()
     assert cfg["env"]["_target_"] == "environments.circle_packing.CirclePacking"
-    assert cfg["mutator"]["_target_"] == "mutators.gp.GPMutator"
+    # the embedded SmolLM2 model mixed with the AST baseline (conf/mutator/smollm2_gp.yaml)
+    assert cfg["mutator"]["_target_"] == "mutators.mixture.MixtureMutator"
+    assert cfg["mutator"]["components"]["gp"]["_target_"] == "mutators.gp.GPMutator"
     assert cfg["sandbox"]["backend"] == "gvisor"
     assert cfg["ray"]["address"] is None and cfg["seed"] == 0
     assert type(cfg) is dict and type(cfg["qd"]) is dict  # safe to send to Ray actors

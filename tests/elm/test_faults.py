@@ -11,7 +11,7 @@ INPROC = "sandbox.backend=tests.elm.inprocess.InProcessSandbox"
 
 
 def _cfg(*overrides: str) -> dict:
-    return compose([INPROC, "loop.progress=false", "ray.evaluator_num_cpus=0", *overrides])
+    return compose([INPROC, "mutator=gp", "loop.progress=false", "ray.evaluator_num_cpus=0", *overrides])
 
 
 def _statuses(run_dir):
