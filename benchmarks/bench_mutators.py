@@ -2,18 +2,21 @@
 mutator path against a bare ``model.generate`` loop on the same prompts and settings.
 
 1. ``hf`` backend, SmolLM2-135M on CPU (or ``--model``), batches of 1, 8 and 32
-   prompts of the default operator (``lines`` style on the circle-packing seeds):
-   generated tokens/s and children/s.
+   prompts of the default operator (``lines`` style on the circle-packing seeds, its
+   stop at the line's end, temperature 0.5): generated tokens/s and children/s.
 2. Engine vs bare: the same batches through the whole engine path, a Ray actor
    hosting :class:`elm.workers.MutatorWorker` with the default SmolLM2
    operator (prompt building, generation, parsing, syntax check, Ray transfer),
    against a bare loop calling ``model.generate(do_sample=True, ...)`` with the
-   same prompts, temperature, top-p/top-k and token limit in this process. The
+   same prompts, temperature, top-p/top-k, token limit and stop string (``stop_strings``)
+   in this process, with torch on the same number of threads as the actor's backend. The
    two alternate round by round (the machine may be shared), and the ratio of
    their generated-tokens/s is reported per round and as the median. Goal >= 0.9.
+   (The backend samples with a Gumbel-max logits processor instead of
+   ``do_sample=True``'s sort + multinomial: the same distribution, cheaper on a CPU.)
 3. With ``--vllm`` on a CUDA machine: the vLLM backend against raw ``vllm.LLM.generate``.
 
-    .venv/bin/python -m benchmarks.bench_mutators [--rounds 3] [--batch 8] [--tokens 64]
+    .venv/bin/python -m benchmarks.bench_mutators [--rounds 3] [--batch 8] [--tokens 48]
 """
 
 from __future__ import annotations
@@ -37,10 +40,10 @@ def _prompts(n: int):
     seeds = env.seed_programs()
     rng = np.random.default_rng(0)
     out = []
-    for i in range(n):
+    for i in range(n):  # the default operator's prompts: one assignment line's new right-hand side
         entry = P.find_entry(seeds[i % len(seeds)], "pack")
-        first, _ = P.choose_region(entry, rng, 3)
-        out.append(P.lines_prompt(entry, "pack", first))
+        line, head = P.choose_assignment(entry, rng)
+        out.append(P.lines_prompt(entry, "pack", line, head))
     return env, seeds, out
 
 
@@ -49,7 +52,10 @@ def backend_throughput(args) -> None:
 
     backend = build_backend({"kind": "hf", "model": args.model, "eos_tokens": ["<|endoftext|>"], "max_batch": 64})
     _, _, prompts = _prompts(32)
-    sampling = Sampling(max_new_tokens=args.tokens, temperature=0.8)
+    from mutators.lm import _LINE_STOPS
+
+    # the default operator's settings: one line (stop at its end), temperature 0.5
+    sampling = Sampling(max_new_tokens=args.tokens, temperature=0.5, stop=_LINE_STOPS)
     backend.generate(prompts[:2], sampling=sampling, seed=0)  # warm-up
     print(f"\n1. hf backend, {args.model} on {backend.device}, max_new_tokens {args.tokens}, "
           f"torch threads {__import__('torch').get_num_threads()}")
@@ -93,7 +99,7 @@ def engine_vs_bare(args) -> None:
 
         op = RewriteMutator.__new__(RewriteMutator)
         op.style, op.parents_per_child, op.max_region_lines = "lines", 1, cfg["max_region_lines"]
-        op.instruction, op.body_lines = "", 1
+        op.instruction, op.body_lines, op.show_parent = "", 1, cfg["show_parent"]
         print(f"\n2. engine (Ray actor + operator + parsing) vs bare model.generate, batch {args.batch}, "
               f"max_new_tokens {args.tokens}, SmolLM2 on CPU")
         print(f"{'round':>6}{'engine tok/s':>14}{'bare tok/s':>12}{'engine child/s':>16}{'bare child/s':>14}{'ratio':>8}")
@@ -107,12 +113,15 @@ def engine_vs_bare(args) -> None:
             e_s = time.perf_counter() - start
             e_tokens = sum(p.tokens_out for p in proposals)
             rng = np.random.default_rng(seed)
-            prompts = [op._plan(g, env.task(), rng).prompt for g in groups]
+            plans = [op._plan(g, env.task(), rng) for g in groups]
+            prompts = [plan.prompt for plan in plans]
+            stops = sorted({s for plan in plans for s in (plan.stops or ())} - {"<|endoftext|>", "<|im_end|>"})
             start = time.perf_counter()
             enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
             with torch.inference_mode():
-                out = model.generate(**enc, max_new_tokens=args.tokens, do_sample=True, temperature=0.8, top_p=0.95,
-                                     top_k=50, pad_token_id=tok.pad_token_id, eos_token_id=[0, 2])
+                out = model.generate(**enc, max_new_tokens=args.tokens, do_sample=True, temperature=cfg["sampling"]["temperature"], top_p=0.95,
+                                     top_k=50, pad_token_id=tok.pad_token_id, eos_token_id=[0, 2],
+                                     stop_strings=stops or None, tokenizer=tok)
             new = out[:, enc["input_ids"].shape[1]:]
             b_tokens = int(((new != tok.pad_token_id) & (new != 0)).sum()) + int((new == 0).any(dim=1).sum())
             texts = tok.batch_decode(new, skip_special_tokens=True)
@@ -154,7 +163,7 @@ def vllm_vs_raw(args) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2")
-    ap.add_argument("--tokens", type=int, default=64, help="max_new_tokens")
+    ap.add_argument("--tokens", type=int, default=48, help="max_new_tokens (the default operator's: 48)")
     ap.add_argument("--batch", type=int, default=8, help="batch size of the engine-vs-bare comparison")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--min-children", type=int, default=8, help="children measured per batch size (at least one batch)")
