@@ -114,7 +114,8 @@ def cpu_seconds(box=None) -> float:
     """CPU time charged so far to running programs the way ``box`` runs them (plus this process).
 
     host subprocesses: reaped children (RUSAGE_CHILDREN); process backend: each fork server's
-    own and reaped children's time plus its persistent scorer's; gVisor: each sandbox's
+    and its zygote's own and reaped children's time plus the persistent scorer's (a scorer
+    replaced meanwhile is lost; the spare waiting is not counted yet); gVisor: each sandbox's
     cpuacct cgroup (sentry, gofer, ptrace stubs: everything inside). Robust to background
     load, unlike wall-clock time. Reads backend internals.
     """
@@ -138,6 +139,9 @@ def cpu_seconds(box=None) -> float:
                 break
         elif box.backend == "process" and slot.proc is not None:
             total += _proc_cpu(slot.proc.pid, children=True)
+            # candidates are the zygote's children: their CPU is in its cutime/cstime once reaped
+            if slot.info.get("zygote_pid"):
+                total += _proc_cpu(slot.info["zygote_pid"], children=True)
             if slot.info.get("scorer_pid"):
                 total += _proc_cpu(slot.info["scorer_pid"], children=False)
     return total
