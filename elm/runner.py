@@ -51,14 +51,39 @@ def _package_versions() -> dict[str, str]:
     return versions
 
 
+def check_seed_programs(env: Environment) -> list[str]:
+    """``env.seed_programs()`` as a list of source strings, or a :class:`ConfigError` saying what is wrong."""
+    name = type(env).__name__
+    try:
+        seeds = env.seed_programs()
+    except Exception as exc:
+        raise ConfigError(f"env: {name}.seed_programs() raised {type(exc).__name__}: {exc}") from exc
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, (list, tuple)):
+        raise ConfigError(f"env: {name}.seed_programs() must return a list of program sources (str), "
+                          f"got {type(seeds).__name__}")
+    if not seeds:
+        raise ConfigError(f"env: {name}.seed_programs() returned no programs; the archive needs at least one seed")
+    bad = [i for i, s in enumerate(seeds) if not isinstance(s, str)]
+    if bad:
+        raise ConfigError(f"env: {name}.seed_programs() must return Python source strings; item(s) {bad} are "
+                          f"{', '.join(sorted({type(seeds[i]).__name__ for i in bad}))}")
+    return list(seeds)
+
+
 def validate(cfg: Mapping[str, Any]) -> Environment:
     """Check a resolved config without starting anything; returns the environment built locally."""
     try:
         env = EnvironmentSpec.from_config(cfg["env"]).build()
     except Exception as exc:
         raise ConfigError(f"env: cannot build the environment: {exc}") from exc
+    name = type(env).__name__
     try:
-        space = descriptor_space_for(env.descriptor_space, cfg["qd"])
+        declared = env.descriptor_space
+    except Exception as exc:  # a user's property may raise anything; report it before Ray starts
+        raise ConfigError(f"env: {name}.descriptor_space raised {type(exc).__name__}: {exc}") from exc
+    check_seed_programs(env)
+    try:
+        space = descriptor_space_for(declared, cfg["qd"])
         build_archive(space, {**cfg["qd"], "cvt_samples": 1000, "cells": min(int(cfg["qd"].get("cells", 1000)), 1000)}
                       if cfg["qd"].get("kind") == "cvt" else cfg["qd"], seed=0)
         build_selector(cfg["qd"])

@@ -49,7 +49,9 @@ def build_mutator(cfg: Mapping[str, Any]) -> Mutator:
 
 
 def syntax_error(source: str) -> str | None:
-    """None if ``source`` parses, else a one-line description of the syntax error."""
+    """None if ``source`` parses, else a one-line description of the syntax error (or of a non-str source)."""
+    if not isinstance(source, str):
+        return f"TypeError: a program must be Python source (str), got {type(source).__name__}"
     try:
         ast.parse(source)
     except SyntaxError as exc:

@@ -166,3 +166,22 @@ def test_an_environment_that_cannot_be_built_fails_before_anything_starts(tmp_pa
         run(cfg, run_dir=tmp_path / "run")
     assert str(info.value).startswith("env: cannot build the environment")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("fault,reason", [
+    ("descriptor_space_raises", r"FaultyEnv.descriptor_space raised AttributeError: .*bins_per_dim"),
+    ("seeds_raise", r"FaultyEnv.seed_programs\(\) raised FileNotFoundError: seeds/ directory missing"),
+    ("seeds_not_a_list", r"must return a list of program sources \(str\), got str"),
+    ("seed_not_str", r"must return Python source strings; item\(s\) \[1\] are bytes"),
+    ("no_seeds", r"returned no programs"),
+])
+def test_a_broken_descriptor_space_or_seed_list_fails_before_anything_starts(tmp_path, fault, reason):
+    import ray
+
+    was_running = ray.is_initialized()
+    cfg = compose(["sandbox=process"])
+    cfg["env"] = {"_target_": FAULTY, "fault": fault}
+    with pytest.raises(ConfigError, match=reason) as info:
+        run(cfg, run_dir=tmp_path / "run")
+    assert str(info.value).startswith("env: ")
+    assert not (tmp_path / "run").exists() and ray.is_initialized() == was_running

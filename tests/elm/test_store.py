@@ -157,7 +157,7 @@ def readonly_view(tmp_path):
 
     yield make
     for view in mounts:
-        subprocess.run(["umount", str(view)], check=False)
+        subprocess.run(["umount", str(view)], capture_output=True, check=False)
 
 
 def test_finished_run_in_a_read_only_directory_opens(tmp_path, readonly_view):
