@@ -1,6 +1,6 @@
 """Prompt styles for instruction / completion models that rewrite a program's main function.
 
-Three styles, all for the task's entry-point function (``TaskContext.entry_point``):
+Five styles, all for the task's entry-point function (``TaskContext.entry_point``):
 
 ``chat``
     ELM's prompt mutation through the model's chat template: the task, the
@@ -19,12 +19,14 @@ Three styles, all for the task's entry-point function (``TaskContext.entry_point
     entry function's ``def`` line and a docstring, so the model continues
     with the body. Signature fixed by construction.
 ``lines``
-    Prefix continuation for small models: the program's imports, the parent's
-    entry function, then the same function again copied up to a random line of
-    its body; the model writes the next 1..``max_region_lines`` lines, which
-    replace the same number of lines of the parent. With the original just above, a
-    small model mostly varies those lines rather than rewriting the program.
-    Signature fixed.
+    Prefix continuation for small models: the program's imports, then its
+    entry function up to one one-line assignment of its body, ending with
+    that line's ``target =``; the model writes a new right-hand side, which
+    ends at the line's end. The child is the parent with that right-hand side
+    replaced, so the signature and every name the function binds are fixed by
+    construction. A function without such a line falls back to rewriting one
+    whole statement. ``show_parent`` also shows the parent's whole function
+    first (SmolLM2-135M then mostly copies the line back: docs/mutators.md).
 ``region``
     A marked region (a few consecutive lines of the entry function's body)
     rewritten through the chat template; the reply replaces exactly those
@@ -337,6 +339,9 @@ def choose_assignment(entry: EntryFunction, rng: np.random.Generator) -> tuple[i
         head = text[:len(text.encode()[:node.value.col_offset].decode(errors="ignore"))].rstrip()
         if not head.endswith("="):
             continue  # e.g. a parenthesised target split oddly: not a plain "target = value" line
+        rest = text[len(text.encode()[:node.end_col_offset].decode(errors="ignore")):].strip()
+        if rest and not rest.startswith("#"):
+            continue  # another statement follows on the line ("a = 1; b = 2"): it would be lost
         # a float literal is usually a tuning knob (a position, a spacing); an int is often a count
         # the task fixes (n = 26), so only floats get the extra weight
         knob = any(isinstance(c, ast.Constant) and type(c.value) is float for c in ast.walk(node.value))
