@@ -164,6 +164,12 @@ def body_from_completion(text: str, indent: str) -> str:
 # ----------------------------------------------------------------------------- prompts
 
 
+def _task_text(task: TaskContext) -> str:
+    """The task's description, followed by its API documentation when it has one (e.g. Sodarace's
+    walker-building calls), so that chat prompts name the functions a program may use."""
+    return task.description + (f"\n\n{task.api_doc.strip()}" if task.api_doc.strip() else "")
+
+
 def chat_prompt(sources: Sequence[str], task: TaskContext, instruction: str) -> ChatPrompt:
     """``chat`` style: task + parent program(s) + instruction; reply prefilled with a code fence."""
     shown = "\n\n".join(
@@ -172,7 +178,7 @@ def chat_prompt(sources: Sequence[str], task: TaskContext, instruction: str) -> 
     )
     which = "these programs" if len(sources) > 1 else "this program"
     sig = f" Keep the signature `{task.signature}`." if task.signature else ""
-    user = (f"{task.description}\n\nHere is {which}:\n\n{shown}\n\n{instruction}{sig} "
+    user = (f"{_task_text(task)}\n\nHere is {which}:\n\n{shown}\n\n{instruction}{sig} "
             f"Reply with the complete new program in one Python code block.")
     return ChatPrompt(messages=(("system", _SYSTEM), ("user", user)), prefill="```python\n")
 
@@ -236,7 +242,7 @@ def body_chat_prompt(entries: Sequence[EntryFunction], name: str, task: TaskCont
                          for i, e in enumerate(entries))
     versions = ", ".join(f"`{name}_v{i}`" for i in range(len(entries)))
     doc = instruction.format(versions=versions)
-    user = (f"{task.description}\n\n{shown}\n\nWrite `{name}`, an improved version of {versions}. "
+    user = (f"{_task_text(task)}\n\n{shown}\n\nWrite `{name}`, an improved version of {versions}. "
             f"Keep its signature. Reply with the function in one Python code block.")
     prefill = f"```python\n{entries[0].def_lines}{entries[0].indent}\"\"\"{doc}\"\"\"\n{start}"
     return ChatPrompt(messages=(("system", _SYSTEM), ("user", user)), prefill=prefill)
@@ -248,7 +254,7 @@ def region_prompt(entry: EntryFunction, first: int, last: int, task: TaskContext
     indent = _line_indent(lines[first])
     marked = "".join(lines[:first]) + f"{indent}{REGION_BEGIN}\n" + "".join(lines[first:last]) \
         + f"{indent}{REGION_END}\n" + "".join(lines[last:])
-    user = (f"{task.description}\n\n```python\n{marked.rstrip()}\n```\n\n{instruction} Rewrite only the lines "
+    user = (f"{_task_text(task)}\n\n```python\n{marked.rstrip()}\n```\n\n{instruction} Rewrite only the lines "
             f"between `{REGION_BEGIN}` and `{REGION_END}`. Reply with the new lines only, in one Python "
             f"code block, without the marker comments.")
     return ChatPrompt(messages=(("system", _SYSTEM), ("user", user)), prefill="```python\n")

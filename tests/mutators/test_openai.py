@@ -44,6 +44,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, code: int, payload: dict, headers: dict | None = None) -> None:
         data = json.dumps(payload).encode()
+        self._done()  # before the reply: the client may send its next request as soon as it has it
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -58,6 +59,7 @@ class _Handler(BaseHTTPRequestHandler):
         key = body.get("prompt") or json.dumps(body.get("messages"))
         with st.lock:
             st.in_flight += 1
+            self._counted = True
             st.max_in_flight = max(st.max_in_flight, st.in_flight)
             st.attempts[key] += 1
             attempt = st.attempts[key]
@@ -91,8 +93,13 @@ class _Handler(BaseHTTPRequestHandler):
             usage = {"prompt_tokens": len(key.split()), "completion_tokens": len(text.split())}
             return self._send(200, {"id": "x", "object": "text_completion", "choices": [choice], "usage": usage})
         finally:
-            with st.lock:
-                st.in_flight -= 1
+            self._done()
+
+    def _done(self) -> None:
+        if getattr(self, "_counted", False):
+            with self.state.lock:
+                self.state.in_flight -= 1
+            self._counted = False
 
 
 @pytest.fixture()
