@@ -187,16 +187,29 @@ PROBE = _prog("""
                 continue
             if fields["State"].split()[0] not in ("Z", "X") and int(fields["Uid"].split()[0]) == os.getuid():
                 mine += 1
-        files = [n for d in ("/tmp", "/dev/shm") if os.path.isdir(d) for n in os.listdir(d)
-                 if not os.path.ismount(os.path.join(d, n)) and not n.startswith(KEEP)]
+        # everything in the scratch dirs except mount points and the binds (KEEP), looking inside
+        # the directories on the way to a bind (e.g. /tmp/<project> for a venv at /tmp/<project>/.venv)
+        keep, files, todo = KEEP, [], ["/tmp", "/dev/shm"]
+        while todo:
+            d = todo.pop()
+            if not os.path.isdir(d):
+                continue
+            for n in os.listdir(d):
+                path = os.path.join(d, n)
+                if path in keep or os.path.ismount(path):
+                    continue
+                if any(k.startswith(path + "/") for k in keep):
+                    todo.append(path)
+                else:
+                    files.append(path)
         print(files)
         return mine * 1000 + len(files)
 """)
 
 
-def hostile_kinds(host: Host, keep_prefixes: tuple[str, ...]) -> list[Kind]:
+def hostile_kinds(host: Host, keep_paths: tuple[str, ...]) -> list[Kind]:
     loop = "    while True:\n        pass\n"
-    probe = PROBE.replace("KEEP", repr(keep_prefixes))
+    probe = PROBE.replace("KEEP", repr(keep_paths))
     return [
         Kind("infinite loop", _prog("def main():\n" + loop), frozenset({S.TIMEOUT})),
         Kind("setsid + loop", _prog("""
@@ -388,7 +401,13 @@ def hostile_kinds(host: Host, keep_prefixes: tuple[str, ...]) -> list[Kind]:
         Kind("leaves files", _prog("""
             import os
             def main():
-                for d in ["/tmp", "/dev/shm"]:
+                todo = ["/tmp", "/dev/shm"]
+                for d in todo:  # the scratch dirs and every writable directory on the way to a bind
+                    try:
+                        todo += [e.path for e in os.scandir(d) if e.is_dir(follow_symlinks=False)
+                                 and not os.path.ismount(e.path) and os.access(e.path, os.W_OK)]
+                    except OSError:
+                        pass
                     if os.access(d, os.W_OK):
                         os.makedirs(d + "/left/behind", exist_ok=True)
                         with open(d + "/left/behind/note", "w") as f:
@@ -493,7 +512,7 @@ def run_soak(*, n: int = 10_000, hostile: float = 0.25, workers: int = 2, batch:
                            sandbox_memory_mb=2048)
     rng = random.Random(seed)
     host = Host()
-    keep = tuple(p.split("/")[2] for p in python_binds() if p.startswith("/tmp/"))
+    keep = tuple(os.path.normpath(p) for p in python_binds() if p.startswith(("/tmp/", "/dev/shm/")))
     kinds = hostile_kinds(host, keep)
     weights = [k.weight for k in kinds]
     def make_box():

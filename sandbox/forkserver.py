@@ -253,6 +253,38 @@ _EXITED = struct.Struct(">ciid")
 ZYGOTE_TIMEOUT_S = 30.0
 
 
+def scrub_dir(directory: str, keep: list[str]) -> None:
+    """Delete everything under ``directory`` except mount points and the kept paths.
+
+    ``keep`` holds normalised absolute paths (read-only binds such as a venv under ``/tmp``).
+    A directory on the way to a kept path is not deleted but scrubbed in turn: inside the
+    sandbox it is a writable skeleton directory of the tmpfs (``/tmp/<project>`` for a venv at
+    ``/tmp/<project>/.venv``), and a file a candidate leaves there must not reach the next one.
+    Errors are ignored: a path that cannot be removed is the health check's business.
+    """
+    try:
+        dev = os.stat(directory).st_dev
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        path = os.path.normpath(entry.path)
+        if path in keep:
+            continue
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                if entry.stat(follow_symlinks=False).st_dev != dev:
+                    continue  # a mount point
+                if any(k.startswith(path + "/") for k in keep):
+                    scrub_dir(path, keep)
+                else:
+                    shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                os.unlink(entry.path)
+        except OSError:
+            pass
+
+
 class OwnerGone(RuntimeError):
     """The process that started the server died: there is no one left to answer."""
 
@@ -739,26 +771,9 @@ class Server:
         return len(self._victims()) > self.max_procs
 
     def scrub(self) -> None:
-        """Empty the scratch dirs, leaving mount points and kept paths (and their parents) alone."""
+        """Empty the scratch dirs, leaving mount points and kept paths (and the way to them) alone."""
         for d in self.scratch_dirs:
-            try:
-                dev = os.stat(d).st_dev
-                entries = list(os.scandir(d))
-            except OSError:
-                continue
-            for entry in entries:
-                path = os.path.normpath(entry.path)
-                if any(k == path or k.startswith(path + "/") for k in self.keep):
-                    continue
-                try:
-                    if entry.is_dir(follow_symlinks=False):
-                        if entry.stat(follow_symlinks=False).st_dev != dev:
-                            continue  # a mount point
-                        shutil.rmtree(entry.path, ignore_errors=True)
-                    else:
-                        os.unlink(entry.path)
-                except OSError:
-                    pass
+            scrub_dir(d, self.keep)
 
     def _reap(self) -> None:
         """Reap the server's own dead children (orphans re-parented to it); read the zygote's reports."""
