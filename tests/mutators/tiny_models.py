@@ -25,11 +25,19 @@ a known completion.
 
 from __future__ import annotations
 
+import atexit
+import gzip
 import json
+import os
+import shutil
+import tempfile
 import textwrap
 from pathlib import Path
 
 SHARED_TOKENIZERS = Path(__file__).resolve().parents[3] / "shared" / "data" / "tokenizers"
+#: gzip copies of the files the tests use (see tests/data/tokenizers/README.md)
+VENDORED_TOKENIZERS = Path(__file__).resolve().parents[1] / "data" / "tokenizers"
+_unpacked: Path | None = None
 
 #: CodeGen's added whitespace tokens: 50257..50286 = 31..2 spaces, 50287..50294 = 9..2 tabs
 CODEGEN_WHITESPACE = [" " * n for n in range(31, 1, -1)] + ["\t" * n for n in range(9, 1, -1)]
@@ -56,11 +64,22 @@ class TinyRefactForCausalLM(FalconForCausalLM):
 
 
 def tokenizers_dir() -> Path:
-    if not (SHARED_TOKENIZERS / "gpt-2.tokenizer.json").is_file():
-        import pytest
+    """The real vocabularies: ``$ELM_TOKENIZERS_DIR``, else ``../shared/data/tokenizers``, else the gzip copies.
 
-        pytest.skip(f"real vocabularies not found in {SHARED_TOKENIZERS}")
-    return SHARED_TOKENIZERS
+    The copies are decompressed once per test session into a temporary directory.
+    """
+    global _unpacked
+    env = os.environ.get("ELM_TOKENIZERS_DIR")
+    for d in ([Path(env)] if env else []) + [SHARED_TOKENIZERS]:
+        if (d / "gpt-2.tokenizer.json").is_file():
+            return d
+    if _unpacked is None:
+        out = Path(tempfile.mkdtemp(prefix="elm-tokenizers-"))
+        atexit.register(shutil.rmtree, out, True)
+        for gz in VENDORED_TOKENIZERS.glob("*.gz"):
+            (out / gz.name[:-3]).write_bytes(gzip.decompress(gz.read_bytes()))
+        _unpacked = out
+    return _unpacked
 
 
 def _fast(tokenizer_object, **special):
