@@ -11,8 +11,10 @@ from elm.types import (
     EvalResult,
     EvalStatus,
     Evaluation,
+    MutationStatus,
     Parent,
     Proposal,
+    SEED_MUTATOR,
     TaskContext,
 )
 
@@ -28,8 +30,10 @@ __all__ = [
     "Evaluation",
     "InvalidProgram",
     "Mutator",
+    "MutationStatus",
     "Parent",
     "Proposal",
+    "SEED_MUTATOR",
     "Sandbox",
     "SandboxLimits",
     "SandboxUnavailable",

@@ -33,12 +33,12 @@ from elm.archive import AddOutcome, Archive, CVTArchive, GridArchive, ParentSele
 from elm.environment import Environment
 from elm.sandbox import EnvironmentSpec
 from elm.store import EvaluationRecord, RunStore
-from elm.types import AddStatus, DescriptorSpace, Elite, EvalResult, EvalStatus, Parent, Proposal
+from elm.types import (SEED_MUTATOR, AddStatus, DescriptorSpace, Elite, EvalResult, EvalStatus, MutationStatus,
+                       Parent, Proposal)
 from elm.workers import EvaluatorWorker, MutatorWorker, syntax_error
 
 log = logging.getLogger("elm")
 
-SEED_MUTATOR = "seed"
 MAX_STAGE_RETRIES = 3
 
 
@@ -311,7 +311,7 @@ class Driver:
         for s in sources:
             error = syntax_error(s)
             proposals.append(Proposal(source=s, parent_ids=(), mutator=SEED_MUTATOR,
-                                      status="ok" if error is None else EvalStatus.SYNTAX_ERROR.value,
+                                      status=MutationStatus.OK if error is None else MutationStatus.SYNTAX_ERROR,
                                       meta={} if error is None else {"error": error}))
         job = _Job(index=self._job_index, ids=ids, parents=[[] for _ in ids], mutator=SEED_MUTATOR, seed=0,
                    proposals_ref=proposals, stage="evaluate")
@@ -435,7 +435,7 @@ class Driver:
     def _retry(self, job: _Job, stage: str, exc: Exception) -> None:
         job.retries += 1
         if job.retries > MAX_STAGE_RETRIES:
-            self._fail_job(job, f"{stage} worker died {job.retries} times: {_root_cause(exc)}", status=EvalStatus.LOST.value)
+            self._fail_job(job, f"{stage} worker died {job.retries} times: {_root_cause(exc)}", lost=True)
             return
         log.warning("%s worker died (%s); re-issuing batch of %d", stage, _root_cause(exc), len(job.ids))
         if stage == "mutate":
@@ -443,17 +443,35 @@ class Driver:
         else:
             self._dispatch_evaluation(job)
 
-    def _fail_job(self, job: _Job, reason: str, status: str = "mutator_error") -> None:
-        """Record every child of a job that cannot complete, with the reason (never dropped)."""
+    def _fail_job(self, job: _Job, reason: str, *, lost: bool = False) -> None:
+        """Record every child of a job that cannot complete, with the reason (never dropped).
+
+        A failed mutation has no programs: each child gets mutation status ``MUTATOR_ERROR``.
+        A failed evaluation keeps the programs it had. Either way the evaluation status is
+        ``LOST`` when the worker kept dying (``lost``), else ``ERROR`` for an evaluator that
+        raised; a mutator that raised leaves just the mutation status.
+        """
+        import ray
+
         log.warning("batch of %d children failed: %s", len(job.ids), reason)
-        if job.mutator == SEED_MUTATOR:
-            status = EvalStatus.LOST.value if status == EvalStatus.LOST.value else "error"
-        proposals = [Proposal(source=None, parent_ids=tuple(p.id for p in g), mutator=job.mutator or "unknown",
-                              status=status, meta={"error": reason}) for g in job.parents]
-        if job.mutator == SEED_MUTATOR and isinstance(job.proposals_ref, list):
-            proposals = [Proposal(source=p.source, parent_ids=(), mutator=SEED_MUTATOR, status=status,
-                                  meta={"error": reason}) for p in job.proposals_ref]
-        job.result = (proposals, "", [None] * len(job.ids))
+        proposals: list[Proposal] | None = None
+        if job.stage == "evaluate":
+            if isinstance(job.proposals_ref, list):
+                proposals = job.proposals_ref
+            else:
+                try:
+                    proposals = ray.get(job.proposals_ref, timeout=30)
+                except Exception:  # the mutation's result is gone with its worker: no programs to keep
+                    proposals = None
+        if proposals is None:
+            proposals = [Proposal(source=None, parent_ids=tuple(p.id for p in g), mutator=job.mutator or "unknown",
+                                  status=MutationStatus.MUTATOR_ERROR, meta={"error": reason}) for g in job.parents]
+        if job.stage == "evaluate" or lost:
+            status = EvalStatus.LOST if lost else EvalStatus.ERROR
+            results: list[EvalResult | None] = [EvalResult(id=i, status=status, error=reason) for i in job.ids]
+        else:
+            results = [None] * len(job.ids)
+        job.result = (proposals, "", results)
         job.stage = "done"
 
     def _absorb_ready(self) -> None:
@@ -494,12 +512,12 @@ class Driver:
         for i, (eval_id, proposal, result) in enumerate(zip(job.ids, proposals, results)):
             common = dict(
                 id=eval_id, parent_ids=parent_ids[i], mutator=proposal.mutator, generation=generations[i],
-                source=proposal.source, mutation_status=None if proposal.mutator == SEED_MUTATOR else proposal.status,
+                source=proposal.source, mutation_status=None if proposal.mutator == SEED_MUTATOR else proposal.status.value,
                 tokens_in=proposal.tokens_in, tokens_out=proposal.tokens_out, model_s=proposal.model_seconds,
                 worker=worker or None, created_at=now,
             )
             if result is None:  # the mutator produced no program; its status says why
-                records.append(EvaluationRecord(status=proposal.status, error=dict(proposal.meta).get("error"),
+                records.append(EvaluationRecord(status=proposal.status.value, error=dict(proposal.meta).get("error"),
                                                 info={"mutation": dict(proposal.meta)} if proposal.meta else {},
                                                 **common))
                 continue

@@ -36,6 +36,30 @@ class EvalStatus(str, Enum):
         return self.value
 
 
+class MutationStatus(str, Enum):
+    """Outcome of writing one child, as stored in ``evaluations.mutation_status``.
+
+    ``OK`` children go on to a sandbox; for every other status the mutator
+    produced no program to run (``NO_OP`` children are the parent unchanged),
+    and the status is also the evaluation's ``status``.
+    """
+
+    OK = "ok"  # a new program; still checked by the engine's ast.parse (SYNTAX_ERROR)
+    NO_OP = "no_op"  # the child reproduces its parent
+    MALFORMED = "malformed"  # no usable diff / code block / body, or cut at max_new_tokens mid-edit
+    CONTEXT_NOT_FOUND = "context_not_found"  # (diff) a hunk's context is not in the parent
+    MODEL_ERROR = "model_error"  # the model backend failed for this child (e.g. HTTP retries exhausted)
+    SYNTAX_ERROR = "syntax_error"  # the child does not parse (set by the engine, never sandboxed)
+    MUTATOR_ERROR = "mutator_error"  # the mutator raised for the whole batch (set by the engine)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: ``Proposal.mutator`` / ``evaluations.mutator`` of the environment's seed programs.
+SEED_MUTATOR = "seed"
+
+
 class AddStatus(str, Enum):
     """Result of offering one evaluated program to the archive (pyribs' 0/1/2)."""
 
@@ -142,19 +166,35 @@ class Proposal:
     """One child program written by a mutator, with per-child metadata.
 
     ``source`` is None when the mutator could not produce a program (``status``
-    says why, e.g. ``malformed`` or ``context_not_found``). ``status`` is
-    ``"ok"`` for a usable child; ``"syntax_error"`` is set by the engine's
-    ``ast.parse`` check before sandboxing.
+    says why, e.g. ``MALFORMED`` or ``CONTEXT_NOT_FOUND``). ``status`` is
+    ``MutationStatus.OK`` for a usable child; ``SYNTAX_ERROR`` is set by the
+    engine's ``ast.parse`` check before sandboxing. A status given as its string
+    value (``"ok"``) is converted; an unknown one raises ``ValueError``.
     """
 
     source: str | None
     parent_ids: tuple[int, ...]
     mutator: str
-    status: str = "ok"
+    status: MutationStatus = MutationStatus.OK
     tokens_in: int = 0
     tokens_out: int = 0
     model_seconds: float = 0.0
     meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.status, MutationStatus):
+            try:
+                object.__setattr__(self, "status", MutationStatus(self.status))
+            except ValueError:
+                raise ValueError(
+                    f"Proposal.status {self.status!r} is not a mutation status; use one of "
+                    f"{[s.value for s in MutationStatus]} (elm.types.MutationStatus)"
+                ) from None
+
+    @property
+    def usable(self) -> bool:
+        """True when the child is a program to evaluate (status OK and a source)."""
+        return self.status is MutationStatus.OK and self.source is not None
 
 
 @dataclass(frozen=True)

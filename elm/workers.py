@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 
 from elm.mutator import Mutator
 from elm.sandbox import EnvironmentSpec, Sandbox, SandboxLimits
-from elm.types import EvalRequest, EvalResult, EvalStatus, Parent, Proposal, TaskContext
+from elm.types import EvalRequest, EvalResult, MutationStatus, Parent, Proposal, TaskContext
 
 _LIMIT_KEYS = tuple(SandboxLimits.__dataclass_fields__)
 
@@ -112,10 +112,10 @@ class MutatorWorker:
         for p in proposals:
             if not p.model_seconds:  # mutators that do not time themselves get an equal share
                 p = _replace(p, model_seconds=share)
-            if check and p.source is not None and p.status == "ok":
+            if check and p.usable:
                 error = syntax_error(p.source)
                 if error is not None:
-                    p = _replace(p, status=EvalStatus.SYNTAX_ERROR.value, meta={**dict(p.meta), "error": error})
+                    p = _replace(p, status=MutationStatus.SYNTAX_ERROR, meta={**dict(p.meta), "error": error})
             out.append(p)
         return out
 
@@ -171,7 +171,7 @@ class EvaluatorWorker:
         requests: list[EvalRequest] = []
         slots: list[int] = []
         for i, (proposal, eval_id) in enumerate(zip(proposals, ids)):
-            if proposal.source is None or proposal.status != "ok":
+            if not proposal.usable:
                 continue
             requests.append(EvalRequest(id=eval_id, source=proposal.source))
             slots.append(i)

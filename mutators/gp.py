@@ -48,7 +48,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from elm.mutator import Mutator
-from elm.types import Parent, Proposal, TaskContext
+from elm.types import MutationStatus, Parent, Proposal, TaskContext
 
 __all__ = ["GPMutator"]
 
@@ -221,7 +221,7 @@ class GPMutator(Mutator):
                 source=None,
                 parent_ids=(parent.id,),
                 mutator=self.name,
-                status="malformed",
+                status=MutationStatus.MALFORMED,
                 meta={"error": f"parent does not parse: {type(exc).__name__}: {exc}"},
             )
         for attempt in range(1, _MAX_ATTEMPTS + 1):
@@ -236,14 +236,14 @@ class GPMutator(Mutator):
                     source=source,
                     parent_ids=(parent.id,),
                     mutator=self.name,
-                    status="ok",
+                    status=MutationStatus.OK,
                     meta={"edits": edits, "attempts": attempt},
                 )
         return Proposal(
             source=parent.source,
             parent_ids=(parent.id,),
             mutator=self.name,
-            status="no_op",
+            status=MutationStatus.NO_OP,
             meta={"edits": [], "attempts": _MAX_ATTEMPTS},
         )
 

@@ -34,7 +34,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 import numpy as np
 
 from elm.mutator import Mutator
-from elm.types import Parent, Proposal, TaskContext
+from elm.types import MutationStatus, Parent, Proposal, TaskContext
 from mutators import prompts as P
 from mutators.backends import Backend, Completion, Prompt, Sampling, build_backend, release_backend
 from mutators.diff import DiffStatus, apply_diff
@@ -127,14 +127,14 @@ class LMMutator(Mutator):
             meta = dict(plan.meta or {})
             completion = by_index.get(i)
             if completion is None:
-                out.append(Proposal(source=None, parent_ids=ids, mutator=self.name, status="malformed",
+                out.append(Proposal(source=None, parent_ids=ids, mutator=self.name, status=MutationStatus.MALFORMED,
                                     meta={**meta, "error": plan.failure}))
                 continue
             meta.update(finish=completion.finish, backend=self.backend.label)
             if self.record_completion:
                 meta["completion"] = completion.text[:_COMPLETION_CHARS]
             if completion.finish == "error":
-                source, status = None, "model_error"
+                source, status = None, MutationStatus.MODEL_ERROR
                 meta["error"] = completion.error
             else:
                 prompt = plan.prompt
@@ -233,10 +233,10 @@ class DiffMutator(LMMutator):
         if result.detail:
             meta["detail"] = result.detail
         if result.status is DiffStatus.APPLIED:
-            return result.source, "ok", meta
+            return result.source, MutationStatus.OK, meta
         if result.status is DiffStatus.NO_OP:
-            return group[0].source, "no_op", meta
-        return None, result.status.value, meta
+            return group[0].source, MutationStatus.NO_OP, meta
+        return None, MutationStatus(result.status.value), meta
 
 
 # ------------------------------------------------------------------------------ FIM
@@ -310,12 +310,12 @@ class FIMMutator(LMMutator):
     def _child(self, plan, group, text, completion):
         span = plan.context
         if completion.finish == "length":
-            return None, "malformed", {"detail": "middle cut at max_new_tokens"}
+            return None, MutationStatus.MALFORMED, {"detail": "middle cut at max_new_tokens"}
         middle = text if text.endswith("\n") or not text else text + "\n"
         child = span.prefix + middle + span.suffix
         if not _changed(child, group[0].source):
-            return group[0].source, "no_op", {}
-        return child, "ok", {"middle_lines": middle.count("\n")}
+            return group[0].source, MutationStatus.NO_OP, {}
+        return child, MutationStatus.OK, {"middle_lines": middle.count("\n")}
 
 
 # ------------------------------------------------------------------- rewrite / crossover
@@ -433,15 +433,15 @@ class RewriteMutator(LMMutator):
                 extra["truncated"] = True
             body = P.body_from_completion(text, entry.indent)
             if not body.strip():
-                return None, "malformed", {**extra, "detail": "the completion wrote no indented body"}
+                return None, MutationStatus.MALFORMED, {**extra, "detail": "the completion wrote no indented body"}
             child = entry.with_body(body)
         elif self.style == "lines" and plan.context[3]:
             entry, line, _, head = plan.context
             if completion.finish == "length":
-                return None, "malformed", {"detail": "the line was cut at max_new_tokens"}
+                return None, MutationStatus.MALFORMED, {"detail": "the line was cut at max_new_tokens"}
             value = text.split("\n", 1)[0].rstrip()
             if not value.strip():
-                return None, "malformed", {"detail": "the completion wrote no right-hand side"}
+                return None, MutationStatus.MALFORMED, {"detail": "the completion wrote no right-hand side"}
             if not value.startswith((" ", "\t")):
                 value = " " + value
             child = "".join(entry.lines[:line]) + head + value + "\n" + "".join(entry.lines[line + 1:])
@@ -454,24 +454,24 @@ class RewriteMutator(LMMutator):
                 got[-1] += "\n"  # ended by a stop string or EOS: the last line is whole
             new = [line for line in got if line.endswith("\n")][: last - first]  # a cut last line is dropped
             if not any(line.strip() for line in new):
-                return None, "malformed", {"detail": "the completion wrote no complete line"}
+                return None, MutationStatus.MALFORMED, {"detail": "the completion wrote no complete line"}
             # k new lines replace exactly k lines of the parent, so the rest stays aligned
             child = "".join(entry.lines[:first]) + "".join(new) + "".join(entry.lines[first + len(new):])
             extra["replaced_lines"] = len(new)
         elif completion.finish == "length":
-            return None, "malformed", {"detail": "completion cut at max_new_tokens"}
+            return None, MutationStatus.MALFORMED, {"detail": "completion cut at max_new_tokens"}
         else:
             code = P.extract_code(text)
             if code is None:
-                return None, "malformed", {"detail": "no code in the reply"}
+                return None, MutationStatus.MALFORMED, {"detail": "no code in the reply"}
             if self.style == "chat":
                 child = code
             else:
                 entry, first, last = plan.context
                 child = P.splice_region(entry, first, last, code)
         if not _changed(child, parent):
-            return parent, "no_op", extra
-        return child, "ok", extra
+            return parent, MutationStatus.NO_OP, extra
+        return child, MutationStatus.OK, extra
 
 
 class CrossoverMutator(RewriteMutator):

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 __all__ = ["MutatorStats", "format_stats", "mutator_stats"]
 
-_SEED = "seed"
+from elm.types import SEED_MUTATOR as _SEED
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from elm.analysis import Run
+from elm.types import SEED_MUTATOR
 
 __all__ = [
     "METRICS",
@@ -361,7 +362,7 @@ def progress_figure(run: Run) -> go.Figure:
 def mutator_figure(run: Run, *, window: int | None = None) -> go.Figure:
     """Per mutator over evaluations: valid rate, insertion rate, new-cell rate, tokens per window."""
     f = run.mutator_stats(window=window)
-    f = f[f["mutator"] != "seed"]
+    f = f[f["mutator"] != SEED_MUTATOR]
     if f.empty:
         return _message("no mutated children yet")
     panels = [("valid_rate", "valid rate", ".0%"), ("insertion_rate", "insertion rate", ".0%"),

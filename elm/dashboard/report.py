@@ -29,6 +29,7 @@ from typing import Sequence
 import numpy as np
 
 from elm.analysis import Run
+from elm.types import SEED_MUTATOR
 from elm.dashboard import figures
 
 __all__ = ["export_report", "write_pngs"]
@@ -282,7 +283,7 @@ def _percent():
 
 def _mutators_png(run: Run):
     f = run.mutator_stats()
-    f = f[f["mutator"] != "seed"]
+    f = f[f["mutator"] != SEED_MUTATOR]
     fig = _figure(7.0, 2.3)
     axes = fig.subplots(1, 4)
     panels = (("valid_rate", "valid rate"), ("insertion_rate", "insertion rate"),
