@@ -94,7 +94,7 @@ def make_synthetic_run(
         "mutator": {"_target_": "benchmarks.synthetic", "names": list(mutators)},
         "qd": {"kind": kind, "bins": [bins] * dims if kind == "grid" else None, "cells": cells,
                "qd_offset": 0.0, "out_of_bounds": "clip", "selection": "uniform"},
-        "sandbox": {"backend": "process"},
+        "sandbox": {"_target_": "sandbox.ProcessSandbox"},
         "budget": {"evaluations": evaluations, "wall_seconds": None, "tokens": None},
         "loop": {"batch_size": batch},
         "seed": seed,

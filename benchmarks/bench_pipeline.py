@@ -42,7 +42,7 @@ def main() -> None:
     print(f"{'batch':>6} {'in-flight':>9} {'mut':>4} {'eval':>4} {'evals':>7} {'evals/s':>9} {'ms/eval':>9} {'driver CPU ms':>14} {'steady ev/s':>13} {'steady ms/ev':>13}")
     for batch, in_flight, n_mut, n_eval in settings:
         cfg = compose([
-            "sandbox.backend=benchmarks._instant.NoopSandbox", "loop.progress=false", "loop.export_elites=false",
+            "sandbox._target_=benchmarks._instant.NoopSandbox", "loop.progress=false", "loop.export_elites=false",
             f"budget.evaluations={args.evaluations}", f"loop.batch_size={batch}", f"loop.max_in_flight={in_flight}",
             f"ray.mutator_actors={n_mut}", f"ray.evaluator_actors={n_eval}", "ray.evaluator_num_cpus=0",
         ])

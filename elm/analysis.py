@@ -361,8 +361,20 @@ class Run:
         return _rates(self._windowed(window), ["window_start", "mutator"])
 
     def mutator_totals(self) -> pd.DataFrame:
-        """The columns of :meth:`mutator_stats` over the whole run, one row per mutator, largest first."""
-        f = _rates(self._tallied().frame(), ["mutator"])
+        """The columns of :meth:`mutator_stats` over the whole run, one row per mutator (seeds are not a
+        mutator), largest first; computed by :func:`elm.stats.mutator_stats`, as the run summary is."""
+        from elm.stats import mutator_stats
+
+        with self._lock:
+            stats = mutator_stats(self._conn)
+        cols = ["mutator", "evaluations", "valid", "inserted", "new_cells", "valid_rate", "insertion_rate",
+                "new_cell_rate", "tokens_in", "tokens_out", "tokens", "model_s"]
+        rows = [{"mutator": s.mutator, "evaluations": s.proposals, "valid": s.valid, "inserted": s.inserted,
+                 "new_cells": s.new_cells, "valid_rate": s.valid_rate, "insertion_rate": s.insertion_rate,
+                 "new_cell_rate": s.new_cell_rate, "tokens_in": s.tokens_in, "tokens_out": s.tokens_out,
+                 "tokens": s.tokens_in + s.tokens_out, "model_s": s.model_s / s.proposals if s.proposals else 0.0}
+                for s in stats]
+        f = pd.DataFrame(rows, columns=cols)
         return f.sort_values("evaluations", ascending=False, ignore_index=True)
 
     def outcomes(self, *, window: int | None = None) -> pd.DataFrame:

@@ -818,11 +818,21 @@ _SELECTORS: dict[str, type[ParentSelector]] = {
 
 
 def make_selector(name: str, **kwargs: Any) -> ParentSelector:
-    """Build a selector by name: ``"uniform"`` or ``"curiosity"`` (kwargs go to its constructor)."""
-    try:
-        cls = _SELECTORS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown parent selector {name!r}; choose one of {sorted(_SELECTORS)}"
-        ) from None
+    """Build a selector: ``"uniform"``, ``"curiosity"``, or the dotted path of a ParentSelector class.
+
+    ``kwargs`` go to its constructor (ValueError naming a key it does not take).
+    """
+    from elm.plugins import check_arguments, resolve_class
+
+    if "." in name:
+        cls = resolve_class(name, ParentSelector, what="qd.selection")
+    else:
+        try:
+            cls = _SELECTORS[name]
+        except KeyError:
+            raise ValueError(
+                f"unknown parent selector {name!r}; choose one of {sorted(_SELECTORS)} or give the "
+                "dotted path of a ParentSelector subclass"
+            ) from None
+    check_arguments(cls, kwargs, what="qd.selection_args")
     return cls(**kwargs)

@@ -1,67 +1,95 @@
-"""Structured-config schemas for the Hydra CLI (``run_elm.py`` and ``conf/``).
+"""The typed run configuration: the one place where every default lives.
 
-Each typed group (``qd``, ``sandbox``, ``budget``, ``ray``, ``loop``) is a
-dataclass, so a misspelt key or a wrong type fails at start with Hydra's own
-message. ``env`` and ``mutator`` are open nodes with a ``_target_`` (users plug
-in their own classes); the built-in options extend a schema registered here
-through their defaults list, which makes their keys typo-checked too.
+A run's configuration is composed by Hydra from ``conf/`` (``run_elm.py``, ``elm-run``,
+:func:`compose`) and converted **once**, at the boundary, by :func:`load_config` into a frozen
+:class:`RunConfig`; everything inward receives typed objects. The conversion is strict: a key
+the schema does not know stops the run before it starts, wherever it came from (a YAML file, a
+``+key=value`` override, a stored config being resumed), with the closest known key suggested;
+a value of the wrong type names its key and the type expected.
+
+``env`` and ``mutator`` are *plugin nodes*: a ``_target_`` class path plus that class's keyword
+arguments. Built-in plugins have a schema here (looked up by ``_target_``), which supplies their
+defaults and types and is what their constructors read their own defaults from; a user's plugin
+without a schema is checked against its constructor's signature instead. Mixture components are
+plugin nodes too, each checked the same way before Ray starts.
+
+This module imports only the standard library (plugins import it inside sandboxes); Hydra is
+imported by :func:`register_configs` and :func:`compose` alone.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass
+from difflib import get_close_matches
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Tuple, TypeVar, Union
 
-from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from elm.sandbox import SandboxLimits
+
+__all__ = [
+    "BudgetConfig", "ConfigError", "LoopConfig", "QDConfig", "RayConfig", "RunConfig", "SandboxConfig",
+    "compose", "load_config", "register_configs",
+]
+
+MISSING = "???"  # OmegaConf's marker for a value that must be given
+T = TypeVar("T")
 
 
-@dataclass
+class ConfigError(ValueError):
+    """The run configuration is invalid (the message names the key and the fix)."""
+
+
+# ============================================================================ the run
+
+
+@dataclass(frozen=True)
 class QDConfig:
     """Archive and parent selection."""
 
     kind: str = "grid"  # "grid" or "cvt"
-    bins: Optional[List[int]] = None  # grid bins per descriptor; default: the environment's
-    bounds: Optional[Any] = None  # [[lo, hi], ...] per descriptor; default: the environment's
+    bins: Optional[Tuple[int, ...]] = None  # grid bins per descriptor; default: the environment's
+    bounds: Optional[Tuple[Tuple[float, float], ...]] = None  # [[lo, hi], ...]; default: the environment's
     cells: int = 1000  # CVT only
     cvt_samples: int = 50_000  # CVT only: uniform samples for k-means
-    qd_offset: float = 0.0  # QD score = sum(fitness - qd_offset) over elites
+    qd_offset: Optional[float] = None  # QD score = sum(fitness - qd_offset); None: the environment's own
     out_of_bounds: str = "clip"  # "clip" into the edge cell, or "reject" (status out_of_bounds)
-    selection: str = "uniform"  # "uniform" or "curiosity"
-    selection_args: Any = field(default_factory=dict)
+    selection: str = "uniform"  # "uniform", "curiosity", or a dotted path to a ParentSelector class
+    selection_args: Dict[str, Any] = field(default_factory=dict)  # keyword arguments of the selector
 
 
-@dataclass
-class SandboxConfig:
-    """Where candidates run and under which limits (see docs/sandbox.md for the reasoning)."""
+@dataclass(frozen=True)
+class SandboxConfig(SandboxLimits):
+    """Where candidates run: the backend class, warm sandboxes per evaluator, and the per-candidate
+    limits (the fields of :class:`elm.sandbox.SandboxLimits`, documented there and in docs/sandbox.md)."""
 
-    backend: str = "gvisor"  # "gvisor", "process" (unsafe), or a dotted path to a Sandbox class
-    workers: int = 2  # warm sandboxes per evaluator actor (= cores the actor owns)
-    runtime_dir: Optional[str] = None
-    timeout_s: float = 10.0
-    cpu_s: int = 20
-    memory_mb: int = 2048
-    nproc: int = 64
-    fsize_mb: int = 64
-    output_bytes: int = 1048576
-    sandbox_memory_mb: int = 4096
-    sandbox_pids: int = 512
-    tmpfs_mb: int = 64
-    recycle_after: int = 500
+    _target_: str = "sandbox.GVisorSandbox"  # a Sandbox subclass; sandbox=process selects the unsafe one
+    workers: int = 2  # warm sandboxes per evaluator actor (= cores the actor owns); more gives nothing
+    runtime_dir: Optional[str] = None  # where sandbox state lives; None: the backend's default
+
+    @property
+    def limits(self) -> SandboxLimits:
+        return SandboxLimits(**{f.name: getattr(self, f.name) for f in fields(SandboxLimits)})
 
 
-@dataclass
+@dataclass(frozen=True)
 class BudgetConfig:
-    """When the run stops: whichever limit is reached first (counted across resumes)."""
+    """When the run stops: whichever limit is reached first (counted across resumes).
 
-    evaluations: int = 2000  # finished evaluations, seeds included
-    wall_seconds: Optional[float] = None
+    The wall-clock bound keeps the default run (a language model and the sandboxes sharing a
+    laptop's CPU) within ~10 minutes however loaded the machine is."""
+
+    evaluations: int = 3000  # finished evaluations, seeds included
+    wall_seconds: Optional[float] = 450.0
     tokens: Optional[int] = None  # model tokens in + out, once mutators report them
 
 
-@dataclass
+@dataclass(frozen=True)
 class RayConfig:
-    """Ray cluster connection and actor placement."""
+    """Ray cluster connection and actor placement (docs/cluster.md)."""
 
     address: Optional[str] = None  # None: start a local Ray; "auto": join a running cluster
     num_cpus: Optional[int] = None  # local Ray only; None: all cores
@@ -71,14 +99,14 @@ class RayConfig:
     mutator_actors: int = 1
     mutator_num_cpus: float = 0.0
     mutator_num_gpus: float = 0.0  # fractional allowed; the worker caps its CUDA memory to match
-    mutator_resources: Any = field(default_factory=dict)  # custom resources, e.g. {llm_node: 1}
+    mutator_resources: Dict[str, float] = field(default_factory=dict)  # custom resources, e.g. {llm_node: 1}
     evaluator_actors: int = 1
     evaluator_num_cpus: float = 1.0
-    evaluator_resources: Any = field(default_factory=dict)  # e.g. {sandbox: 1} on clusters
+    evaluator_resources: Dict[str, float] = field(default_factory=dict)  # e.g. {sandbox: 1} on clusters
     spread: bool = False  # place actors of each role on different nodes where possible
 
 
-@dataclass
+@dataclass(frozen=True)
 class LoopConfig:
     """Steady-state loop settings."""
 
@@ -90,12 +118,12 @@ class LoopConfig:
     export_elites: bool = True  # write elites.jsonl at the end
 
 
-@dataclass
-class ELMConfig:
-    """Top-level run configuration."""
+@dataclass(frozen=True)
+class RunConfig:
+    """A whole run. ``env`` and ``mutator`` are plugin nodes (``{"_target_": ..., **arguments}``)."""
 
-    env: Any = MISSING
-    mutator: Any = MISSING
+    env: Dict[str, Any] = MISSING  # type: ignore[assignment]
+    mutator: Dict[str, Any] = MISSING  # type: ignore[assignment]
     qd: QDConfig = field(default_factory=QDConfig)
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
@@ -104,36 +132,42 @@ class ELMConfig:
     seed: int = 0
     resume: Optional[str] = None  # a run directory to continue
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable containers (tuples as lists), as stored in the run store."""
+        return _plain(self)
 
-# --- schemas of the built-in env/mutator options (their YAML lists these in `defaults`)
+
+# ============================================================================ built-in plugins
+# Each schema's ``_target_`` default names the class it configures; the class's constructor
+# takes its defaults from here. Their YAML files in conf/ extend them (`/schema/<group>/<name>`).
 
 
-@dataclass
+@dataclass(frozen=True)
 class CirclePackingEnvConfig:
     _target_: str = "environments.circle_packing.CirclePacking"
     n: int = 26
 
 
-@dataclass
+@dataclass(frozen=True)
 class SodaraceEnvConfig:
     _target_: str = "environments.sodarace.Sodarace"
     terrain: str = "flat"  # "flat", "hills" or "uphill"
     duration_s: float = 10.0  # simulated seconds per walker, 1 s of settling included
 
 
-@dataclass
+@dataclass(frozen=True)
 class ImageEvolutionEnvConfig:
     _target_: str = "environments.image_evolution.ImageEvolution"
 
 
-@dataclass
+@dataclass(frozen=True)
 class BinPackingEnvConfig:
     _target_: str = "environments.bin_packing.BinPacking"
-    suites: List[str] = field(default_factory=lambda: ["or3", "weibull5k"])
+    suites: Tuple[str, ...] = ("or3", "weibull5k")
     seed: int = 0  # instance generator seed
 
 
-@dataclass
+@dataclass(frozen=True)
 class GPMutatorConfig:
     _target_: str = "mutators.gp.GPMutator"
     name: Optional[str] = None
@@ -145,10 +179,7 @@ class GPMutatorConfig:
     max_edits: int = 3
 
 
-# --- language-model mutators (mutators/lm.py, mutators/backends/); docs/mutators.md explains each key
-
-
-@dataclass
+@dataclass(frozen=True)
 class LMBackendConfig:
     """One schema for every backend kind; keys left null take the backend's own default."""
 
@@ -161,7 +192,7 @@ class LMBackendConfig:
     dtype: Optional[str] = None  # hf, vllm: auto / float32 / bfloat16 / float16
     max_batch: Optional[int] = None  # hf: prompts per generate() call
     threads: Optional[int] = None  # hf on CPU: torch threads (null: all cores)
-    eos_tokens: Optional[List[str]] = None  # hf: extra tokens that end a completion
+    eos_tokens: Optional[Tuple[str, ...]] = None  # hf: extra tokens that end a completion
     cache_dir: Optional[str] = None  # hf: where "smollm2" is converted to
     gpu_memory_utilization: Optional[float] = None  # vllm
     tensor_parallel_size: Optional[int] = None  # vllm
@@ -177,7 +208,7 @@ class LMBackendConfig:
     max_stop: Optional[int] = None  # openai: stop strings sent to the server
 
 
-@dataclass
+@dataclass(frozen=True)
 class SamplingConfig:
     max_new_tokens: int = 256
     temperature: float = 0.8  # 0 = greedy
@@ -185,21 +216,20 @@ class SamplingConfig:
     top_k: int = 50  # 0 = whole vocabulary
 
 
-@dataclass
+@dataclass(frozen=True)
 class DiffMutatorConfig:
     _target_: str = "mutators.lm.DiffMutator"
     name: Optional[str] = None
     backend: LMBackendConfig = field(default_factory=LMBackendConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     file_name: str = "program.py"
-    messages: List[str] = field(default_factory=lambda: ["Fixed bugs", "Improved the packing",
-                                                         "Changed the layout constants"])
+    messages: Tuple[str, ...] = ("Fixed bugs", "Improved the packing", "Changed the layout constants")
     hunk_header: bool = False
     max_anchor_lines: int = 6
     record_completion: bool = True
 
 
-@dataclass
+@dataclass(frozen=True)
 class FIMMutatorConfig:
     _target_: str = "mutators.lm.FIMMutator"
     name: Optional[str] = None
@@ -215,7 +245,7 @@ class FIMMutatorConfig:
     record_completion: bool = True
 
 
-@dataclass
+@dataclass(frozen=True)
 class RewriteMutatorConfig:
     _target_: str = "mutators.lm.RewriteMutator"
     name: Optional[str] = None
@@ -230,7 +260,7 @@ class RewriteMutatorConfig:
     record_completion: bool = True
 
 
-@dataclass
+@dataclass(frozen=True)
 class CrossoverMutatorConfig:
     _target_: str = "mutators.lm.CrossoverMutator"
     name: Optional[str] = None
@@ -243,45 +273,275 @@ class CrossoverMutatorConfig:
     record_completion: bool = True
 
 
-@dataclass
+@dataclass(frozen=True)
 class MixtureMutatorConfig:
     _target_: str = "mutators.mixture.MixtureMutator"
     name: Optional[str] = None
     components: Dict[str, Any] = field(default_factory=dict)  # {name: {weight: w, _target_: ..., ...}}
 
 
+#: group -> {option name in conf/schema/<group>/: schema}
+PLUGIN_SCHEMAS: dict[str, dict[str, type]] = {
+    "env": {"circle_packing": CirclePackingEnvConfig, "sodarace": SodaraceEnvConfig,
+            "image_evolution": ImageEvolutionEnvConfig, "bin_packing": BinPackingEnvConfig},
+    "mutator": {"gp": GPMutatorConfig, "diff": DiffMutatorConfig, "fim": FIMMutatorConfig,
+                "rewrite": RewriteMutatorConfig, "crossover": CrossoverMutatorConfig,
+                "mixture": MixtureMutatorConfig},
+}
+_BY_TARGET: dict[str, type] = {
+    schema._target_: schema for group in PLUGIN_SCHEMAS.values() for schema in group.values()  # type: ignore[attr-defined]
+}
+
+
+def schema_for(target: str) -> type | None:
+    """The built-in schema of the plugin class ``target`` (a dotted path), or None for a user's plugin."""
+    return _BY_TARGET.get(target)
+
+
+# ============================================================================ the boundary
+
+
+def load_config(data: Mapping[str, Any] | RunConfig) -> RunConfig:
+    """Convert a composed config (plain containers, e.g. :func:`compose`'s) into a :class:`RunConfig`.
+
+    Raises :class:`ConfigError` naming the key for an unknown key, a missing required value, a
+    value of the wrong type, or a plugin (environment, mutator, mixture component) whose class
+    cannot be imported or does not take the given arguments. Nothing is started.
+    """
+    if isinstance(data, RunConfig):
+        return data
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"a run config must be a mapping, got {type(data).__name__}")
+    data = {k: v for k, v in data.items() if k != "hydra"}
+    cfg = _parse(RunConfig, data, "")
+    return dataclasses.replace(cfg, env=plugin_node(cfg.env, path="env"),
+                               mutator=plugin_node(cfg.mutator, path="mutator"))
+
+
+def plugin_node(node: Any, *, path: str) -> dict[str, Any]:
+    """Check one plugin node (``{"_target_": ..., **arguments}``) and fill in its schema's defaults.
+
+    Built-in targets are parsed with their schema; a mixture's components are checked one by one
+    (each is a plugin node plus a ``weight``); any other target is imported and its constructor's
+    signature must accept the arguments.
+    """
+    from elm.plugins import check_arguments, import_target
+
+    if not isinstance(node, Mapping) or "_target_" not in node:
+        raise ConfigError(f"{path}: needs a '_target_' naming its class (e.g. {path}=<option> or "
+                          f"{path}._target_=package.module.Class), got {node!r}")
+    target = node["_target_"]
+    if not isinstance(target, str):
+        raise ConfigError(f"{path}._target_ must be a dotted path string, got {target!r}")
+    schema = schema_for(target)
+    if schema is not None:
+        out = _plain(_parse(schema, node, path))
+    else:
+        try:
+            check_arguments(import_target(target), {k: v for k, v in node.items() if not str(k).startswith("_")},
+                            what=path)
+        except (ValueError, TypeError) as exc:
+            message = str(exc)
+            raise ConfigError(message if message.startswith(f"{path}:") else f"{path}: {message}") from None
+        out = _plain(dict(node))
+    if schema is MixtureMutatorConfig:
+        components = {}
+        for name, spec in out["components"].items():
+            where = f"{path}.components.{name}"
+            if not isinstance(spec, Mapping):
+                raise ConfigError(f"{where}: a component is a mapping with '_target_' and 'weight', got {spec!r}")
+            weight = spec.get("weight", 1.0)
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) \
+                    or weight < 0:
+                raise ConfigError(f"{where}.weight must be a finite number >= 0, got {weight!r}")
+            rest = plugin_node({k: v for k, v in spec.items() if k != "weight"}, path=where)
+            components[str(name)] = {"weight": float(weight), **rest}
+        if not any(c["weight"] > 0 for c in components.values()):
+            raise ConfigError(f"{path}.components: give at least one component a weight > 0")
+        out["components"] = components
+    return out
+
+
+def _parse(cls: type[T], data: Any, path: str) -> T:
+    """Build dataclass ``cls`` from a mapping, strictly (see :func:`load_config`)."""
+    where = path or "the config"
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where} must be a mapping of keys to values, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in fields(cls)]
+    for key in data:
+        if key not in known:
+            close = get_close_matches(str(key), known, n=1)
+            hint = f" Did you mean {_join(path, close[0])!r}?" if close else ""
+            raise ConfigError(f"unknown config key {_join(path, str(key))!r}.{hint} "
+                              f"Known keys of {where}: {', '.join(k for k in known if k != '_target_')}")
+    values = {}
+    for f in fields(cls):
+        key = _join(path, f.name)
+        if f.name in data:
+            value = data[f.name]
+        elif f.default is not dataclasses.MISSING:
+            value = f.default
+        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            value = f.default_factory()  # type: ignore[misc]
+        else:
+            raise ConfigError(f"{key} is required")
+        if isinstance(value, str) and value == MISSING:
+            raise ConfigError(f"{key} is required (set it, e.g. {key}=...)")
+        values[f.name] = _coerce(value, hints[f.name], key)
+    try:
+        return cls(**values)
+    except (ValueError, TypeError) as exc:  # a schema's own __post_init__ checks
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """``value`` checked against type hint ``tp`` (ints become floats where floats are expected)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        others = [a for a in args if a is not type(None)]
+        errors = []
+        for a in others:
+            try:
+                return _coerce(value, a, key)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        return _parse(tp, value, key)
+    if origin in (tuple, Tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{key} must have {len(args)} entries, got {list(value)!r}")
+        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if origin in (dict, Dict, Mapping):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key} must be a mapping, got {value!r}")
+        vt = args[1] if len(args) == 2 else Any
+        return {str(k): _coerce(v, vt, f"{key}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{key} must be an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{key} must be a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key} must be a string, got {value!r}")
+    return value
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _plain(value: Any) -> Any:
+    """Dataclasses, tuples and mappings as JSON-ready dicts and lists."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def defaults_of(cls: type) -> dict[str, Any]:
+    """A schema's defaults as plain containers (required values as ``"???"``), e.g. for Hydra."""
+    out = {}
+    for f in fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = _plain(f.default)
+        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            out[f.name] = _plain(f.default_factory())  # type: ignore[misc]
+        else:
+            out[f.name] = MISSING
+    return out
+
+
+# ============================================================================ Hydra
+
+CONF_DIR = Path(__file__).resolve().parent / "conf"
+if not CONF_DIR.is_dir():  # a source checkout: conf/ beside the package
+    CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
 def register_configs() -> None:
-    """Register the schemas with Hydra's ConfigStore (idempotent)."""
+    """Register the schemas' defaults with Hydra's ConfigStore (idempotent).
+
+    The run's defaults are ``elm_schema``; each built-in plugin's defaults are
+    ``schema/<group>/<name>``, which its YAML file extends (``- /schema/env/circle_packing@_here_``),
+    so they never show up as options of the group. They are registered as plain containers: types
+    and unknown keys are checked by :func:`load_config`, once, whatever the config's origin.
+    """
+    from hydra.core.config_store import ConfigStore
+
     cs = ConfigStore.instance()
-    cs.store(name="elm_schema", node=ELMConfig)
-    cs.store(group="env", name="circle_packing_schema", node=CirclePackingEnvConfig)
-    cs.store(group="env", name="sodarace_schema", node=SodaraceEnvConfig)
-    cs.store(group="env", name="image_evolution_schema", node=ImageEvolutionEnvConfig)
-    cs.store(group="env", name="bin_packing_schema", node=BinPackingEnvConfig)
-    cs.store(group="mutator", name="gp_schema", node=GPMutatorConfig)
-    cs.store(group="mutator", name="diff_schema", node=DiffMutatorConfig)
-    cs.store(group="mutator", name="fim_schema", node=FIMMutatorConfig)
-    cs.store(group="mutator", name="rewrite_schema", node=RewriteMutatorConfig)
-    cs.store(group="mutator", name="crossover_schema", node=CrossoverMutatorConfig)
-    cs.store(group="mutator", name="mixture_schema", node=MixtureMutatorConfig)
+    cs.store(name="elm_schema", node=defaults_of(RunConfig))
+    for group, schemas in PLUGIN_SCHEMAS.items():
+        for name, schema in schemas.items():
+            cs.store(group=f"schema/{group}", name=name, node=defaults_of(schema))
 
 
-CONF_DIR = __import__("pathlib").Path(__file__).resolve().parent.parent / "conf"
+#: run directory -> its deepest ancestor that existed when Hydra first resolved it (see elm.cli)
+PREEXISTING: dict[str, Path] = {}
+
+
+def _run_dir(resume: str | None, default: str) -> str:
+    path = f"{resume}/resumes/{Path(default).parent.name}_{Path(default).name}" if resume else default
+    if path not in PREEXISTING:  # resolved before Hydra creates it: remember what was already there
+        here = Path(path).absolute()
+        while not here.exists() and here != here.parent:
+            here = here.parent
+        PREEXISTING[path] = here
+    return path
+
+
+def register_resolvers(*, resume_dir: bool = False) -> None:
+    """The ``elm_run_dir`` resolver of ``conf/config.yaml``: a resumed run keeps its Hydra files
+    under ``<run>/resumes/<date>_<time>`` (``resume_dir``); :func:`compose` only needs it to resolve."""
+    from omegaconf import OmegaConf
+
+    if resume_dir:
+        OmegaConf.register_new_resolver("elm_run_dir", _run_dir, replace=True)
+    elif not OmegaConf.has_resolver("elm_run_dir"):
+        OmegaConf.register_new_resolver("elm_run_dir", lambda resume, default: resume or default)
 
 
 def compose(overrides: list[str] | tuple[str, ...] = (), *, config_dir: str | None = None) -> dict:
-    """Compose the run config as ``run_elm.py`` would, and return it resolved as plain containers.
+    """Compose the run config as ``elm-run`` would and return it as plain resolved containers.
 
     For notebooks and tests: ``elm.runner.run(compose(["budget.evaluations=100"]), run_dir=...)``.
-    Raises Hydra's own errors for typos, wrong types and unknown group options.
+    Hydra's own errors cover unknown group options (``env=sodaraec``); everything else is checked by
+    :func:`load_config`. ``config_dir`` adds a directory of the user's own configs (searched first).
     """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from omegaconf import OmegaConf
 
     register_configs()
-    if not OmegaConf.has_resolver("elm_run_dir"):
-        OmegaConf.register_new_resolver("elm_run_dir", lambda resume, default: resume or default)
-    with initialize_config_dir(version_base="1.3", config_dir=str(config_dir or CONF_DIR)):
-        cfg = hydra_compose(config_name="config", overrides=list(overrides))
+    register_resolvers()
+    overrides = list(overrides)
+    if config_dir is not None:
+        overrides.append(f"hydra.searchpath=[file://{Path(config_dir).resolve()}]")
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = hydra_compose(config_name="config", overrides=overrides)
     return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)

@@ -38,12 +38,17 @@ class Environment(ABC):
 
     Subclasses set ``name`` and ``entry_point`` and implement the four abstract
     members. ``preload`` lists modules the sandbox's fork server imports once,
-    so that each candidate starts with them warm.
+    so that each candidate starts with them warm. ``qd_offset`` is a fitness no
+    valid program scores below: the QD score sums ``fitness - qd_offset`` over
+    the elites, so with a negative fitness (a cost, an error) set it below the
+    worst score, or the QD score falls as coverage grows (``qd.qd_offset``
+    overrides it for one run).
     """
 
     name: ClassVar[str] = "environment"
     entry_point: ClassVar[str] = "main"
     preload: ClassVar[tuple[str, ...]] = ("numpy",)
+    qd_offset: ClassVar[float] = 0.0
 
     @property
     @abstractmethod

@@ -29,6 +29,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from elm.config import QDConfig, RunConfig
 from elm.archive import AddOutcome, Archive, CVTArchive, GridArchive, ParentSelector, make_selector
 from elm.environment import Environment
 from elm.sandbox import EnvironmentSpec
@@ -49,10 +50,10 @@ class RunError(RuntimeError):
 # ----------------------------------------------------------------------------- archive construction
 
 
-def descriptor_space_for(env_space: DescriptorSpace, qd: Mapping[str, Any]) -> DescriptorSpace:
+def descriptor_space_for(env_space: DescriptorSpace, qd: QDConfig) -> DescriptorSpace:
     """Apply ``qd.bins`` / ``qd.bounds`` overrides to the environment's descriptor space."""
-    bins = qd.get("bins") or env_space.bins
-    bounds = qd.get("bounds")
+    bins = qd.bins or env_space.bins
+    bounds = qd.bounds
     if bounds is not None:
         if len(bounds) != env_space.dims or any(len(b) != 2 for b in bounds):
             raise ValueError(
@@ -70,19 +71,19 @@ def descriptor_space_for(env_space: DescriptorSpace, qd: Mapping[str, Any]) -> D
     return DescriptorSpace(names=env_space.names, lower=tuple(lower), upper=tuple(upper), bins=tuple(bins))
 
 
-def build_archive(space: DescriptorSpace, qd: Mapping[str, Any], *, seed: int) -> Archive:
-    kind = qd.get("kind", "grid")
-    common = dict(qd_offset=float(qd.get("qd_offset", 0.0)), out_of_bounds=str(qd.get("out_of_bounds", "clip")))
-    if kind == "grid":
+def build_archive(space: DescriptorSpace, qd: QDConfig, *, seed: int, qd_offset: float = 0.0) -> Archive:
+    """The archive ``qd`` describes; ``qd_offset`` is used when ``qd.qd_offset`` is None (the environment's)."""
+    common = dict(qd_offset=qd_offset if qd.qd_offset is None else qd.qd_offset, out_of_bounds=qd.out_of_bounds)
+    if qd.kind == "grid":
         return GridArchive(space=space, **common)
-    if kind == "cvt":
-        return CVTArchive(space=space, cells=int(qd.get("cells", 1000)),
-                          samples=int(qd.get("cvt_samples", 50_000)), seed=seed, **common)
-    raise ValueError(f"qd.kind must be 'grid' or 'cvt', got {kind!r}")
+    if qd.kind == "cvt":
+        return CVTArchive(space=space, cells=qd.cells, samples=qd.cvt_samples, seed=seed, **common)
+    raise ValueError(f"qd.kind must be 'grid' or 'cvt', got {qd.kind!r}")
 
 
-def build_selector(qd: Mapping[str, Any]) -> ParentSelector:
-    return make_selector(str(qd.get("selection", "uniform")), **dict(qd.get("selection_args") or {}))
+def build_selector(qd: QDConfig) -> ParentSelector:
+    """The parent selector ``qd.selection`` names (a built-in name or a ParentSelector class path)."""
+    return make_selector(qd.selection, **dict(qd.selection_args))
 
 
 # ----------------------------------------------------------------------------- jobs
@@ -119,7 +120,7 @@ class RunSummary:
     seed_qd_score: float | None
     stop_reason: str
     elapsed_s: float
-    mutator_stats: str = ""  # per-mutator table (mutators.stats.format_stats), also in meta.mutator_stats
+    mutator_stats: str = ""  # per-mutator table (elm.stats.format_stats), also in meta.mutator_stats
 
     def format(self) -> str:
         best = "n/a" if self.max_fitness is None else f"{self.max_fitness:.6g}"
@@ -150,37 +151,37 @@ def _job_seed(run_seed: int, first_id: int) -> int:
 class Driver:
     """Runs (or resumes) one run whose store is already open.
 
-    ``cfg`` is the resolved run config as plain containers; ``env`` the
-    environment built locally (for its descriptor space, seeds and task).
+    ``cfg`` is the checked run config; ``env`` the environment built locally
+    (for its descriptor space, seeds and task).
     """
 
-    def __init__(self, *, cfg: Mapping[str, Any], env: Environment, store: RunStore, run_dir: str,
+    def __init__(self, *, cfg: RunConfig, env: Environment, store: RunStore, run_dir: str,
                  progress: bool | None = None):
         self.cfg = cfg
         self.env = env
         self.store = store
         self.run_dir = run_dir
-        self.seed = int(cfg["seed"])
-        self.loop_cfg = dict(cfg["loop"])
-        self.budget = dict(cfg["budget"])
-        self.ray_cfg = dict(cfg["ray"])
-        self.space = descriptor_space_for(env.descriptor_space, cfg["qd"])
-        self.archive = build_archive(self.space, cfg["qd"], seed=self.seed)
-        self.selector = build_selector(cfg["qd"])
-        self.env_spec = EnvironmentSpec.from_config(cfg["env"])
-        self.batch_size = int(self.loop_cfg.get("batch_size", 16))
-        self.max_in_flight = int(self.loop_cfg.get("max_in_flight", 4))
+        self.seed = cfg.seed
+        self.loop_cfg = cfg.loop
+        self.budget = cfg.budget
+        self.ray_cfg = cfg.ray
+        self.space = descriptor_space_for(env.descriptor_space, cfg.qd)
+        self.archive = build_archive(self.space, cfg.qd, seed=self.seed, qd_offset=env.qd_offset)
+        self.selector = build_selector(cfg.qd)
+        self.env_spec = EnvironmentSpec.from_config(cfg.env)
+        self.batch_size = self.loop_cfg.batch_size
+        self.max_in_flight = self.loop_cfg.max_in_flight
         if self.batch_size < 1 or self.max_in_flight < 1:
             raise ValueError("loop.batch_size and loop.max_in_flight must be >= 1")
-        ordered = self.loop_cfg.get("ordered")
+        ordered = self.loop_cfg.ordered
         if ordered is None:
-            ordered = int(self.ray_cfg["mutator_actors"]) == 1 and int(self.ray_cfg["evaluator_actors"]) == 1
+            ordered = self.ray_cfg.mutator_actors == 1 and self.ray_cfg.evaluator_actors == 1
         self.ordered = bool(ordered)
-        self.adaptive = bool(self.loop_cfg.get("adaptive", True))
+        self.adaptive = self.loop_cfg.adaptive
         self._busy = {"mutator": 0.0, "evaluator": 0.0}
         self._util_mark = (time.time(), 0.0, 0.0)
         self._limit = self.max_in_flight
-        self.progress = self.loop_cfg.get("progress", True) if progress is None else progress
+        self.progress = self.loop_cfg.progress if progress is None else progress
         self._stop_reason: str | None = None
         self._interrupts = 0
         self._jobs: deque[_Job] = deque()
@@ -229,26 +230,26 @@ class Driver:
         import ray
 
         task = self.env.task()
-        n_mut = int(self.ray_cfg["mutator_actors"])
-        n_eval = int(self.ray_cfg["evaluator_actors"])
+        n_mut = self.ray_cfg.mutator_actors
+        n_eval = self.ray_cfg.evaluator_actors
         if n_mut < 1 or n_eval < 1:
             raise ValueError("ray.mutator_actors and ray.evaluator_actors must be >= 1")
         # Restarts are unlimited: a dead actor's batch is re-issued by the driver (see _retry),
         # so Ray itself must not retry tasks (max_task_retries=0) or work would run twice.
-        spread = {"scheduling_strategy": "SPREAD"} if self.ray_cfg.get("spread") else {}
-        gpus = float(self.ray_cfg["mutator_num_gpus"])
+        spread = {"scheduling_strategy": "SPREAD"} if self.ray_cfg.spread else {}
+        gpus = self.ray_cfg.mutator_num_gpus
         mut_cls = ray.remote(MutatorWorker).options(
-            num_cpus=float(self.ray_cfg["mutator_num_cpus"]), num_gpus=gpus,
-            resources=dict(self.ray_cfg.get("mutator_resources") or {}),
+            num_cpus=self.ray_cfg.mutator_num_cpus, num_gpus=gpus,
+            resources=dict(self.ray_cfg.mutator_resources),
             max_restarts=-1, max_task_retries=0, **spread,
         )
         eval_cls = ray.remote(EvaluatorWorker).options(
-            num_cpus=float(self.ray_cfg["evaluator_num_cpus"]),
-            resources=dict(self.ray_cfg.get("evaluator_resources") or {}),
+            num_cpus=self.ray_cfg.evaluator_num_cpus,
+            resources=dict(self.ray_cfg.evaluator_resources),
             max_restarts=-1, max_task_retries=0, **spread,
         )
-        self.mutators = [mut_cls.remote(dict(self.cfg["mutator"]), task, gpu_fraction=gpus) for _ in range(n_mut)]
-        self.evaluators = [eval_cls.remote(dict(self.cfg["sandbox"]), self.env_spec) for _ in range(n_eval)]
+        self.mutators = [mut_cls.remote(dict(self.cfg.mutator), task, gpu_fraction=gpus) for _ in range(n_mut)]
+        self.evaluators = [eval_cls.remote(self.cfg.sandbox, self.env_spec) for _ in range(n_eval)]
         # Fail fast (and clearly) if an actor cannot start, e.g. a bad mutator argument.
         try:
             where = ray.get([a.ping.remote() for a in self.mutators + self.evaluators])
@@ -261,7 +262,7 @@ class Driver:
         self._mut_load = [0] * n_mut
         self._eval_load = [0] * n_eval
         self._n_mut, self._n_eval = n_mut, n_eval
-        slots = int(self.cfg["sandbox"].get("workers", 1) or 1)
+        slots = self.cfg.sandbox.workers
         self._capacity = {"mutator": float(n_mut), "evaluator": float(n_eval)}
         self._eval_slots = slots
         # Ordered (reproducible) runs keep a fixed limit; others adapt it between the actor
@@ -284,16 +285,16 @@ class Driver:
     # --------------------------------------------------------------- submission
     def _remaining(self) -> int:
         in_flight = sum(len(j.ids) for j in self._jobs)
-        return int(self.budget["evaluations"]) - self._count - in_flight
+        return self.budget.evaluations - self._count - in_flight
 
     def _budget_exhausted(self) -> str | None:
-        if self._count >= int(self.budget["evaluations"]):
+        if self._count >= self.budget.evaluations:
             return "evaluation budget"
-        wall = self.budget.get("wall_seconds")
-        if wall is not None and self.store.run_wall_s() >= float(wall):
+        wall = self.budget.wall_seconds
+        if wall is not None and self.store.run_wall_s() >= wall:
             return "wall-clock budget"
-        tokens = self.budget.get("tokens")
-        if tokens is not None and self._tokens >= int(tokens):
+        tokens = self.budget.tokens
+        if tokens is not None and self._tokens >= tokens:
             return "token budget"
         return None
 
@@ -588,7 +589,7 @@ class Driver:
             if self.progress:
                 from tqdm.auto import tqdm
 
-                self._bar = tqdm(total=int(self.budget["evaluations"]), initial=self._count, unit="eval",
+                self._bar = tqdm(total=self.budget.evaluations, initial=self._count, unit="eval",
                                  dynamic_ncols=True, mininterval=1.0, file=sys.stderr)
             if self.store.count(mutator=SEED_MUTATOR) == 0:  # new run, or killed before its seeds finished
                 self._seeding = True
@@ -620,7 +621,7 @@ class Driver:
                 self.store.end_session(end_reason)
             except Exception as exc:  # e.g. the disk is full: keep the original error visible
                 log.error("could not record the end of the session: %s", exc)
-        if self.loop_cfg.get("export_elites", True):
+        if self.loop_cfg.export_elites:
             self.store.export_elites(f"{self.run_dir}/elites.jsonl", self.archive.elites())
         per_mutator = self._record_mutator_stats()
         stats = self.archive.stats()
@@ -637,10 +638,8 @@ class Driver:
 
         Once per session, after the loop: one GROUP BY over the store, off the hot path.
         """
-        try:
-            from mutators.stats import format_stats, mutator_stats
-        except ImportError:  # the engine used without the bundled mutators package
-            return ""
+        from elm.stats import format_stats, mutator_stats
+
         try:
             stats = mutator_stats(self.store)
             self.store.set_meta(mutator_stats=[s.to_dict() for s in stats])
@@ -663,7 +662,7 @@ class Driver:
 
     def _seed_archive_stats(self) -> tuple[float, float]:
         """Coverage and QD score of the seed programs alone (for the summary's comparison)."""
-        archive = build_archive(self.space, self.cfg["qd"], seed=self.seed)
+        archive = build_archive(self.space, self.cfg.qd, seed=self.seed, qd_offset=self.env.qd_offset)
         archive.add([Elite(id=r.id, cell=-1, source="", fitness=r.fitness, descriptor=tuple(r.descriptor))
                      for r in self.store.iter_evaluations(status=EvalStatus.OK.value, mutator=SEED_MUTATOR)])
         s = archive.stats()

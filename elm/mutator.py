@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 from elm.types import Parent, Proposal, TaskContext
+
+__all__ = ["Mutator", "build_mutator"]
 
 
 class Mutator(ABC):
@@ -44,3 +46,14 @@ class Mutator(ABC):
 
     def close(self) -> None:
         """Release models or connections (default: nothing to release)."""
+
+
+def build_mutator(node: Mapping[str, Any], *, what: str = "mutator") -> Mutator:
+    """Instantiate a mutator from a config node ``{"_target_": "pkg.Class", **arguments}``.
+
+    Raises ValueError naming ``what`` if the class cannot be imported, is not a
+    :class:`Mutator`, or does not take the arguments.
+    """
+    from elm.plugins import PluginSpec
+
+    return PluginSpec.from_config(node, what=what).build(Mutator, what=what)

@@ -16,22 +16,24 @@ import shutil
 import subprocess
 from importlib import metadata
 from pathlib import Path
+from dataclasses import replace
 from typing import Any, Mapping
 
+from elm.config import ConfigError, RayConfig, RunConfig, load_config
 from elm.environment import Environment
 from elm.loop import Driver, RunError, RunSummary, build_archive, build_selector, descriptor_space_for
+from elm.mutator import Mutator
+from elm.plugins import resolve_class
 from elm.sandbox import EnvironmentSpec
 from elm.store import DB_NAME, RunStore, StoreError
-from elm.workers import import_target, sandbox_limits
+from elm.workers import sandbox_class
 
 log = logging.getLogger("elm")
 
 # Config keys that a resume may change; everything else comes from the stored run.
 RESUMABLE_OVERRIDES = ("budget", "loop", "ray")
 
-
-class ConfigError(ValueError):
-    """The run configuration is invalid (message names the key and the fix)."""
+__all__ = ["ConfigError", "RESUMABLE_OVERRIDES", "resume_config", "run", "validate"]
 
 
 def _package_versions() -> dict[str, str]:
@@ -70,10 +72,16 @@ def check_seed_programs(env: Environment) -> list[str]:
     return list(seeds)
 
 
-def validate(cfg: Mapping[str, Any]) -> Environment:
-    """Check a resolved config without starting anything; returns the environment built locally."""
+def validate(cfg: RunConfig | Mapping[str, Any]) -> Environment:
+    """Check a config without starting anything; returns the environment built locally.
+
+    Everything that can fail before Ray starts is tried here: the config's keys and types
+    (:func:`elm.config.load_config`), the environment's construction, descriptor space and seeds,
+    the archive and selector settings, the sandbox backend's availability and the mutator's class.
+    """
+    cfg = load_config(cfg)
     try:
-        env = EnvironmentSpec.from_config(cfg["env"]).build()
+        env = EnvironmentSpec.from_config(cfg.env).build()
     except Exception as exc:
         raise ConfigError(f"env: cannot build the environment: {exc}") from exc
     name = type(env).__name__
@@ -83,31 +91,43 @@ def validate(cfg: Mapping[str, Any]) -> Environment:
         raise ConfigError(f"env: {name}.descriptor_space raised {type(exc).__name__}: {exc}") from exc
     check_seed_programs(env)
     try:
-        space = descriptor_space_for(declared, cfg["qd"])
-        build_archive(space, {**cfg["qd"], "cvt_samples": 1000, "cells": min(int(cfg["qd"].get("cells", 1000)), 1000)}
-                      if cfg["qd"].get("kind") == "cvt" else cfg["qd"], seed=0)
-        build_selector(cfg["qd"])
+        space = descriptor_space_for(declared, cfg.qd)
+        qd = cfg.qd if cfg.qd.kind != "cvt" else replace(cfg.qd, cvt_samples=1000, cells=min(cfg.qd.cells, 1000))
+        build_archive(space, qd, seed=0)
+        build_selector(cfg.qd)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"qd: {exc}") from exc
     try:
-        sandbox_limits(cfg["sandbox"])
-    except (ValueError, TypeError) as exc:
+        backend = sandbox_class(cfg.sandbox)
+    except ValueError as exc:
         raise ConfigError(f"sandbox: {exc}") from exc
-    backend = str(cfg["sandbox"].get("backend"))
-    if backend == "gvisor":
-        from sandbox import check_gvisor
-
-        check_gvisor()  # raises SandboxUnavailable with install instructions
-    elif backend != "process" and "." not in backend:
-        raise ConfigError(f"sandbox.backend must be 'gvisor', 'process' or a dotted class path, got {backend!r}")
+    backend.check_available()  # raises SandboxUnavailable saying how to install it
     try:
-        import_target(str(cfg["mutator"]["_target_"]))
-    except (ValueError, KeyError) as exc:
+        resolve_class(str(cfg.mutator["_target_"]), Mutator, what="mutator")
+    except ValueError as exc:
         raise ConfigError(f"mutator: {exc}") from exc
-    budget = cfg["budget"]
-    if int(budget["evaluations"]) < 1:
-        raise ConfigError(f"budget.evaluations must be >= 1, got {budget['evaluations']}")
+    if cfg.budget.evaluations < 1:
+        raise ConfigError(f"budget.evaluations must be >= 1, got {cfg.budget.evaluations}")
+    if cfg.loop.batch_size < 1 or cfg.loop.max_in_flight < 1:
+        raise ConfigError(f"loop.batch_size and loop.max_in_flight must be >= 1, got "
+                          f"{cfg.loop.batch_size} and {cfg.loop.max_in_flight}")
+    if cfg.ray.mutator_actors < 1 or cfg.ray.evaluator_actors < 1:
+        raise ConfigError("ray.mutator_actors and ray.evaluator_actors must be >= 1")
     return env
+
+
+def migrate_stored_config(stored: Mapping[str, Any]) -> dict:
+    """A config stored by an earlier version, in today's keys (so old runs can be resumed).
+
+    ``sandbox.backend: gvisor|process`` became ``sandbox._target_``.
+    """
+    cfg = json.loads(json.dumps(stored))
+    sandbox = cfg.get("sandbox") or {}
+    if "backend" in sandbox:
+        backend = sandbox.pop("backend")
+        sandbox.setdefault("_target_", {"gvisor": "sandbox.GVisorSandbox", "process": "sandbox.ProcessSandbox"}
+                           .get(str(backend), str(backend)))
+    return cfg
 
 
 def resume_config(run_dir: str | os.PathLike, composed: Mapping[str, Any], overrides: list[str]) -> dict:
@@ -123,6 +143,7 @@ def resume_config(run_dir: str | os.PathLike, composed: Mapping[str, Any], overr
         stored = store.config()
     if not stored:
         raise StoreError(f"{Path(run_dir) / DB_NAME} holds no config; it cannot be resumed")
+    stored = migrate_stored_config(stored)
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")
         if key == "resume" or key.startswith("hydra"):
@@ -146,43 +167,49 @@ def resume_config(run_dir: str | os.PathLike, composed: Mapping[str, Any], overr
     return stored
 
 
-def run(cfg: Mapping[str, Any], *, run_dir: str | os.PathLike, progress: bool | None = None) -> RunSummary:
-    """Start a new run in ``run_dir``, or resume it if ``cfg["resume"]`` names a run directory.
+def run(cfg: RunConfig | Mapping[str, Any], *, run_dir: str | os.PathLike,
+        progress: bool | None = None) -> RunSummary:
+    """Start a new run in ``run_dir``, or resume it if ``cfg.resume`` names a run directory.
 
-    ``cfg`` must be resolved plain containers (``OmegaConf.to_container(cfg, resolve=True)``).
-    On resume the stored config is used, except for the keys in
-    :data:`RESUMABLE_OVERRIDES`, which are taken from ``cfg`` (e.g. a larger
-    ``budget.evaluations``); :func:`resume_config` builds such a ``cfg`` from
-    the overrides a user typed.
+    ``cfg``: a :class:`RunConfig`, or resolved plain containers (:func:`elm.config.compose`'s,
+    ``OmegaConf.to_container(cfg, resolve=True)``), checked by :func:`elm.config.load_config`.
+    On resume the stored config is used, except for the keys in :data:`RESUMABLE_OVERRIDES`,
+    which are taken from ``cfg`` (e.g. a larger ``budget.evaluations``); :func:`resume_config`
+    builds such a ``cfg`` from the overrides a user typed.
     """
-    cfg = json.loads(json.dumps(cfg))  # a private, plain copy
-    resume = cfg.get("resume")
-    if resume:
-        run_dir = Path(resume)
+    cfg = load_config(cfg)
+    if cfg.resume:
+        run_dir = Path(cfg.resume)
         store = RunStore.open(run_dir, readonly=False)
-        stored = store.config()
-        if not stored:
-            raise StoreError(f"{run_dir / DB_NAME} holds no config; it cannot be resumed")
-        for key in RESUMABLE_OVERRIDES:
-            stored[key] = cfg[key]
-        stored["resume"] = str(run_dir)
-        cfg = stored
-        env = validate(cfg)
+        try:
+            stored = store.config()
+            if not stored:
+                raise StoreError(f"{run_dir / DB_NAME} holds no config; it cannot be resumed")
+            stored = migrate_stored_config(stored)
+            fresh = cfg.to_dict()
+            for key in RESUMABLE_OVERRIDES:
+                stored[key] = fresh[key]
+            stored["resume"] = str(run_dir)
+            cfg = load_config(stored)
+            env = validate(cfg)
+        except BaseException:
+            store.close()
+            raise
     else:
         env = validate(cfg)
         run_dir = Path(run_dir)
         store = RunStore.create(run_dir, meta={
-            "config": cfg,
-            "seed": cfg["seed"],
+            "config": cfg.to_dict(),
+            "seed": cfg.seed,
             "versions": _package_versions(),
             "environment": env.name,
-            "descriptor_space": descriptor_space_for(env.descriptor_space, cfg["qd"]).to_dict(),
-            "sandbox_backend": cfg["sandbox"]["backend"],
+            "descriptor_space": descriptor_space_for(env.descriptor_space, cfg.qd).to_dict(),
+            "sandbox_backend": sandbox_class(cfg.sandbox).backend,
         })
-    if cfg["sandbox"]["backend"] == "process":
-        log.warning("sandbox=process is UNSAFE: candidate programs run as plain processes on this machine "
-                    "with your permissions (rlimits only). Use sandbox=gvisor for untrusted programs.")
-    started_ray = _init_ray(cfg["ray"])
+    if sandbox_class(cfg.sandbox).unsafe:
+        log.warning("sandbox %s is UNSAFE: candidate programs run as plain processes on this machine with your "
+                    "permissions (rlimits only). Use sandbox=gvisor for untrusted programs.", cfg.sandbox._target_)
+    started_ray = _init_ray(cfg.ray)
     try:
         driver = Driver(cfg=cfg, env=env, store=store, run_dir=str(run_dir), progress=progress)
         store.set_meta(archive=driver.archive.to_dict())
@@ -195,7 +222,7 @@ def run(cfg: Mapping[str, Any], *, run_dir: str | os.PathLike, progress: bool | 
             ray.shutdown()
 
 
-def _init_ray(ray_cfg: Mapping[str, Any]) -> bool:
+def _init_ray(ray_cfg: RayConfig) -> bool:
     """Start (or join) Ray unless already initialised; returns True if this call started it."""
     import ray
 
@@ -204,14 +231,14 @@ def _init_ray(ray_cfg: Mapping[str, Any]) -> bool:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     kwargs: dict[str, Any] = dict(log_to_driver=True, configure_logging=False)
-    if ray_cfg.get("address"):
-        kwargs["address"] = ray_cfg["address"]  # an existing cluster: its own settings apply
+    if ray_cfg.address:
+        kwargs["address"] = ray_cfg.address  # an existing cluster: its own settings apply
     else:
-        kwargs["include_dashboard"] = bool(ray_cfg.get("include_dashboard", False))
-        if ray_cfg.get("num_cpus") is not None:
-            kwargs["num_cpus"] = int(ray_cfg["num_cpus"])
-        if ray_cfg.get("num_gpus") is not None:
-            kwargs["num_gpus"] = int(ray_cfg["num_gpus"])
-        kwargs["object_store_memory"] = int(ray_cfg.get("object_store_memory_mb", 256)) * 1024 * 1024
+        kwargs["include_dashboard"] = ray_cfg.include_dashboard
+        if ray_cfg.num_cpus is not None:
+            kwargs["num_cpus"] = ray_cfg.num_cpus
+        if ray_cfg.num_gpus is not None:
+            kwargs["num_gpus"] = ray_cfg.num_gpus
+        kwargs["object_store_memory"] = ray_cfg.object_store_memory_mb * 1024 * 1024
     ray.init(**kwargs)
     return True

@@ -13,11 +13,11 @@ them and checked by ``tests/sandbox/test_contract.py``:
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Mapping, Sequence
 
+from elm.plugins import PluginSpec
 from elm.types import EvalRequest, EvalResult
 
 
@@ -26,77 +26,69 @@ class SandboxUnavailable(RuntimeError):
 
 
 @dataclass(frozen=True)
-class EnvironmentSpec:
+class EnvironmentSpec(PluginSpec):
     """How to rebuild an environment inside a sandbox: import path plus keyword arguments.
 
     ``target`` is ``"package.module.ClassName"``; ``kwargs`` must be plain
     JSON-serialisable data (it is sent to the sandbox as JSON).
     """
 
-    target: str
-    kwargs: Mapping[str, Any] = field(default_factory=dict)
-
     @classmethod
-    def from_config(cls, cfg: Mapping[str, Any]) -> "EnvironmentSpec":
-        """Build from a resolved Hydra node such as ``{"_target_": "...", "n": 26}``."""
-        if "_target_" not in cfg:
-            raise ValueError(
-                "environment config has no '_target_' key; it must name the Environment "
-                "class, e.g. _target_: environments.circle_packing.CirclePacking"
-            )
-        kwargs = {k: v for k, v in cfg.items() if not str(k).startswith("_")}
-        return cls(target=str(cfg["_target_"]), kwargs=kwargs)
+    def from_config(cls, cfg: Mapping[str, Any], *, what: str = "environment") -> "EnvironmentSpec":
+        """Build from a resolved config node such as ``{"_target_": "...", "n": 26}``."""
+        spec = PluginSpec.from_config(cfg, what=what)
+        return cls(target=spec.target, kwargs=spec.kwargs)
 
-    def build(self):
+    def build(self, base: type | None = None, *, what: str = "environment"):  # type: ignore[override]
         """Import ``target`` and instantiate it with ``kwargs``; errors name the target."""
         from elm.environment import Environment
 
-        module_name, _, attr = self.target.rpartition(".")
-        if not module_name:
-            raise ValueError(f"environment _target_ {self.target!r} must be 'module.ClassName'")
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise ValueError(
-                f"cannot import module {module_name!r} for environment {self.target!r}: {exc}. "
-                "Is the module on PYTHONPATH (run from its directory, or pip install it)?"
-            ) from exc
-        cls = getattr(module, attr, None)
-        if cls is None:
-            raise ValueError(f"module {module_name!r} has no attribute {attr!r} (from _target_ {self.target!r})")
-        env = cls(**dict(self.kwargs))
-        if not isinstance(env, Environment):
-            raise TypeError(
-                f"{self.target} built a {type(env).__name__}, which is not an elm.Environment subclass"
-            )
-        return env
+        return super().build(base or Environment, what=what)
 
 
 @dataclass(frozen=True)
 class SandboxLimits:
-    """Limits applied to every candidate (and, for gVisor, to every sandbox).
+    """Limits applied to every candidate (and, for gVisor, to every sandbox): the one place of their defaults.
 
-    Units: seconds, MiB, bytes as named. Defaults and their reasoning are in
-    ``conf/sandbox/*.yaml`` and ``docs/sandbox.md``.
+    Units: seconds, MiB, bytes as named. Every value must be > 0. ``docs/sandbox.md`` has the
+    measurements behind each default.
     """
 
-    timeout_s: float = 10.0  # wall clock per candidate, enforced inside (killpg) + host backstop
-    cpu_s: int = 20  # RLIMIT_CPU per candidate
-    memory_mb: int = 2048  # RLIMIT_AS per candidate: a bomb becomes MemoryError, not a dead sandbox
-    nproc: int = 24  # tasks (processes + threads) per candidate: fork() fails at the cap, which kills it
-    fsize_mb: int = 64  # RLIMIT_FSIZE per candidate
-    output_bytes: int = 1 << 20  # stdout+stderr captured per candidate, beyond it: output_limit
-    sandbox_memory_mb: int = 4096  # cgroup memory limit per sandbox (backstop; gVisor only)
-    sandbox_pids: int = 512  # host pids cgroup per sandbox (gVisor only; idle: ~85-110 host tasks)
-    tmpfs_mb: int = 64  # size of the sandbox's /tmp
-    recycle_after: int = 500  # replace a sandbox after this many candidates
+    #: wall clock per candidate, killed inside the sandbox; scoring gets its own timeout_s; host
+    #: backstop (sandbox replaced) at 2 * timeout_s + 3 s
+    timeout_s: float = 10.0
+    #: RLIMIT_CPU (soft; hard = +1) per candidate process, all its threads: a backstop at 2 threads x
+    #: timeout_s; the wall-clock deadline normally comes first. The persistent scorer has none (CPU
+    #: time is cumulative): each scoring has its own timeout_s
+    cpu_s: int = 20
+    #: RLIMIT_AS per candidate process and for the scorer: a memory bomb becomes MemoryError (status
+    #: memory), the sandbox survives
+    memory_mb: int = 2048
+    #: tasks (processes + threads) per candidate, kernel-enforced by an in-sandbox pids cgroup (gVisor
+    #: ignores RLIMIT_NPROC); a candidate at its cap is killed (error). Each task costs ~5-13 host
+    #: tasks, so it must stay <= (sandbox_pids - 100) / 16
+    nproc: int = 24
+    #: RLIMIT_FSIZE: largest file a candidate may write
+    fsize_mb: int = 64
+    #: stdout+stderr per candidate; beyond it the candidate is killed: output_limit (a return value
+    #: beyond 64 MiB too; fixed)
+    output_bytes: int = 1 << 20
+    #: host memory cgroup per sandbox (= its swap limit), gVisor only: a backstop; the host replaces
+    #: the sandbox at 90 % while a candidate runs, at 50 % after one
+    sandbox_memory_mb: int = 4096
+    #: host pids cgroup per sandbox, gVisor only: a backstop; idle ~85-110 host tasks (measured);
+    #: replaced at 80 % while a candidate runs, at 50 % after one
+    sandbox_pids: int = 512
+    #: sized /tmp (runsc's default /tmp is unbounded and memory-backed)
+    tmpfs_mb: int = 64
+    #: fresh sandbox after this many candidates (bounds slow leaks; ~1 s in the background)
+    recycle_after: int = 500
 
     def __post_init__(self) -> None:
-        for name in ("timeout_s", "cpu_s", "memory_mb", "nproc", "fsize_mb", "output_bytes",
-                     "sandbox_memory_mb", "sandbox_pids", "tmpfs_mb", "recycle_after"):
-            value = getattr(self, name)
-            if not value > 0:
-                raise ValueError(f"sandbox limit {name} must be > 0, got {value!r}")
+        for f in fields(SandboxLimits):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"sandbox limit {f.name} must be a number > 0, got {value!r}")
 
 
 class Sandbox(ABC):
@@ -106,6 +98,13 @@ class Sandbox(ABC):
     backend: ClassVar[str] = "sandbox"
     #: True when candidates can reach the host (the run log says so loudly)
     unsafe: ClassVar[bool] = False
+
+    @classmethod
+    def check_available(cls) -> None:
+        """Raise :class:`SandboxUnavailable` (saying how to fix it) if this backend cannot run here.
+
+        Called before a run starts anything; the default has nothing to check.
+        """
 
     @abstractmethod
     def evaluate(self, requests: Sequence[EvalRequest]) -> list[EvalResult]:

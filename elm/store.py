@@ -256,6 +256,15 @@ class RunStore:
         self._session_started = 0.0
         self._elapsed_before = 0.0
 
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The store's SQLite connection, for read-only queries (statistics, analysis).
+
+        Write only through :meth:`record`, :meth:`set_meta` and the session methods: they keep
+        every batch in one transaction with its metrics.
+        """
+        return self._conn
+
     # ------------------------------------------------------------------ opening
     @staticmethod
     def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
@@ -282,7 +291,7 @@ class RunStore:
         if path.exists():
             raise StoreError(
                 f"{path} already exists: this directory holds a run. Resume it with "
-                f"`python run_elm.py resume={run_dir}` or choose another hydra.run.dir"
+                f"`elm-run resume={run_dir}` (or `python run_elm.py resume=...` in a checkout), or choose another hydra.run.dir"
             )
         try:
             run_dir.mkdir(parents=True, exist_ok=True)

@@ -8,44 +8,16 @@ configs (never a Hydra ``DictConfig``).
 from __future__ import annotations
 
 import ast
-import importlib
 import os
 import socket
 import time
 from typing import Any, Mapping, Sequence
 
-from elm.mutator import Mutator
-from elm.sandbox import EnvironmentSpec, Sandbox, SandboxLimits
+from elm.config import SandboxConfig
+from elm.mutator import build_mutator
+from elm.plugins import resolve_class
+from elm.sandbox import EnvironmentSpec, Sandbox
 from elm.types import EvalRequest, EvalResult, MutationStatus, Parent, Proposal, TaskContext
-
-_LIMIT_KEYS = tuple(SandboxLimits.__dataclass_fields__)
-
-
-def import_target(path: str) -> Any:
-    """Import ``"package.module.Name"``; errors name the path and the likely fix."""
-    module_name, _, attr = path.rpartition(".")
-    if not module_name:
-        raise ValueError(f"{path!r} is not a dotted path 'module.Name'")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"cannot import {module_name!r} (from {path!r}): {exc}") from exc
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise ValueError(f"module {module_name!r} has no attribute {attr!r} (from {path!r})") from None
-
-
-def build_mutator(cfg: Mapping[str, Any]) -> Mutator:
-    """Instantiate a mutator from ``{"_target_": ..., **kwargs}`` (a resolved config node)."""
-    if "_target_" not in cfg:
-        raise ValueError("mutator config has no '_target_' naming the Mutator class")
-    cls = import_target(str(cfg["_target_"]))
-    kwargs = {k: v for k, v in cfg.items() if not str(k).startswith("_")}
-    mutator = cls(**kwargs)
-    if not isinstance(mutator, Mutator):
-        raise TypeError(f"{cfg['_target_']} built a {type(mutator).__name__}, not an elm.Mutator")
-    return mutator
 
 
 def syntax_error(source: str) -> str | None:
@@ -61,27 +33,21 @@ def syntax_error(source: str) -> str | None:
     return None
 
 
-def sandbox_limits(cfg: Mapping[str, Any]) -> SandboxLimits:
-    return SandboxLimits(**{k: cfg[k] for k in _LIMIT_KEYS if k in cfg and cfg[k] is not None})
+def sandbox_class(cfg: SandboxConfig) -> type[Sandbox]:
+    """The Sandbox subclass named by ``cfg._target_`` (ValueError naming it otherwise)."""
+    return resolve_class(cfg._target_, Sandbox, what="sandbox")
 
 
-def build_sandbox(cfg: Mapping[str, Any], env: EnvironmentSpec) -> Sandbox:
-    """Build the sandbox backend named by ``cfg["backend"]`` ("gvisor", "process" or a dotted path)."""
-    backend = str(cfg.get("backend", "gvisor"))
-    kwargs = dict(env=env, limits=sandbox_limits(cfg), workers=int(cfg.get("workers", 2)),
-                  runtime_dir=cfg.get("runtime_dir"))
-    if "." in backend:
-        cls = import_target(backend)
-        return cls(**kwargs)
-    from sandbox import make_sandbox
-
-    return make_sandbox(backend, **kwargs)
+def build_sandbox(cfg: SandboxConfig, env: EnvironmentSpec) -> Sandbox:
+    """Build the sandbox backend named by ``cfg._target_`` with the configured limits and warm slots."""
+    return sandbox_class(cfg)(env=env, limits=cfg.limits, workers=cfg.workers, runtime_dir=cfg.runtime_dir)
 
 
 class MutatorWorker:
     """Hosts one Mutator; ``mutate`` is called with parent groups and a seed per batch."""
 
     def __init__(self, mutator_cfg: Mapping[str, Any], task: TaskContext, *, gpu_fraction: float = 0.0):
+        """``mutator_cfg``: the run's checked mutator node (``RunConfig.mutator``)."""
         if 0.0 < gpu_fraction < 1.0:
             _cap_gpu_memory(gpu_fraction)
         self.mutator = build_mutator(mutator_cfg)
@@ -151,7 +117,7 @@ def _replace(proposal: Proposal, **changes: Any) -> Proposal:
 class EvaluatorWorker:
     """Hosts one Sandbox (a pool of warm sandboxes) and evaluates batches of children."""
 
-    def __init__(self, sandbox_cfg: Mapping[str, Any], env: EnvironmentSpec):
+    def __init__(self, sandbox_cfg: SandboxConfig, env: EnvironmentSpec):
         self.sandbox = build_sandbox(sandbox_cfg, env)
         self.label = f"{socket.gethostname()}:{os.getpid()}"
 

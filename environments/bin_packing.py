@@ -23,8 +23,11 @@ from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 
+from elm.config import BinPackingEnvConfig
 from elm.environment import Environment, InvalidProgram, load_entry_point
 from elm.types import DescriptorSpace, Evaluation, TaskContext
+
+_DEFAULTS = BinPackingEnvConfig()
 
 __all__ = ["BEST_FIT_EXCESS", "PUBLISHED_BEST_FIT_EXCESS", "SUITES", "BinPacking", "Suite", "make_instances",
            "pack_online"]
@@ -157,9 +160,8 @@ class BinPacking(Environment):
     instances (FunSearch's figure). Best fit scores -4.55 with the
     default suites; 0 would be optimal everywhere (not reachable). The worst
     possible packing (one item per bin) scores about -150 on every built-in
-    suite, so run with ``qd.qd_offset=-200`` to keep every elite's share of
-    the QD score positive (with the default offset 0 the QD score of this
-    negative fitness falls as cells fill).
+    suite, so the environment's ``qd_offset`` is -200: every elite's share of
+    the QD score is positive and the QD score grows as cells fill.
 
     Verification: :meth:`execute` runs the skeleton and returns only the bin
     of every item; :meth:`score` (in a fresh process) regenerates the
@@ -186,14 +188,15 @@ class BinPacking(Environment):
 
     Args:
         suites: names from :data:`SUITES` (default ``["or3", "weibull5k"]``,
-            the sets of the published figures).
+            the sets of the published figures; defaults: ``elm.config.BinPackingEnvConfig``).
         seed: instance generator seed (default 0, the documented figures).
     """
 
     name: ClassVar[str] = "bin_packing"
     entry_point: ClassVar[str] = "priority"
+    qd_offset: ClassVar[float] = -200.0
 
-    def __init__(self, *, suites: Sequence[str] = ("or3", "weibull5k"), seed: int = 0) -> None:
+    def __init__(self, *, suites: Sequence[str] = _DEFAULTS.suites, seed: int = _DEFAULTS.seed) -> None:
         if isinstance(suites, str) or not all(isinstance(s, str) for s in suites):
             raise TypeError(f"suites must be a list of suite names, got {suites!r}")
         suites = tuple(suites)

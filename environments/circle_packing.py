@@ -14,8 +14,11 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
+from elm.config import CirclePackingEnvConfig
 from elm.environment import Environment, InvalidProgram, load_entry_point, to_jsonable
 from elm.types import DescriptorSpace, Evaluation, TaskContext
+
+_DEFAULTS = CirclePackingEnvConfig()  # the one place of the defaults
 
 __all__ = ["CirclePacking"]
 
@@ -226,7 +229,7 @@ class CirclePacking(Environment):
     entry_point: ClassVar[str] = "pack"
     descriptor_names: ClassVar[tuple[str, str]] = ("radius_cv", "border_fraction")
 
-    def __init__(self, *, n: int = 26) -> None:
+    def __init__(self, *, n: int = _DEFAULTS.n) -> None:
         if isinstance(n, bool) or not isinstance(n, int):
             raise TypeError(f"n must be an int, got {n!r} ({type(n).__name__})")
         if n < 2:

@@ -1,4 +1,4 @@
-"""Variation operators (each an :class:`elm.Mutator`), their model backends and run statistics.
+"""Variation operators (each an :class:`elm.Mutator`) and their model backends.
 
 - :class:`GPMutator`: random AST edits, the non-language-model baseline.
 - :class:`DiffMutator`, :class:`FIMMutator`, :class:`RewriteMutator`,
@@ -6,7 +6,6 @@
   middle models, prompt mutation, LMX crossover) over a backend from
   :mod:`mutators.backends` (``hf``, ``vllm``, ``openai``).
 - :class:`MixtureMutator`: several mutators with weights in one run.
-- :func:`mutator_stats`: per-mutator statistics from a run store.
 
 The language-model operators import torch/transformers only when a backend
 is built, so ``import mutators`` stays light.
@@ -15,7 +14,6 @@ is built, so ``import mutators`` stays light.
 from mutators.gp import GPMutator
 from mutators.lm import CrossoverMutator, DiffMutator, FIMMutator, RewriteMutator
 from mutators.mixture import MixtureMutator
-from mutators.stats import MutatorStats, mutator_stats
 
 __all__ = [
     "CrossoverMutator",
@@ -23,7 +21,5 @@ __all__ = [
     "FIMMutator",
     "GPMutator",
     "MixtureMutator",
-    "MutatorStats",
     "RewriteMutator",
-    "mutator_stats",
 ]

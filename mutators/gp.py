@@ -47,8 +47,11 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
+from elm.config import GPMutatorConfig
 from elm.mutator import Mutator
 from elm.types import MutationStatus, Parent, Proposal, TaskContext
+
+_DEFAULTS = GPMutatorConfig()  # the one place of the defaults
 
 __all__ = ["GPMutator"]
 
@@ -141,12 +144,12 @@ class GPMutator(Mutator):
     def __init__(
         self,
         *,
-        constant_sigma: float = 0.1,
-        p_constant: float = 0.6,
-        p_operator: float = 0.15,
-        p_duplicate: float = 0.1,
-        p_delete: float = 0.15,
-        max_edits: int = 3,
+        constant_sigma: float = _DEFAULTS.constant_sigma,
+        p_constant: float = _DEFAULTS.p_constant,
+        p_operator: float = _DEFAULTS.p_operator,
+        p_duplicate: float = _DEFAULTS.p_duplicate,
+        p_delete: float = _DEFAULTS.p_delete,
+        max_edits: int = _DEFAULTS.max_edits,
         name: str | None = None,
     ) -> None:
         if (

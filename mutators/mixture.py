@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from elm.mutator import Mutator
+from elm.mutator import Mutator, build_mutator
 from elm.types import Parent, Proposal, TaskContext
 
 __all__ = ["MixtureMutator"]
@@ -38,8 +38,6 @@ class MixtureMutator(Mutator):
     name: ClassVar[str] = "mixture"
 
     def __init__(self, *, components: Mapping[str, Mapping[str, Any]], name: str | None = None) -> None:
-        from elm.workers import build_mutator
-
         if not isinstance(components, Mapping) or not components:
             raise ValueError("components must be a non-empty mapping {name: {weight: w, _target_: ..., ...}}")
         self.components: list[Mutator] = []
@@ -53,8 +51,9 @@ class MixtureMutator(Mutator):
             if weight == 0:
                 continue
             cfg = {k: v for k, v in spec.items() if k != "weight"}
-            cfg.setdefault("name", str(key))
-            self.components.append(build_mutator(cfg))
+            if cfg.get("name") is None:
+                cfg["name"] = str(key)
+            self.components.append(build_mutator(cfg, what=f"mixture component {key!r}"))
             weights.append(float(weight))
         if not self.components:
             raise ValueError("every component has weight 0; give at least one a weight > 0")

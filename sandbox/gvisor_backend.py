@@ -255,6 +255,10 @@ class GVisorSandbox(ForkServerPool):
     backend = "gvisor"
     unsafe = False
 
+    @classmethod
+    def check_available(cls) -> None:
+        check_gvisor()
+
     def __init__(
         self,
         *,

@@ -7,7 +7,7 @@ import sqlite3
 from elm.config import compose
 from elm.runner import run
 
-INPROC = "sandbox.backend=tests.elm.inprocess.InProcessSandbox"
+INPROC = "sandbox._target_=tests.elm.inprocess.InProcessSandbox"
 
 
 def _cfg(*overrides: str) -> dict:
@@ -37,7 +37,7 @@ def test_dead_mutator_is_restarted_and_its_batch_reissued(ray_session, tmp_path)
 def test_evaluator_that_keeps_dying_gets_its_children_recorded_as_lost(ray_session, tmp_path):
     (tmp_path / "crash-always").write_text("x")
     cfg = _cfg("budget.evaluations=36", "loop.batch_size=16", "loop.max_in_flight=1",
-               "sandbox.backend=tests.elm.inprocess.CrashAlwaysSandbox", f"sandbox.runtime_dir={tmp_path}")
+               "sandbox._target_=tests.elm.inprocess.CrashAlwaysSandbox", f"sandbox.runtime_dir={tmp_path}")
     summary = run(cfg, run_dir=tmp_path / "r")
     rows = _statuses(tmp_path / "r")
     assert summary.evaluations == 36 and len(rows) == 36

@@ -14,7 +14,7 @@ from elm.config import compose
 from elm.runner import run
 from elm.store import RunStore
 
-INPROC = "sandbox.backend=tests.elm.inprocess.InProcessSandbox"
+INPROC = "sandbox._target_=tests.elm.inprocess.InProcessSandbox"
 
 
 def _cfg(*overrides: str) -> dict:
@@ -98,7 +98,7 @@ def test_mutator_returning_wrong_count_is_recorded_not_dropped(ray_session, tmp_
 
 def test_evaluator_death_is_retried(ray_session, tmp_path):
     (tmp_path / "crash-once").write_text("x")
-    cfg = _cfg("budget.evaluations=80", "sandbox.backend=tests.elm.inprocess.CrashOnceSandbox",
+    cfg = _cfg("budget.evaluations=80", "sandbox._target_=tests.elm.inprocess.CrashOnceSandbox",
                f"sandbox.runtime_dir={tmp_path}")
     summary = run(cfg, run_dir=tmp_path / "r")
     rows = _rows(tmp_path / "r")

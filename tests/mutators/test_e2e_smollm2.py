@@ -12,7 +12,7 @@ import pytest
 from elm.config import compose
 from elm.runner import run
 from elm.store import RunStore
-from mutators import mutator_stats
+from elm.stats import mutator_stats
 from tests.conftest import HAVE_RUNSC
 
 pytestmark = pytest.mark.skipif(

@@ -13,7 +13,8 @@ from elm.runner import run
 from elm.store import RunStore
 from elm.types import Parent
 from environments.circle_packing import CirclePacking
-from mutators import CrossoverMutator, MixtureMutator, mutator_stats
+from elm.stats import mutator_stats
+from mutators import CrossoverMutator, MixtureMutator
 from mutators.backends.openai import OpenAIBackend
 
 GP = "mutators.gp.GPMutator"
@@ -65,7 +66,7 @@ def test_validation(components, match):
 
 
 def test_run_with_a_mixture_records_per_mutator_statistics(ray_session, tmp_path):
-    cfg = compose(["sandbox.backend=tests.elm.inprocess.InProcessSandbox", "loop.progress=false",
+    cfg = compose(["sandbox._target_=tests.elm.inprocess.InProcessSandbox", "loop.progress=false",
                    "ray.evaluator_num_cpus=0", "budget.evaluations=164", "loop.batch_size=16", "seed=3"])
     cfg["mutator"] = {"_target_": "mutators.mixture.MixtureMutator", "name": None, "components": {
         "gp": {"_target_": GP, "weight": 1.0},

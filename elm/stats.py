@@ -8,13 +8,13 @@ exact across resumes. Rates are fractions of the mutator's proposals.
 
 from __future__ import annotations
 
-import json
+import sqlite3
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
-__all__ = ["MutatorStats", "format_stats", "mutator_stats"]
-
 from elm.types import SEED_MUTATOR as _SEED
+
+__all__ = ["MutatorStats", "format_stats", "mutator_stats"]
 
 
 @dataclass(frozen=True)
@@ -94,9 +94,13 @@ FROM evaluations WHERE mutator != ? GROUP BY mutator ORDER BY mutator
 """
 
 
-def mutator_stats(store: Any) -> list[MutatorStats]:
-    """Statistics per mutator of a run (``store``: an open :class:`elm.store.RunStore`), by name."""
-    conn = store._conn
+def mutator_stats(source: Any) -> list[MutatorStats]:
+    """Statistics per mutator of a run, by name.
+
+    ``source``: an open :class:`elm.store.RunStore`, or a ``sqlite3.Connection`` to a run store
+    (the analysis API's read-only one). Seeds are left out.
+    """
+    conn = source if isinstance(source, sqlite3.Connection) else source.connection
     statuses: dict[str, dict[str, int]] = {}
     for row in conn.execute("SELECT mutator, COALESCE(mutation_status, status), COUNT(*) FROM evaluations "
                             "WHERE mutator != ? GROUP BY 1, 2", (_SEED,)):
@@ -120,6 +124,3 @@ def format_stats(stats: list[MutatorStats]) -> str:
                      f"{s.valid_rate:>8.1%}{s.inserted:>9}{s.new_cells:>9}{s.tokens_out:>11}{s.model_s:>9.1f}")
     return "\n".join(lines)
 
-
-def stats_json(stats: list[MutatorStats]) -> str:
-    return json.dumps([s.to_dict() for s in stats])
