@@ -367,10 +367,10 @@ class Run:
 
         with self._lock:
             stats = mutator_stats(self._conn)
-        cols = ["mutator", "evaluations", "valid", "inserted", "new_cells", "valid_rate", "insertion_rate",
-                "new_cell_rate", "tokens_in", "tokens_out", "tokens", "model_s"]
+        cols = ["mutator", "evaluations", "valid", "inserted", "new_cells", "duplicates", "valid_rate",
+                "insertion_rate", "new_cell_rate", "tokens_in", "tokens_out", "tokens", "model_s"]
         rows = [{"mutator": s.mutator, "evaluations": s.proposals, "valid": s.valid, "inserted": s.inserted,
-                 "new_cells": s.new_cells, "valid_rate": s.valid_rate, "insertion_rate": s.insertion_rate,
+                 "new_cells": s.new_cells, "duplicates": s.duplicates, "valid_rate": s.valid_rate, "insertion_rate": s.insertion_rate,
                  "new_cell_rate": s.new_cell_rate, "tokens_in": s.tokens_in, "tokens_out": s.tokens_out,
                  "tokens": s.tokens_in + s.tokens_out, "model_s": s.model_s / s.proposals if s.proposals else 0.0}
                 for s in stats]

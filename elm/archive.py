@@ -91,6 +91,9 @@ class AddOutcome:
     cell: int | None
     out_of_bounds: bool
     elite: Elite | None
+    #: what the entry adds to the QD score against the archive before the batch (pyribs' "value"):
+    #: ``fitness - qd_offset`` for NEW_CELL, ``fitness - previous fitness`` for IMPROVED, else 0
+    improvement: float = 0.0
 
     @property
     def inserted(self) -> bool:
@@ -370,17 +373,18 @@ class Archive(ABC):
 
         status_list = codes.tolist()
         cell_list = cells.tolist()
+        gain = np.where(codes == 2, fit_k - self._qd_offset, np.where(codes == 1, fit_k - cur_fit, 0.0)).tolist()
         if kept is None:
             oob_list = oob.tolist()
             return [
-                AddOutcome(_STATUS_BY_CODE[s], cl, o, stored.get(i))
-                for i, (s, cl, o) in enumerate(zip(status_list, cell_list, oob_list))
+                AddOutcome(_STATUS_BY_CODE[s], cl, o, stored.get(i), g)
+                for i, (s, cl, o, g) in enumerate(zip(status_list, cell_list, oob_list, gain))
             ]
         rejected = AddOutcome(None, None, True, None)
         out = [rejected] * n
         for pos, i in enumerate(kept.tolist()):
             status = _STATUS_BY_CODE[status_list[pos]]
-            out[i] = AddOutcome(status, cell_list[pos], False, stored.get(pos))
+            out[i] = AddOutcome(status, cell_list[pos], False, stored.get(pos), gain[pos])
         return out
 
     def _base_dict(self) -> dict[str, Any]:

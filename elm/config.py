@@ -31,7 +31,8 @@ from typing import Any, Dict, Mapping, Optional, Tuple, TypeVar, Union
 from elm.sandbox import SandboxLimits
 
 __all__ = [
-    "BudgetConfig", "ConfigError", "LoopConfig", "QDConfig", "RayConfig", "RunConfig", "SandboxConfig",
+    "BanditConfig", "BudgetConfig", "ConfigError", "IslandsConfig", "LoopConfig", "QDConfig", "RayConfig",
+    "RunConfig", "SandboxConfig", "SearchConfig",
     "compose", "load_config", "register_configs",
 ]
 
@@ -119,6 +120,40 @@ class LoopConfig:
 
 
 @dataclass(frozen=True)
+class BanditConfig:
+    """Adaptive operator choice: the share of children of each operator (mixture component and, where
+    configured, its variants) follows its recent archive improvement per second of compute."""
+
+    enabled: bool = False
+    half_life: int = 400  # children: older rewards count half after this many children of the arm
+    floor: float = 0.05  # every operator keeps at least this share (exploration), of 1 / operators
+    temperature: float = 1.0  # shares ~ rate ** (1 / temperature): lower is greedier
+    warmup: int = 32  # children per operator before its measured rate replaces the configured weight
+
+
+@dataclass(frozen=True)
+class IslandsConfig:
+    """An island model: ``count`` archives evolve apart; the best elites migrate between them (a ring)
+    every ``migration_interval`` evaluations; the weakest islands are reset every ``reset_interval``."""
+
+    count: int = 1  # 1: no islands
+    migration_interval: int = 500  # evaluations between migrations (0: never)
+    migrants: int = 4  # best elites each island sends to the next one
+    reset_interval: int = 0  # evaluations between resets of the weakest islands (0: never)
+    reset_fraction: float = 0.5  # share of islands (by best fitness) reset, reseeded from a surviving island
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """How the search spends its evaluations (docs/search.md)."""
+
+    lanes: bool = True  # each mixture component in its own mutator actor(s), absorbed as it finishes
+    dedup: bool = True  # do not evaluate a program whose canonical form was already evaluated
+    bandit: BanditConfig = field(default_factory=BanditConfig)
+    islands: IslandsConfig = field(default_factory=IslandsConfig)
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """A whole run. ``env`` and ``mutator`` are plugin nodes (``{"_target_": ..., **arguments}``)."""
 
@@ -129,6 +164,7 @@ class RunConfig:
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
     seed: int = 0
     resume: Optional[str] = None  # a run directory to continue
 
@@ -345,6 +381,8 @@ def plugin_node(node: Any, *, path: str) -> dict[str, Any]:
             raise ConfigError(message if message.startswith(f"{path}:") else f"{path}: {message}") from None
         out = _plain(dict(node))
     if schema is MixtureMutatorConfig:
+        from elm.mutator import merge_variant
+
         components = {}
         for name, spec in out["components"].items():
             where = f"{path}.components.{name}"
@@ -354,8 +392,18 @@ def plugin_node(node: Any, *, path: str) -> dict[str, Any]:
             if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) \
                     or weight < 0:
                 raise ConfigError(f"{where}.weight must be a finite number >= 0, got {weight!r}")
-            rest = plugin_node({k: v for k, v in spec.items() if k != "weight"}, path=where)
-            components[str(name)] = {"weight": float(weight), **rest}
+            variants = spec.get("variants") or {}
+            if not isinstance(variants, Mapping):
+                raise ConfigError(f"{where}.variants must map variant names to overrides of the component's "
+                                  f"arguments, e.g. {{cool: {{sampling: {{temperature: 0.3}}}}}}; got {variants!r}")
+            rest = plugin_node({k: v for k, v in spec.items() if k not in ("weight", "variants")}, path=where)
+            for vname, overrides in variants.items():
+                if not isinstance(overrides, Mapping):
+                    raise ConfigError(f"{where}.variants.{vname} must be a mapping of argument overrides, "
+                                      f"got {overrides!r}")
+                plugin_node(merge_variant(rest, overrides), path=f"{where}.variants.{vname}")
+            components[str(name)] = {"weight": float(weight), **({"variants": _plain(variants)} if variants else {}),
+                                     **rest}
         if not any(c["weight"] > 0 for c in components.values()):
             raise ConfigError(f"{path}.components: give at least one component a weight > 0")
         out["components"] = components

@@ -1,92 +1,66 @@
-"""Asynchronous steady-state MAP-Elites on Ray.
+"""Asynchronous steady-state MAP-Elites on Ray, in lanes.
 
-The driver keeps the archive and the run store; mutator actors write children
-and evaluator actors score them in sandboxes. A *job* is one batch of
-``loop.batch_size`` children: the driver picks parents and a seed, a mutator
-actor writes the children, and as soon as that batch exists it goes to the
-least-busy evaluator actor (the mutation's ObjectRef is forwarded, so the
-programs never pass through the driver on the way). At most
-``loop.max_in_flight`` jobs are in flight. When a job's results arrive, they
-are inserted into the archive and written to the store in one transaction.
+The driver keeps the archive and the run store; mutator actors write children and evaluator actors
+score them in sandboxes. A *job* is one batch of ``loop.batch_size`` children written by one
+*operator* (a mutator lane, or one of its variants): the driver picks the operator
+(:mod:`elm.operators`), the island (:mod:`elm.islands`), parents and a seed; the lane's actor
+writes the children together with their canonical keys (:mod:`elm.dedup`); the driver turns the
+keys into a skip list of duplicates, and the batch's ObjectRef goes to the least-busy evaluator
+actor (the programs never pass through the driver). When a job's results arrive they are offered
+to the archive(s) and written to the store in one transaction.
 
-Reproducibility: with ``loop.ordered`` (the default when there is one mutator
-and one evaluator actor) results are absorbed in submission order and new jobs
-are submitted only right after an absorb, so parent choices, seeds and ids
-are a function of the run seed alone.
+*Lanes*: each component of a mixture runs in its own mutator actor(s), so a slow language model
+does not hold back the baseline; batches are absorbed as they finish and the share of children
+per operator follows the configured (or adapted) weights over time.
+
+Reproducibility: with ``loop.ordered`` (the default for one lane, one mutator and one evaluator
+actor) results are absorbed in submission order and new jobs are submitted only right after an
+absorb, so parent choices, seeds and ids are a function of the run seed alone.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import signal
 import sys
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from elm.config import QDConfig, RunConfig
-from elm.archive import AddOutcome, Archive, CVTArchive, GridArchive, ParentSelector, make_selector
+from elm.archive import AddOutcome
+from elm.config import RunConfig
+from elm.dedup import RETRY_STATUSES, DuplicateIndex, program_key
 from elm.environment import Environment
+from elm.islands import IslandModel
+from elm.mutator import Lane, Mutator
+from elm.operators import Operator, OperatorChooser
+from elm.plugins import resolve_class
+from elm.qd import build_archive, build_selector, descriptor_space_for
 from elm.sandbox import EnvironmentSpec
 from elm.store import EvaluationRecord, RunStore
-from elm.types import (SEED_MUTATOR, AddStatus, DescriptorSpace, Elite, EvalResult, EvalStatus, MutationStatus,
-                       Parent, Proposal)
+from elm.summary import RunSummary
+from elm.types import (SEED_MUTATOR, AddStatus, Elite, EvalResult, EvalStatus, MutationStatus, Parent,
+                       Proposal)
 from elm.workers import EvaluatorWorker, MutatorWorker, syntax_error
 
 log = logging.getLogger("elm")
 
 MAX_STAGE_RETRIES = 3
+#: a run whose children keep being duplicates stops after this many per evaluation of its budget
+DUPLICATE_LIMIT = 10
+
+__all__ = ["Driver", "RunError", "RunSummary"]
 
 
 class RunError(RuntimeError):
     """The run cannot continue (message says why and what to do)."""
 
 
-# ----------------------------------------------------------------------------- archive construction
-
-
-def descriptor_space_for(env_space: DescriptorSpace, qd: QDConfig) -> DescriptorSpace:
-    """Apply ``qd.bins`` / ``qd.bounds`` overrides to the environment's descriptor space."""
-    bins = qd.bins or env_space.bins
-    bounds = qd.bounds
-    if bounds is not None:
-        if len(bounds) != env_space.dims or any(len(b) != 2 for b in bounds):
-            raise ValueError(
-                f"qd.bounds must be {env_space.dims} pairs [lower, upper] (one per descriptor "
-                f"{list(env_space.names)}), got {bounds}"
-            )
-        lower, upper = [b[0] for b in bounds], [b[1] for b in bounds]
-    else:
-        lower, upper = env_space.lower, env_space.upper
-    if len(bins) != env_space.dims:
-        raise ValueError(
-            f"qd.bins has {len(bins)} entries but the environment has {env_space.dims} descriptors "
-            f"{list(env_space.names)}"
-        )
-    return DescriptorSpace(names=env_space.names, lower=tuple(lower), upper=tuple(upper), bins=tuple(bins))
-
-
-def build_archive(space: DescriptorSpace, qd: QDConfig, *, seed: int, qd_offset: float = 0.0) -> Archive:
-    """The archive ``qd`` describes; ``qd_offset`` is used when ``qd.qd_offset`` is None (the environment's)."""
-    common = dict(qd_offset=qd_offset if qd.qd_offset is None else qd.qd_offset, out_of_bounds=qd.out_of_bounds)
-    if qd.kind == "grid":
-        return GridArchive(space=space, **common)
-    if qd.kind == "cvt":
-        return CVTArchive(space=space, cells=qd.cells, samples=qd.cvt_samples, seed=seed, **common)
-    raise ValueError(f"qd.kind must be 'grid' or 'cvt', got {qd.kind!r}")
-
-
-def build_selector(qd: QDConfig) -> ParentSelector:
-    """The parent selector ``qd.selection`` names (a built-in name or a ParentSelector class path)."""
-    return make_selector(qd.selection, **dict(qd.selection_args))
-
-
-# ----------------------------------------------------------------------------- jobs
+_NOT_OFFERED = AddOutcome(status=AddStatus.NOT_ADDED, cell=None, out_of_bounds=False, elite=None)
 
 
 @dataclass
@@ -94,9 +68,15 @@ class _Job:
     index: int  # submission order
     ids: list[int]
     parents: list[list[Parent]]
-    mutator: str  # "seed" for the initial population
+    operator: str  # "lane" or "lane/variant"; SEED_MUTATOR for the initial population
+    lane: int  # index into Driver.lanes (-1 for seeds)
+    variant: str | None
+    island: int | None
     seed: int
     proposals_ref: Any = None  # ObjectRef of list[Proposal] (or the list itself for seeds)
+    keys_ref: Any = None  # ObjectRef of list[str | None]: the children's canonical keys
+    keys: list[str | None] | None = None
+    duplicate_of: list[int | None] = field(default_factory=list)
     eval_ref: Any = None
     mutator_actor: int = -1
     evaluator_actor: int = -1
@@ -106,46 +86,17 @@ class _Job:
     submitted_at: float = field(default_factory=time.time)
 
 
-@dataclass(frozen=True)
-class RunSummary:
-    run_dir: str
-    evaluations: int
-    new_evaluations: int
-    status_counts: Mapping[str, int]
-    num_elites: int
-    coverage: float
-    qd_score: float
-    max_fitness: float | None
-    seed_coverage: float | None
-    seed_qd_score: float | None
-    stop_reason: str
-    elapsed_s: float
-    mutator_stats: str = ""  # per-mutator table (elm.stats.format_stats), also in meta.mutator_stats
-
-    def format(self) -> str:
-        best = "n/a" if self.max_fitness is None else f"{self.max_fitness:.6g}"
-        lines = [
-            f"run directory   {self.run_dir}",
-            f"stopped         {self.stop_reason} after {self.evaluations} evaluations "
-            f"({self.new_evaluations} this session, {self.elapsed_s:.1f}s)",
-            f"best fitness    {best}",
-            f"elites          {self.num_elites}  coverage {self.coverage:.4f}  QD score {self.qd_score:.6g}",
-        ]
-        if self.seed_coverage is not None:
-            lines.append(f"seeds alone     coverage {self.seed_coverage:.4f}  QD score {self.seed_qd_score:.6g}")
-        counts = ", ".join(f"{k} {v}" for k, v in sorted(self.status_counts.items()))
-        lines.append(f"statuses        {counts}")
-        if self.mutator_stats:
-            lines.append("per mutator (rates are fractions of its children):")
-            lines.extend("  " + line for line in self.mutator_stats.splitlines())
-        return "\n".join(lines)
+@dataclass
+class _LaneState:
+    lane: Lane
+    actors: list[Any] = field(default_factory=list)
+    load: list[int] = field(default_factory=list)  # jobs in the mutate stage per actor
+    in_flight: int = 0  # jobs of this lane not yet absorbed
+    parents_per_child: int = 1
 
 
 def _job_seed(run_seed: int, first_id: int) -> int:
     return int(np.random.SeedSequence([run_seed, first_id]).generate_state(1, dtype=np.uint64)[0] >> 1)
-
-
-# ----------------------------------------------------------------------------- the driver
 
 
 class Driver:
@@ -165,19 +116,35 @@ class Driver:
         self.loop_cfg = cfg.loop
         self.budget = cfg.budget
         self.ray_cfg = cfg.ray
+        self.search = cfg.search
         self.space = descriptor_space_for(env.descriptor_space, cfg.qd)
         self.archive = build_archive(self.space, cfg.qd, seed=self.seed, qd_offset=env.qd_offset)
         self.selector = build_selector(cfg.qd)
+        self.islands: IslandModel | None = None
+        if self.search.islands.count > 1:
+            self.islands = IslandModel(
+                self.search.islands, seed=self.seed, make_selector=lambda: build_selector(cfg.qd),
+                make_archive=lambda: build_archive(self.space, cfg.qd, seed=self.seed, qd_offset=env.qd_offset))
         self.env_spec = EnvironmentSpec.from_config(cfg.env)
         self.batch_size = self.loop_cfg.batch_size
         self.max_in_flight = self.loop_cfg.max_in_flight
-        if self.batch_size < 1 or self.max_in_flight < 1:
-            raise ValueError("loop.batch_size and loop.max_in_flight must be >= 1")
+        mutator_cls = resolve_class(str(cfg.mutator["_target_"]), Mutator, what="mutator")
+        lanes = mutator_cls.lanes(cfg.mutator) if self.search.lanes else []
+        if not lanes or len(lanes) == 1 and not lanes[0].variants:
+            # one lane hosting the whole mutator (a mixture mixes inside its actor)
+            lanes = [Lane(name=str(cfg.mutator.get("name") or mutator_cls.name), weight=1.0, node=cfg.mutator)]
+        self.lanes = [_LaneState(lane=lane) for lane in lanes]
+        operators = [Operator(name=arm, lane=lane.name, variant=arm.split("/", 1)[1] if "/" in arm else None,
+                              prior=lane.weight / len(lane.arms()))
+                     for lane in lanes for arm in lane.arms()]
+        self.operators = OperatorChooser(operators, self.search.bandit)
+        self._op_lane = {o.name: i for i, lane in enumerate(lanes) for o in operators if o.lane == lane.name}
         ordered = self.loop_cfg.ordered
         if ordered is None:
-            ordered = self.ray_cfg.mutator_actors == 1 and self.ray_cfg.evaluator_actors == 1
+            ordered = len(self.lanes) == 1 and self.ray_cfg.mutator_actors == 1 and self.ray_cfg.evaluator_actors == 1
         self.ordered = bool(ordered)
         self.adaptive = self.loop_cfg.adaptive
+        self.dedup = DuplicateIndex() if self.search.dedup else None
         self._busy = {"mutator": 0.0, "evaluator": 0.0}
         self._util_mark = (time.time(), 0.0, 0.0)
         self._limit = self.max_in_flight
@@ -187,7 +154,8 @@ class Driver:
         self._jobs: deque[_Job] = deque()
         self._next_id = store.max_id() + 1
         self._job_index = 0
-        self._count = store.count()
+        self._count = store.count_budgeted()
+        self._duplicates = store.count(status=EvalStatus.DUPLICATE.value)
         self._tokens = store.tokens_used()
         self._seed_stats: tuple[float, float] | None = None
         self._bar = None
@@ -195,35 +163,75 @@ class Driver:
 
     # --------------------------------------------------------------- resume
     def _replay(self) -> None:
-        """Rebuild archive, selector feedback and generations from the store (resume)."""
+        """Rebuild the archive(s), selector feedback, duplicate index and operator rates from the store."""
         batch: list[tuple[EvaluationRecord, Elite]] = []
         parent_groups: list[tuple[int, ...]] = []
         outcomes: list[AddOutcome] = []
+        elites_by_id: dict[int, Elite] = {}
+        events = self.store.island_events() if self.islands is not None else []
+        issued = [0] * (self.islands.count if self.islands is not None else 0)
+        budgeted = 0
 
         def flush():
-            if batch:
-                outs = self.archive.add([e for _, e in batch])
-                self.selector.remember([o.elite for o in outs if o.elite is not None])
-                for (rec, _), out in zip(batch, outs):
+            if not batch:
+                return
+            outs = self.archive.add([e for _, e in batch])
+            self.selector.remember([o.elite for o in outs if o.elite is not None])
+            by_island: dict[int, list[int]] = {}
+            for k, (rec, _) in enumerate(batch):
+                if self.islands is not None and rec.island is not None and 0 <= rec.island < self.islands.count:
+                    by_island.setdefault(rec.island, []).append(k)
+            for island, ks in by_island.items():
+                for k, out in zip(ks, self.islands.add(island, [batch[k][1] for k in ks])):
+                    outs[k] = out
+            for (rec, _), out in zip(batch, outs):
+                if rec.mutator != SEED_MUTATOR:
                     outcomes.append(out)
                     parent_groups.append(rec.parent_ids)
-                batch.clear()
+                    self._feedback_one(rec, out.improvement)
+            batch.clear()
 
         for rec in self.store.iter_evaluations():
+            if rec.status != EvalStatus.DUPLICATE.value:
+                budgeted += 1
+            while events and events[0]["evaluations"] < budgeted:
+                flush()
+                self.islands.replay_event(events.pop(0), elites_by_id)
+            if self.dedup is not None and rec.status != EvalStatus.DUPLICATE.value and rec.source is not None \
+                    and rec.status not in RETRY_STATUSES:
+                self.dedup.claim(rec.program_key or program_key(rec.source), rec.id)
+            if self.islands is not None and rec.island is not None and 0 <= rec.island < len(issued):
+                issued[rec.island] += 1
             if rec.status == EvalStatus.OK.value and rec.descriptor is not None and rec.fitness is not None:
-                batch.append((rec, Elite(id=rec.id, cell=-1, source=rec.source or "", fitness=rec.fitness,
-                                         descriptor=tuple(rec.descriptor), parent_ids=rec.parent_ids,
-                                         mutator=rec.mutator, generation=rec.generation,
-                                         created_at=rec.created_at)))
-                if len(batch) >= 512:
+                elite = Elite(id=rec.id, cell=-1, source=rec.source or "", fitness=rec.fitness,
+                              descriptor=tuple(rec.descriptor), parent_ids=rec.parent_ids, mutator=rec.mutator,
+                              generation=rec.generation, created_at=rec.created_at)
+                elites_by_id[rec.id] = elite
+                batch.append((rec, elite))
+                if rec.mutator == SEED_MUTATOR and self.islands is not None:
+                    batch.pop()
+                    self.archive.add([elite])
+                    self.islands.seed_all([elite])
+                elif len(batch) >= 512:
                     flush()
             elif rec.mutator != SEED_MUTATOR:
                 flush()
                 parent_groups.append(rec.parent_ids)
-                outcomes.append(AddOutcome(status=AddStatus.NOT_ADDED, cell=None, out_of_bounds=False, elite=None))
+                outcomes.append(_NOT_OFFERED)
+                if rec.status != EvalStatus.DUPLICATE.value:
+                    self._feedback_one(rec, 0.0)
         flush()
+        for event in events:
+            self.islands.replay_event(event, elites_by_id)
+        if self.islands is not None:
+            self.islands.restore_schedule(budgeted, issued)
         if parent_groups:
             self.selector.update(parent_groups, outcomes)
+
+    def _feedback_one(self, rec: EvaluationRecord, improvement: float) -> None:
+        name = f"{rec.mutator}/{rec.variant}" if rec.variant else rec.mutator
+        if name in self._op_lane:
+            self.operators.feedback(name, [improvement], [rec.model_s + rec.eval_s])
 
     # --------------------------------------------------------------- actors
     def _start_actors(self) -> None:
@@ -232,8 +240,6 @@ class Driver:
         task = self.env.task()
         n_mut = self.ray_cfg.mutator_actors
         n_eval = self.ray_cfg.evaluator_actors
-        if n_mut < 1 or n_eval < 1:
-            raise ValueError("ray.mutator_actors and ray.evaluator_actors must be >= 1")
         # Restarts are unlimited: a dead actor's batch is re-issued by the driver (see _retry),
         # so Ray itself must not retry tasks (max_task_retries=0) or work would run twice.
         spread = {"scheduling_strategy": "SPREAD"} if self.ray_cfg.spread else {}
@@ -248,26 +254,32 @@ class Driver:
             resources=dict(self.ray_cfg.evaluator_resources),
             max_restarts=-1, max_task_retries=0, **spread,
         )
-        self.mutators = [mut_cls.remote(dict(self.cfg.mutator), task, gpu_fraction=gpus) for _ in range(n_mut)]
+        for state in self.lanes:
+            state.actors = [mut_cls.remote(dict(state.lane.node), task, gpu_fraction=gpus,
+                                           variants=dict(state.lane.variants), keys=self.dedup is not None)
+                            for _ in range(n_mut)]
+            state.load = [0] * n_mut
         self.evaluators = [eval_cls.remote(self.cfg.sandbox, self.env_spec) for _ in range(n_eval)]
+        mutators = [a for s in self.lanes for a in s.actors]
         # Fail fast (and clearly) if an actor cannot start, e.g. a bad mutator argument.
         try:
-            where = ray.get([a.ping.remote() for a in self.mutators + self.evaluators])
+            where = ray.get([a.ping.remote() for a in mutators + self.evaluators])
+            per_child = ray.get([s.actors[0].parents_per_child.remote() for s in self.lanes])
         except Exception as exc:  # RayActorError wraps the constructor's exception
             raise RunError(f"a worker failed to start: {_root_cause(exc)}") from exc
-        self.placement = {"mutator": where[:n_mut], "evaluator": where[n_mut:]}
-        self.store.set_meta(placement=self.placement)
-        log.info("workers: %d mutator(s) on %s, %d evaluator(s) on %s", n_mut,
-                 [w["label"] for w in where[:n_mut]], n_eval, [w["label"] for w in where[n_mut:]])
-        self._mut_load = [0] * n_mut
+        for state, k in zip(self.lanes, per_child):
+            state.parents_per_child = int(k)
+        self.placement = {"mutator": where[:len(mutators)], "evaluator": where[len(mutators):]}
+        self.store.set_meta(placement=self.placement, lanes=[s.lane.name for s in self.lanes])
+        log.info("workers: %d mutator(s) in %d lane(s) %s on %s, %d evaluator(s) on %s", len(mutators),
+                 len(self.lanes), [s.lane.name for s in self.lanes], [w["label"] for w in where[:len(mutators)]],
+                 n_eval, [w["label"] for w in where[len(mutators):]])
         self._eval_load = [0] * n_eval
-        self._n_mut, self._n_eval = n_mut, n_eval
-        slots = self.cfg.sandbox.workers
-        self._capacity = {"mutator": float(n_mut), "evaluator": float(n_eval)}
-        self._eval_slots = slots
+        self._n_mut, self._n_eval = len(mutators), n_eval
+        self._capacity = {"mutator": float(len(mutators)), "evaluator": float(n_eval)}
         # Ordered (reproducible) runs keep a fixed limit; others adapt it between the actor
         # count and loop.max_in_flight so that evaluators always have work queued but are
-        # never flooded (see _adapt).
+        # never flooded (see _adapt). The limit applies to each lane.
         self._limit = self.max_in_flight if (self.ordered or not self.adaptive) else max(
             1, min(self.max_in_flight, n_mut + n_eval))
         self._limit_floor = max(1, min(self.max_in_flight, n_eval))
@@ -275,7 +287,7 @@ class Driver:
     def _stop_actors(self) -> None:
         import ray
 
-        for actor in getattr(self, "mutators", []) + getattr(self, "evaluators", []):
+        for actor in [a for s in self.lanes for a in s.actors] + getattr(self, "evaluators", []):
             try:
                 ray.get(actor.close.remote(), timeout=30)
             except Exception:  # a dead actor has nothing left to close
@@ -296,6 +308,8 @@ class Driver:
         tokens = self.budget.tokens
         if tokens is not None and self._tokens >= tokens:
             return "token budget"
+        if self._duplicates > DUPLICATE_LIMIT * max(self.budget.evaluations, 1):
+            return "duplicate limit (the mutators keep rewriting programs already evaluated)"
         return None
 
     def _alloc_ids(self, n: int) -> list[int]:
@@ -309,53 +323,94 @@ class Driver:
             raise RunError(f"environment {self.env.name!r} returned no seed programs")
         ids = self._alloc_ids(len(sources))
         proposals = []
-        for s in sources:
+        for i, s in enumerate(sources):
             error = syntax_error(s)
+            if error is not None:
+                log.warning("seed program %d of environment %r does not parse (%s); it is recorded with status "
+                            "syntax_error and left out", i, self.env.name, error)
             proposals.append(Proposal(source=s, parent_ids=(), mutator=SEED_MUTATOR,
                                       status=MutationStatus.OK if error is None else MutationStatus.SYNTAX_ERROR,
                                       meta={} if error is None else {"error": error}))
-        job = _Job(index=self._job_index, ids=ids, parents=[[] for _ in ids], mutator=SEED_MUTATOR, seed=0,
-                   proposals_ref=proposals, stage="evaluate")
+        job = _Job(index=self._job_index, ids=ids, parents=[[] for _ in ids], operator=SEED_MUTATOR, lane=-1,
+                   variant=None, island=None, seed=0, proposals_ref=proposals, stage="evaluate",
+                   keys=[program_key(p.source) if p.usable else None for p in proposals])
         self._job_index += 1
+        self._claim(job)
         self._dispatch_evaluation(job)
         self._jobs.append(job)
 
+    def _available_operators(self) -> list[str]:
+        """Operators whose lane can take a batch: fewer than the in-flight limit of its jobs are open
+        and (unordered runs) one of its actors has at most one batch queued. Ordered runs look at
+        nothing that depends on timing, so that they stay reproducible."""
+        free = []
+        for i, state in enumerate(self.lanes):
+            if state.in_flight < self._limit and (self.ordered or min(state.load) < 2):
+                free.extend(o for o, lane in self._op_lane.items() if lane == i)
+        return free
+
     def _fill(self) -> None:
-        while (not self._seeding and self._stop_reason is None and len(self._jobs) < self._limit and len(self.archive) > 0):
+        while not self._seeding and self._stop_reason is None and len(self.archive) > 0:
             n = min(self.batch_size, self._remaining())
             if n <= 0:
                 return
-            self._submit_mutation(n)
+            operator = self.operators.next(self._available_operators())
+            if operator is None:
+                return
+            self._submit_mutation(operator, n)
 
-    def _submit_mutation(self, n: int) -> None:
+    def _submit_mutation(self, operator: str, n: int) -> None:
+        lane = self._op_lane[operator]
+        state = self.lanes[lane]
         ids = self._alloc_ids(n)
         seed = _job_seed(self.seed, ids[0])
         rng = np.random.default_rng(seed)
-        k = int(getattr(self, "_parents_per_child", 1))  # crossover mutators declare more
-        chosen = self.selector.select(self.archive, n * k, rng)
+        k = state.parents_per_child  # crossover mutators declare more
+        island = None
+        archive, selector = self.archive, self.selector
+        if self.islands is not None:
+            island = self.islands.pick()
+            archive, selector = self.islands.archives[island], self.islands.selectors[island]
+            self.islands.issued(island, n)
+        chosen = selector.select(archive, n * k, rng)
         parents = [
             [Parent(id=e.id, source=e.source, fitness=e.fitness, descriptor=e.descriptor, generation=e.generation)
              for e in chosen[i * k:(i + 1) * k]]
             for i in range(n)
         ]
-        job = _Job(index=self._job_index, ids=ids, parents=parents, mutator="", seed=seed)
+        variant = operator.split("/", 1)[1] if "/" in operator else None
+        job = _Job(index=self._job_index, ids=ids, parents=parents, operator=operator, lane=lane, variant=variant,
+                   island=island, seed=seed)
         self._job_index += 1
+        self.operators.issued(operator, n)
+        state.in_flight += 1
         self._dispatch_mutation(job)
         self._jobs.append(job)
 
     def _dispatch_mutation(self, job: _Job) -> None:
-        a = int(np.argmin(self._mut_load))
-        self._mut_load[a] += 1
+        state = self.lanes[job.lane]
+        a = int(np.argmin(state.load))
+        state.load[a] += 1
         job.mutator_actor = a
         job.stage = "mutate"
-        job.proposals_ref = self.mutators[a].mutate.remote(job.parents, job.seed)
+        job.proposals_ref, job.keys_ref = state.actors[a].mutate.options(num_returns=2).remote(
+            job.parents, job.seed, job.variant)
+
+    def _claim(self, job: _Job) -> None:
+        """Which children are copies of a program already evaluated (or being evaluated) in this run."""
+        keys = job.keys or [None] * len(job.ids)
+        if self.dedup is None:
+            job.duplicate_of = [None] * len(job.ids)
+        else:
+            job.duplicate_of = [self.dedup.claim(key, i) for key, i in zip(keys, job.ids)]
 
     def _dispatch_evaluation(self, job: _Job) -> None:
         a = int(np.argmin(self._eval_load))
         self._eval_load[a] += 1
         job.evaluator_actor = a
         job.stage = "evaluate"
-        job.eval_ref = self.evaluators[a].evaluate.remote(job.proposals_ref, job.ids)
+        skip = [i for i, d in enumerate(job.duplicate_of) if d is not None]
+        job.eval_ref = self.evaluators[a].evaluate.remote(job.proposals_ref, job.ids, skip)
 
     # --------------------------------------------------------------- completion
     def _poll(self, timeout: float) -> None:
@@ -365,7 +420,7 @@ class Driver:
         refs = {}
         for job in self._jobs:
             if job.stage == "mutate":
-                refs[job.proposals_ref] = job
+                refs[job.keys_ref] = job
             elif job.stage == "evaluate":
                 refs[job.eval_ref] = job
         if not refs:
@@ -373,11 +428,15 @@ class Driver:
         ready, _ = ray.wait(list(refs), num_returns=1, timeout=timeout, fetch_local=False)
         if ready:  # collect everything else that is already done, without waiting
             ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=0, fetch_local=False)
-        for ref in ready:
+        # in submission order: duplicates are claimed in the same order in every run with the same seed
+        for ref in sorted(ready, key=lambda r: refs[r].index):
             job = refs[ref]
             if job.stage == "mutate":
-                self._mut_load[job.mutator_actor] -= 1
-                if self._check_stage(job, ref):
+                self.lanes[job.lane].load[job.mutator_actor] -= 1
+                keys = self._check_stage(job, ref)
+                if keys is not None:
+                    job.keys = keys
+                    self._claim(job)
                     self._dispatch_evaluation(job)  # forward the ObjectRef: no driver hop for programs
             else:
                 self._eval_load[job.evaluator_actor] -= 1
@@ -403,7 +462,8 @@ class Driver:
         if self.ordered or not self.adaptive or self._stop_reason is not None:
             return
         queued = sum(self._eval_load)  # batches sent to evaluators and not yet returned
-        if queued < self._n_eval and sum(self._mut_load) >= self._n_mut:
+        mutating = sum(sum(s.load) for s in self.lanes)
+        if queued < self._n_eval and mutating >= len(self.lanes):
             self._limit = min(self.max_in_flight, self._limit + 1)
         elif queued > 2 * self._n_eval:
             self._limit = max(self._limit_floor, self._limit - 1)
@@ -420,18 +480,17 @@ class Driver:
         return (min(1.0, (m - m0) / (dt * self._capacity["mutator"])),
                 min(1.0, (e - e0) / (dt * self._capacity["evaluator"])))
 
-    def _check_stage(self, job: _Job, ref) -> bool:
-        """True if a finished mutation is usable; otherwise retries or fails the job."""
+    def _check_stage(self, job: _Job, ref) -> list[str | None] | None:
+        """The children's keys if the mutation is usable; otherwise retries or fails the job (None)."""
         import ray
 
         try:
-            ray.get(ref, timeout=0)  # surfaces a mutator exception or actor death
-            return True
+            return ray.get(ref, timeout=0)  # surfaces a mutator exception or actor death
         except ray.exceptions.RayActorError as exc:
             self._retry(job, "mutate", exc)
         except ray.exceptions.RayTaskError as exc:
             self._fail_job(job, f"mutator raised: {_root_cause(exc)}")
-        return False
+        return None
 
     def _retry(self, job: _Job, stage: str, exc: Exception) -> None:
         job.retries += 1
@@ -465,8 +524,11 @@ class Driver:
                 except Exception:  # the mutation's result is gone with its worker: no programs to keep
                     proposals = None
         if proposals is None:
-            proposals = [Proposal(source=None, parent_ids=tuple(p.id for p in g), mutator=job.mutator or "unknown",
+            name = job.operator.split("/", 1)[0] if job.lane >= 0 else job.operator
+            proposals = [Proposal(source=None, parent_ids=tuple(p.id for p in g), mutator=name,
                                   status=MutationStatus.MUTATOR_ERROR, meta={"error": reason}) for g in job.parents]
+        if not job.duplicate_of:
+            job.duplicate_of = [None] * len(job.ids)
         if job.stage == "evaluate" or lost:
             status = EvalStatus.LOST if lost else EvalStatus.ERROR
             results: list[EvalResult | None] = [EvalResult(id=i, status=status, error=reason) for i in job.ids]
@@ -490,8 +552,12 @@ class Driver:
 
     def _absorb(self, job: _Job) -> None:
         proposals, worker, results = job.result
+        if job.lane >= 0:
+            self.lanes[job.lane].in_flight -= 1
         now = time.time()
         n = len(job.ids)
+        keys = job.keys or [None] * n
+        duplicate_of = job.duplicate_of or [None] * n
         parent_ids: list[tuple[int, ...]] = []
         generations: list[int] = []
         candidates: list[int] = []
@@ -506,25 +572,40 @@ class Driver:
                                     descriptor=tuple(result.descriptor), parent_ids=parent_ids[i],
                                     mutator=proposal.mutator, generation=generations[i], created_at=now))
         outcomes: list[AddOutcome | None] = [None] * n
+        feedback: list[AddOutcome | None] = [None] * n  # the archive the child was written for
+        island_events: list[dict] = []
         if elites:
             for i, out in zip(candidates, self.archive.add(elites)):
-                outcomes[i] = out
+                outcomes[i] = feedback[i] = out
+            if self.islands is not None:
+                if job.operator == SEED_MUTATOR:
+                    self.islands.seed_all([e for e in elites])
+                else:
+                    for i, out in zip(candidates, self.islands.add(job.island, elites)):
+                        feedback[i] = out
         records: list[EvaluationRecord] = []
         for i, (eval_id, proposal, result) in enumerate(zip(job.ids, proposals, results)):
+            meta = dict(proposal.meta)
             common = dict(
                 id=eval_id, parent_ids=parent_ids[i], mutator=proposal.mutator, generation=generations[i],
-                source=proposal.source, mutation_status=None if proposal.mutator == SEED_MUTATOR else proposal.status.value,
+                source=proposal.source,
+                mutation_status=None if proposal.mutator == SEED_MUTATOR else proposal.status.value,
                 tokens_in=proposal.tokens_in, tokens_out=proposal.tokens_out, model_s=proposal.model_seconds,
-                worker=worker or None, created_at=now,
+                worker=worker or None, created_at=now, program_key=keys[i], island=job.island,
+                variant=job.variant or meta.get("variant"),
             )
+            if duplicate_of[i] is not None:
+                records.append(EvaluationRecord(status=EvalStatus.DUPLICATE.value, duplicate_of=duplicate_of[i],
+                                                error=f"the same program as evaluation {duplicate_of[i]}",
+                                                info={"mutation": meta} if meta else {}, **common))
+                continue
             if result is None:  # the mutator produced no program; its status says why
-                records.append(EvaluationRecord(status=proposal.status.value, error=dict(proposal.meta).get("error"),
-                                                info={"mutation": dict(proposal.meta)} if proposal.meta else {},
-                                                **common))
+                records.append(EvaluationRecord(status=proposal.status.value, error=meta.get("error"),
+                                                info={"mutation": meta} if meta else {}, **common))
                 continue
             info = dict(result.info)
-            if proposal.meta:
-                info["mutation"] = dict(proposal.meta)
+            if meta:
+                info["mutation"] = meta
             status, error, cell, archive_status = result.status.value, result.error, None, None
             out = outcomes[i]
             if out is not None:
@@ -534,26 +615,42 @@ class Driver:
                              f"{list(zip(self.space.lower, self.space.upper))}")
                 else:
                     cell, archive_status = out.cell, out.status.value
+            if self.dedup is not None:
+                self.dedup.settle(keys[i], eval_id, status)
             records.append(EvaluationRecord(
                 status=status, fitness=result.fitness, descriptor=result.descriptor, cell=cell,
                 archive_status=archive_status, error=error, info=info, run_s=result.run_s,
                 score_s=result.score_s, eval_s=result.total_s, **common,
             ))
-        groups = parent_ids
-        if job.mutator != SEED_MUTATOR:
-            self.selector.update(groups, [o or AddOutcome(status=AddStatus.NOT_ADDED, cell=None,
-                                                          out_of_bounds=False, elite=None) for o in outcomes])
-        self._count += len(records)
+        operators_rows: list[dict] = []
+        if job.operator != SEED_MUTATOR:
+            selector = self.selector if self.islands is None else self.islands.selectors[job.island]
+            selector.update(parent_ids, [o or _NOT_OFFERED for o in feedback])
+            if self.islands is not None:  # the run-wide selector learns too (it is used after a resume)
+                self.selector.update(parent_ids, [o or _NOT_OFFERED for o in outcomes])
+            kept = [i for i in range(n) if duplicate_of[i] is None]
+            self.operators.feedback(job.operator, [(feedback[i] or _NOT_OFFERED).improvement for i in kept],
+                                    [proposals[i].model_seconds + (results[i].total_s if results[i] else 0.0)
+                                     for i in kept])
+        counted = sum(r.status != EvalStatus.DUPLICATE.value for r in records)
+        self._count += counted
+        self._duplicates += len(records) - counted
         self._tokens += sum(r.tokens_in + r.tokens_out for r in records)
+        if self.islands is not None and job.operator != SEED_MUTATOR:
+            island_events = self.islands.step(self._count)
         stats = self.archive.stats()
         mutator_util, evaluator_util = self._utilisation()
         metrics = dict(evaluations=self._count, wall_s=self.store.run_wall_s(), num_elites=stats.num_elites,
                        coverage=stats.coverage, qd_score=stats.qd_score, norm_qd_score=stats.norm_qd_score,
                        max_fitness=stats.max_fitness, mean_fitness=stats.mean_fitness, tokens=self._tokens,
                        in_flight=self._limit, mutator_util=mutator_util, evaluator_util=evaluator_util)
-        self.store.record(records, metrics=metrics)
+        if len(self.operators.operators) > 1:
+            operators_rows = self.operators.rows(self._count)
+        self.store.record(records, metrics=metrics, operators=operators_rows,
+                          islands=self.islands.rows(self._count) if self.islands is not None else (),
+                          island_events=island_events)
         if self._bar is not None:
-            self._bar.update(len(records))
+            self._bar.update(counted)
             best = "-" if stats.max_fitness is None else f"{stats.max_fitness:.5g}"
             self._bar.set_postfix_str(f"best={best} cov={stats.coverage:.3f} qd={stats.qd_score:.4g}", refresh=False)
         if self._stop_reason is None:
@@ -575,7 +672,7 @@ class Driver:
         start = time.time()
         start_count = self._count
         self.store.begin_session()
-        resumed = self._count > 0
+        resumed = self.store.count() > 0
         if resumed:
             self._replay()
             log.info("resumed: %d evaluations in the store, %d elites rebuilt", self._count, len(self.archive))
@@ -585,7 +682,6 @@ class Driver:
         end_reason = "error"
         try:
             self._start_actors()
-            self._parents_per_child = int(self._mutator_parents_per_child())
             if self.progress:
                 from tqdm.auto import tqdm
 
@@ -647,12 +743,6 @@ class Driver:
             log.warning("could not record per-mutator statistics: %s", exc)
             return ""
         return format_stats(stats)
-
-    def _mutator_parents_per_child(self) -> int:
-        import ray
-
-        # asked of the built instance: a mixture's or a configured crossover's differs from its class's
-        return int(ray.get(self.mutators[0].parents_per_child.remote()))
 
     def _drain(self) -> None:
         while self._jobs:

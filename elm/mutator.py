@@ -2,12 +2,44 @@
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping, Sequence
 
 from elm.types import Parent, Proposal, TaskContext
 
-__all__ = ["Mutator", "build_mutator"]
+__all__ = ["Lane", "Mutator", "build_mutator", "merge_variant"]
+
+
+@dataclass(frozen=True)
+class Lane:
+    """One operator the engine runs in its own mutator actor(s): a plugin node, its configured share of
+    the children (``weight``), and optional *variants* — named overrides of the node (a temperature, a
+    prompt style) that share the lane's actor and model and are chosen per batch.
+
+    ``name`` is what the run store records as the children's ``mutator``.
+    """
+
+    name: str
+    weight: float
+    node: Mapping[str, Any]
+    variants: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def arms(self) -> list[str]:
+        """The lane's operators as ``"lane"`` or ``"lane/variant"`` (the bandit's arms)."""
+        return [f"{self.name}/{v}" for v in self.variants] if self.variants else [self.name]
+
+
+def merge_variant(node: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``node`` with ``overrides`` merged in recursively (mappings merge, other values replace)."""
+    out = copy.deepcopy(dict(node))
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge_variant(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
 
 
 class Mutator(ABC):
@@ -46,6 +78,15 @@ class Mutator(ABC):
 
     def close(self) -> None:
         """Release models or connections (default: nothing to release)."""
+
+    @classmethod
+    def lanes(cls, node: Mapping[str, Any]) -> list[Lane]:
+        """The operators in ``node`` (this class's checked config) that may run as separate lanes.
+
+        Default: the whole mutator is one lane named after it. A mixture returns one lane per
+        component, so that a slow component (a language model) does not hold back a fast one.
+        """
+        return [Lane(name=str(node.get("name") or cls.name), weight=1.0, node=node)]
 
 
 def build_mutator(node: Mapping[str, Any], *, what: str = "mutator") -> Mutator:

@@ -21,7 +21,9 @@ from typing import Any, Mapping
 
 from elm.config import ConfigError, RayConfig, RunConfig, load_config
 from elm.environment import Environment
-from elm.loop import Driver, RunError, RunSummary, build_archive, build_selector, descriptor_space_for
+from elm.loop import Driver, RunError
+from elm.qd import build_archive, build_selector, descriptor_space_for
+from elm.summary import RunSummary
 from elm.mutator import Mutator
 from elm.plugins import resolve_class
 from elm.sandbox import EnvironmentSpec

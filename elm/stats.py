@@ -25,7 +25,9 @@ class MutatorStats:
     middle spliced, body written...: mutation status ``ok`` or
     ``syntax_error``); ``parsed``: of those, the ones that passed
     ``ast.parse``; ``valid``: evaluated ``ok``; ``inserted``: entered the
-    archive (``new_cell`` or ``improved``); ``new_cells``: opened a cell.
+    archive (``new_cell`` or ``improved``); ``new_cells``: opened a cell;
+    ``duplicates``: children that repeated a program already evaluated in the run
+    (not evaluated again; not counted in the evaluation budget).
     ``model_s`` is the sum of the children's model seconds; ``statuses``
     counts mutation statuses.
     """
@@ -37,6 +39,7 @@ class MutatorStats:
     valid: int
     inserted: int
     new_cells: int
+    duplicates: int
     tokens_in: int
     tokens_out: int
     model_s: float
@@ -87,6 +90,7 @@ SELECT mutator,
        SUM(status = 'ok') AS valid,
        SUM(archive_status IN ('new_cell', 'improved')) AS inserted,
        SUM(archive_status = 'new_cell') AS new_cells,
+       SUM(status = 'duplicate') AS duplicates,
        SUM(tokens_in) AS tokens_in,
        SUM(tokens_out) AS tokens_out,
        SUM(model_s) AS model_s
@@ -107,8 +111,8 @@ def mutator_stats(source: Any) -> list[MutatorStats]:
         statuses.setdefault(row[0], {})[row[1]] = row[2]
     return [
         MutatorStats(mutator=r[0], proposals=r[1], programs=r[2] or 0, parsed=r[3] or 0, valid=r[4] or 0,
-                     inserted=r[5] or 0, new_cells=r[6] or 0, tokens_in=r[7] or 0, tokens_out=r[8] or 0,
-                     model_s=float(r[9] or 0.0), statuses=statuses.get(r[0], {}))
+                     inserted=r[5] or 0, new_cells=r[6] or 0, duplicates=r[7] or 0, tokens_in=r[8] or 0,
+                     tokens_out=r[9] or 0, model_s=float(r[10] or 0.0), statuses=statuses.get(r[0], {}))
         for r in conn.execute(_QUERY, (_SEED,))
     ]
 
@@ -118,9 +122,10 @@ def format_stats(stats: list[MutatorStats]) -> str:
     if not stats:
         return ""
     lines = [f"{'mutator':<14}{'children':>9}{'program':>9}{'parses':>8}{'valid':>8}{'inserted':>9}"
-             f"{'new cell':>9}{'tokens out':>11}{'model s':>9}"]
+             f"{'new cell':>9}{'dupl.':>7}{'tokens out':>11}{'model s':>9}"]
     for s in stats:
         lines.append(f"{s.mutator[:13]:<14}{s.proposals:>9}{s.apply_rate:>9.1%}{s.parse_rate:>8.1%}"
-                     f"{s.valid_rate:>8.1%}{s.inserted:>9}{s.new_cells:>9}{s.tokens_out:>11}{s.model_s:>9.1f}")
+                     f"{s.valid_rate:>8.1%}{s.inserted:>9}{s.new_cells:>9}{s.duplicates:>7}{s.tokens_out:>11}"
+                     f"{s.model_s:>9.1f}")
     return "\n".join(lines)
 

@@ -10,6 +10,9 @@ Tables (schema version :data:`SCHEMA_VERSION`):
 ``sessions``     one row per process that worked on the run (start, resume...),
                  with its elapsed wall time, so budgets continue across resumes.
 ``metrics``      archive statistics snapshots over evaluations and wall time.
+``operators``    the share of children of each operator over time (adaptive operator choice).
+``islands``      per-island archive statistics over time; ``island_events`` the migrations
+                 and resets of the island model.
 
 Every batch of evaluations is written in one transaction, together with a
 metrics snapshot and the session heartbeat: a run killed with SIGKILL keeps
@@ -29,7 +32,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: program_key, duplicate_of, variant, island; operators, islands tables
 DB_NAME = "run.db"
 
 _SCHEMA = """
@@ -59,7 +62,11 @@ CREATE TABLE IF NOT EXISTS evaluations (
     eval_s          REAL    NOT NULL DEFAULT 0,
     worker          TEXT,
     session         INTEGER NOT NULL,
-    created_at      REAL    NOT NULL       -- UNIX time the row was recorded
+    created_at      REAL    NOT NULL,      -- UNIX time the row was recorded
+    program_key     TEXT,                  -- hash of the program's canonical form (elm.dedup)
+    duplicate_of    INTEGER,               -- status duplicate: the evaluation of the same program
+    variant         TEXT,                  -- the mutator's variant that wrote it, if it has variants
+    island          INTEGER                -- the island it was written for (island model)
 );
 CREATE INDEX IF NOT EXISTS evaluations_status ON evaluations(status);
 CREATE INDEX IF NOT EXISTS evaluations_cell ON evaluations(cell);
@@ -88,7 +95,34 @@ CREATE TABLE IF NOT EXISTS metrics (
     mutator_util   REAL,                   -- share of time mutator actors were busy since the last snapshot
     evaluator_util REAL                    -- same for evaluator actors
 );
+CREATE TABLE IF NOT EXISTS operators (
+    evaluations INTEGER NOT NULL,          -- evaluations when the shares were set
+    operator    TEXT    NOT NULL,          -- "mutator" or "mutator/variant"
+    weight      REAL    NOT NULL,          -- its share of the children from then on
+    children    INTEGER NOT NULL,          -- its children so far
+    reward_rate REAL,                      -- its recent archive improvement per second of compute
+    PRIMARY KEY (evaluations, operator)
+);
+CREATE TABLE IF NOT EXISTS islands (
+    evaluations INTEGER NOT NULL,
+    island      INTEGER NOT NULL,
+    num_elites  INTEGER NOT NULL,
+    qd_score    REAL    NOT NULL,
+    max_fitness REAL,
+    PRIMARY KEY (evaluations, island)
+);
+CREATE TABLE IF NOT EXISTS island_events (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    evaluations INTEGER NOT NULL,          -- evaluations when it happened
+    kind        TEXT    NOT NULL,          -- "migrate" or "reset"
+    source      INTEGER,                   -- island the elites came from
+    target      INTEGER NOT NULL,          -- island that received them (reset: the island emptied)
+    elite_ids   TEXT    NOT NULL           -- JSON list of evaluation ids copied into target
+);
 """
+
+#: columns added by schema version 2 (added to a version-1 store when it is opened for writing)
+_V2_COLUMNS = (("program_key", "TEXT"), ("duplicate_of", "INTEGER"), ("variant", "TEXT"), ("island", "INTEGER"))
 
 
 class StoreError(RuntimeError):
@@ -120,6 +154,10 @@ class EvaluationRecord:
     eval_s: float = 0.0
     worker: str | None = None
     created_at: float = 0.0
+    program_key: str | None = None
+    duplicate_of: int | None = None
+    variant: str | None = None
+    island: int | None = None
 
 
 _RECORD_FIELDS = [f.name for f in fields(EvaluationRecord)]
@@ -181,6 +219,10 @@ def _row_values(record: EvaluationRecord, session: int) -> tuple:
         float(record.eval_s),
         record.worker,
         record.created_at or time.time(),
+        record.program_key,
+        record.duplicate_of,
+        record.variant,
+        record.island,
         session,
     )
 
@@ -208,6 +250,7 @@ def _record_from_row(row: sqlite3.Row) -> EvaluationRecord:
         eval_s=row["eval_s"],
         worker=row["worker"],
         created_at=row["created_at"],
+        **{k: row[k] for k, _ in _V2_COLUMNS if k in row.keys()},  # a version-1 store has none
     )
 
 
@@ -331,7 +374,23 @@ class RunStore:
                 f"{path} has schema version {version}, newer than this engine's {SCHEMA_VERSION}; "
                 "upgrade the engine to read it"
             )
+        if int(version) < SCHEMA_VERSION and not readonly:
+            store._migrate(int(version))
         return store
+
+    def _migrate(self, version: int) -> None:
+        """Bring an older store to :data:`SCHEMA_VERSION` in one transaction (new columns are NULL)."""
+        def write(c):
+            have = {row[1] for row in c.execute("PRAGMA table_info(evaluations)")}
+            for name, kind in _V2_COLUMNS:
+                if name not in have:
+                    c.execute(f"ALTER TABLE evaluations ADD COLUMN {name} {kind}")
+            for statement in _SCHEMA.split(";"):
+                if "CREATE TABLE IF NOT EXISTS" in statement and "evaluations (" not in statement:
+                    c.execute(statement)
+            c.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+
+        self._write(write, f"migration of schema version {version} to {SCHEMA_VERSION}")
 
     def close(self) -> None:
         try:
@@ -464,8 +523,15 @@ class RunStore:
         return self._elapsed_before + (time.time() - self._session_started)
 
     # ------------------------------------------------------------------ evaluations
-    def record(self, records: Sequence[EvaluationRecord], *, metrics: Mapping[str, Any] | None = None) -> None:
-        """Write a batch of finished evaluations (+ optional metrics snapshot) in one transaction."""
+    def record(self, records: Sequence[EvaluationRecord], *, metrics: Mapping[str, Any] | None = None,
+               operators: Sequence[Mapping[str, Any]] = (), islands: Sequence[Mapping[str, Any]] = (),
+               island_events: Sequence[Mapping[str, Any]] = ()) -> None:
+        """Write a batch of finished evaluations in one transaction, with what changed with it.
+
+        ``metrics``: an archive statistics snapshot (a ``metrics`` row). ``operators``: rows of
+        ``operators`` (keys evaluations, operator, weight, children, reward_rate); ``islands``: rows
+        of ``islands``; ``island_events``: rows of ``island_events`` (``elite_ids`` a list).
+        """
         if self.readonly:
             raise StoreError(f"{self.path} was opened read-only")
         if self.session is None:
@@ -489,6 +555,16 @@ class RunStore:
                     {"time": now, "tokens": 0, "in_flight": None, "mutator_util": None, "evaluator_util": None,
                      **metrics},
                 )
+            if operators:
+                c.executemany("INSERT OR REPLACE INTO operators(evaluations, operator, weight, children, reward_rate) "
+                              "VALUES (:evaluations, :operator, :weight, :children, :reward_rate)", operators)
+            if islands:
+                c.executemany("INSERT OR REPLACE INTO islands(evaluations, island, num_elites, qd_score, max_fitness) "
+                              "VALUES (:evaluations, :island, :num_elites, :qd_score, :max_fitness)", islands)
+            if island_events:
+                c.executemany("INSERT INTO island_events(evaluations, kind, source, target, elite_ids) "
+                              "VALUES (:evaluations, :kind, :source, :target, :elite_ids)",
+                              [{**e, "elite_ids": _dumps(list(e["elite_ids"]))} for e in island_events])
 
         self._write(write, f"{len(rows)} evaluations")
 
@@ -497,6 +573,16 @@ class RunStore:
         where, params = self._filters(status=status, mutator=mutator)
         (n,) = self._conn.execute(f"SELECT COUNT(*) FROM evaluations{where}", params).fetchone()
         return int(n)
+
+    def count_budgeted(self) -> int:
+        """Rows that count toward ``budget.evaluations``: all but duplicates (never evaluated)."""
+        (n,) = self._conn.execute("SELECT COUNT(*) FROM evaluations WHERE status != 'duplicate'").fetchone()
+        return int(n)
+
+    def island_events(self) -> list[dict[str, Any]]:
+        """The island model's migrations and resets in order (``elite_ids`` decoded)."""
+        return [{**dict(r), "elite_ids": json.loads(r["elite_ids"])}
+                for r in self._conn.execute("SELECT * FROM island_events ORDER BY id")]
 
     @staticmethod
     def _filters(**conditions: Any) -> tuple[str, tuple]:

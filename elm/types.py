@@ -31,6 +31,7 @@ class EvalStatus(str, Enum):
     SYNTAX_ERROR = "syntax_error"  # did not parse; never sent to a sandbox
     OUT_OF_BOUNDS = "out_of_bounds"  # descriptor outside bounds under the ``reject`` policy
     LOST = "lost"  # its evaluator worker died and it could not be re-run
+    DUPLICATE = "duplicate"  # the same program (canonical form) was already evaluated: not run again
 
     def __str__(self) -> str:  # so f-strings print "ok", not "EvalStatus.OK"
         return self.value

@@ -14,7 +14,8 @@ import time
 from typing import Any, Mapping, Sequence
 
 from elm.config import SandboxConfig
-from elm.mutator import build_mutator
+from elm.dedup import program_key
+from elm.mutator import build_mutator, merge_variant
 from elm.plugins import resolve_class
 from elm.sandbox import EnvironmentSpec, Sandbox
 from elm.types import EvalRequest, EvalResult, MutationStatus, Parent, Proposal, TaskContext
@@ -44,13 +45,23 @@ def build_sandbox(cfg: SandboxConfig, env: EnvironmentSpec) -> Sandbox:
 
 
 class MutatorWorker:
-    """Hosts one Mutator; ``mutate`` is called with parent groups and a seed per batch."""
+    """Hosts one operator lane: a Mutator, or one per variant of it (sharing its model).
 
-    def __init__(self, mutator_cfg: Mapping[str, Any], task: TaskContext, *, gpu_fraction: float = 0.0):
-        """``mutator_cfg``: the run's checked mutator node (``RunConfig.mutator``)."""
+    ``mutate`` is called with parent groups, a seed and the variant per batch, and returns the
+    children and (with ``keys``) their canonical keys for duplicate detection
+    (:func:`elm.dedup.program_key`), computed here so programs need not travel to the driver.
+    """
+
+    def __init__(self, mutator_cfg: Mapping[str, Any], task: TaskContext, *, gpu_fraction: float = 0.0,
+                 variants: Mapping[str, Mapping[str, Any]] | None = None, keys: bool = False):
+        """``mutator_cfg``: a checked mutator node (the run's, or one lane's); ``variants``: named
+        overrides of it, each built as its own instance (language-model backends are shared)."""
         if 0.0 < gpu_fraction < 1.0:
             _cap_gpu_memory(gpu_fraction)
         self.mutator = build_mutator(mutator_cfg)
+        self.variants = {name: build_mutator(merge_variant(mutator_cfg, overrides), what=f"variant {name!r}")
+                         for name, overrides in (variants or {}).items()}
+        self.keys = keys
         self.task = task
         self.label = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -59,21 +70,27 @@ class MutatorWorker:
         return {"label": self.label, "node_id": _node_id()}
 
     def parents_per_child(self) -> int:
-        """Parents per child of the hosted mutator *instance* (a mixture, or a crossover configured
+        """Parents per child of the hosted mutator *instances* (a mixture, or a crossover configured
         with more parents, differs from its class's default)."""
-        return int(getattr(self.mutator, "parents_per_child", 1))
+        return max(int(getattr(m, "parents_per_child", 1)) for m in [self.mutator, *self.variants.values()])
 
-    def mutate(self, parents: Sequence[Sequence[Parent]], seed: int) -> list[Proposal]:
+    def mutate(self, parents: Sequence[Sequence[Parent]], seed: int,
+               variant: str | None = None) -> tuple[list[Proposal], list[str | None]]:
+        """One child per parent group, and each child's canonical key (None without ``keys``)."""
+        if variant is not None and variant not in self.variants:
+            raise ValueError(f"unknown variant {variant!r}; this lane has {sorted(self.variants)}")
+        mutator = self.mutator if variant is None else self.variants[variant]
+        k = int(getattr(mutator, "parents_per_child", 1))
         start = time.perf_counter()
-        proposals = list(self.mutator.mutate(parents=parents, task=self.task, seed=seed))
+        proposals = list(mutator.mutate(parents=[list(g)[:k] for g in parents], task=self.task, seed=seed))
         elapsed = time.perf_counter() - start
         if len(proposals) != len(parents):
             raise RuntimeError(
-                f"mutator {type(self.mutator).__name__} returned {len(proposals)} children "
+                f"mutator {type(mutator).__name__} returned {len(proposals)} children "
                 f"for {len(parents)} parent groups; it must return exactly one per group"
             )
         share = elapsed / max(len(proposals), 1)
-        check = not getattr(self.mutator, "checks_syntax", False)
+        check = not getattr(mutator, "checks_syntax", False)
         out = []
         for p in proposals:
             if not p.model_seconds:  # mutators that do not time themselves get an equal share
@@ -82,11 +99,15 @@ class MutatorWorker:
                 error = syntax_error(p.source)
                 if error is not None:
                     p = _replace(p, status=MutationStatus.SYNTAX_ERROR, meta={**dict(p.meta), "error": error})
+            if variant is not None:
+                p = _replace(p, meta={**dict(p.meta), "variant": variant})
             out.append(p)
-        return out
+        keys = [program_key(p.source) if self.keys and p.usable else None for p in out]
+        return out, keys
 
     def close(self) -> None:
-        self.mutator.close()
+        for mutator in [self.mutator, *self.variants.values()]:
+            mutator.close()
 
 
 def _node_id() -> str | None:
@@ -125,19 +146,22 @@ class EvaluatorWorker:
         """Where this worker runs: ``label`` (host:pid) and Ray ``node_id`` (None outside Ray)."""
         return {"label": self.label, "node_id": _node_id()}
 
-    def evaluate(self, proposals: Sequence[Proposal], ids: Sequence[int]) -> tuple[str, float, list[EvalResult | None]]:
+    def evaluate(self, proposals: Sequence[Proposal], ids: Sequence[int],
+                 skip: Sequence[int] = ()) -> tuple[str, float, list[EvalResult | None]]:
         """Evaluate children; returns (worker label, busy seconds, one result or None per child).
 
         None means the child is not evaluated: the mutator produced no program,
         or it failed the syntax check in :class:`MutatorWorker` (its status says
-        which). Only children with status ``ok`` reach a sandbox.
+        which), or its position is in ``skip`` (a duplicate). Only children with
+        status ``ok`` reach a sandbox.
         """
+        skipped = set(skip)
         start = time.perf_counter()
         results: list[EvalResult | None] = [None] * len(proposals)
         requests: list[EvalRequest] = []
         slots: list[int] = []
         for i, (proposal, eval_id) in enumerate(zip(proposals, ids)):
-            if not proposal.usable:
+            if not proposal.usable or i in skipped:
                 continue
             requests.append(EvalRequest(id=eval_id, source=proposal.source))
             slots.append(i)

@@ -9,10 +9,37 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from elm.mutator import Mutator, build_mutator
+from elm.mutator import Lane, Mutator, build_mutator, merge_variant
 from elm.types import Parent, Proposal, TaskContext
 
 __all__ = ["MixtureMutator"]
+
+
+def _lanes(components: Mapping[str, Mapping[str, Any]]) -> list[Lane]:
+    """The components as lanes (weight 0 left out), checked; ValueError names the component."""
+    if not isinstance(components, Mapping) or not components:
+        raise ValueError("components must be a non-empty mapping {name: {weight: w, _target_: ..., ...}}")
+    lanes = []
+    for key, spec in components.items():
+        if not isinstance(spec, Mapping) or "_target_" not in spec:
+            raise ValueError(f"component {key!r} needs a mapping with '_target_' and 'weight', got {spec!r}")
+        weight = spec.get("weight", 1.0)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
+            raise ValueError(f"component {key!r}: weight must be a finite number >= 0, got {weight!r}")
+        variants = spec.get("variants") or {}
+        if not isinstance(variants, Mapping) or any(not isinstance(v, Mapping) for v in variants.values()):
+            raise ValueError(f"component {key!r}: variants must map names to overrides of its arguments, "
+                             f"e.g. {{cool: {{sampling: {{temperature: 0.3}}}}}}; got {variants!r}")
+        if weight == 0:
+            continue
+        node = {k: v for k, v in spec.items() if k not in ("weight", "variants")}
+        if node.get("name") is None:
+            node["name"] = str(key)
+        lanes.append(Lane(name=str(node["name"]), weight=float(weight), node=node,
+                          variants={str(k): dict(v) for k, v in variants.items()}))
+    if not lanes:
+        raise ValueError("every component has weight 0; give at least one a weight > 0")
+    return lanes
 
 
 class MixtureMutator(Mutator):
@@ -25,8 +52,14 @@ class MixtureMutator(Mutator):
             arguments set ``name`` themselves. Weights are finite and > 0;
             they are normalised. A component with weight 0 is left out (so a
             command line can switch one off: ``mutator.components.gp.weight=0``).
+            A component may list ``variants: {name: {overrides}}`` (e.g. two
+            temperatures): each is an operator of its own that shares the
+            component's weight equally (its children record ``meta.variant``).
 
-    A batch is split by a seeded draw per child; each component then gets one
+    In a run the engine normally runs each component as its own *lane* (its own
+    mutator actor, see :meth:`lanes` and docs/search.md); this class mixes them
+    inside one actor when lanes are off (``search.lanes=false``). A batch is
+    split by a seeded draw per child; each component then gets one
     call with all of its children (language models batch them) and its own
     seed derived from the batch seed, so a batch is reproducible.
     ``parents_per_child`` is the largest of the components' (a component
@@ -38,30 +71,26 @@ class MixtureMutator(Mutator):
     name: ClassVar[str] = "mixture"
 
     def __init__(self, *, components: Mapping[str, Mapping[str, Any]], name: str | None = None) -> None:
-        if not isinstance(components, Mapping) or not components:
-            raise ValueError("components must be a non-empty mapping {name: {weight: w, _target_: ..., ...}}")
         self.components: list[Mutator] = []
+        self._variant: list[str | None] = []
         weights = []
-        for key, spec in components.items():
-            if not isinstance(spec, Mapping) or "_target_" not in spec:
-                raise ValueError(f"component {key!r} needs a mapping with '_target_' and 'weight', got {spec!r}")
-            weight = spec.get("weight", 1.0)
-            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
-                raise ValueError(f"component {key!r}: weight must be a finite number >= 0, got {weight!r}")
-            if weight == 0:
-                continue
-            cfg = {k: v for k, v in spec.items() if k != "weight"}
-            if cfg.get("name") is None:
-                cfg["name"] = str(key)
-            self.components.append(build_mutator(cfg, what=f"mixture component {key!r}"))
-            weights.append(float(weight))
-        if not self.components:
-            raise ValueError("every component has weight 0; give at least one a weight > 0")
+        for lane in _lanes(components):
+            for variant, overrides in (lane.variants.items() or [(None, {})]):
+                node = merge_variant(lane.node, overrides)
+                what = f"mixture component {lane.name!r}" + (f" variant {variant!r}" if variant else "")
+                self.components.append(build_mutator(node, what=what))
+                self._variant.append(variant)
+                weights.append(lane.weight / max(len(lane.variants), 1))
         self.weights = np.array(weights) / sum(weights)
         self.parents_per_child = max(c.parents_per_child for c in self.components)
         self.checks_syntax = all(c.checks_syntax for c in self.components)
         if name is not None:
             self.name = name
+
+    @classmethod
+    def lanes(cls, node: Mapping[str, Any]) -> list[Lane]:
+        """One lane per component with weight > 0 (its variants ride along in its lane)."""
+        return _lanes(node.get("components") or {})
 
     def __repr__(self) -> str:
         parts = ", ".join(f"{c.name}={w:.3g}" for c, w in zip(self.components, self.weights))
@@ -84,8 +113,11 @@ class MixtureMutator(Mutator):
             if len(proposals) != len(groups):
                 raise RuntimeError(f"component {component.name!r} returned {len(proposals)} children for "
                                    f"{len(groups)} parent groups")
+            variant = self._variant[c]
             for i, p in zip(index, proposals):
-                out[i] = p if p.model_seconds else replace(p, model_seconds=share)
+                if not p.model_seconds:
+                    p = replace(p, model_seconds=share)
+                out[i] = p if variant is None else replace(p, meta={**dict(p.meta), "variant": variant})
         return out  # type: ignore[return-value]
 
     def close(self) -> None:
