@@ -21,6 +21,7 @@ absorb, so parent choices, seeds and ids are a function of the run seed alone.
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import sys
 import threading
@@ -218,8 +219,7 @@ class Driver:
                 flush()
                 parent_groups.append(rec.parent_ids)
                 outcomes.append(_NOT_OFFERED)
-                if rec.status != EvalStatus.DUPLICATE.value:
-                    self._feedback_one(rec, 0.0)
+                self._feedback_one(rec, 0.0)
         flush()
         for event in events:
             self.islands.replay_event(event, elites_by_id)
@@ -279,10 +279,13 @@ class Driver:
         self._capacity = {"mutator": float(len(mutators)), "evaluator": float(n_eval)}
         # Ordered (reproducible) runs keep a fixed limit; others adapt it between the actor
         # count and loop.max_in_flight so that evaluators always have work queued but are
-        # never flooded (see _adapt). The limit applies to each lane.
+        # never flooded (see _adapt).
+        # Each lane beyond the first may hold two batches per actor on top (running + queued), so a
+        # slow lane does not take the in-flight slots the others need.
+        self.max_in_flight = self.loop_cfg.max_in_flight + 2 * n_mut * (len(self.lanes) - 1)
         self._limit = self.max_in_flight if (self.ordered or not self.adaptive) else max(
-            1, min(self.max_in_flight, n_mut + n_eval))
-        self._limit_floor = max(1, min(self.max_in_flight, n_eval))
+            1, min(self.max_in_flight, len(mutators) + n_eval))
+        self._limit_floor = max(1, min(self.max_in_flight, n_eval + len(self.lanes) - 1))
 
     def _stop_actors(self) -> None:
         import ray
@@ -340,17 +343,24 @@ class Driver:
         self._jobs.append(job)
 
     def _available_operators(self) -> list[str]:
-        """Operators whose lane can take a batch: fewer than the in-flight limit of its jobs are open
-        and (unordered runs) one of its actors has at most one batch queued. Ordered runs look at
-        nothing that depends on timing, so that they stay reproducible."""
+        """Operators whose lane can take a batch now. A lane may hold its share of the in-flight limit
+        plus one batch: lanes that keep up get their share, and a slow lane cannot take the slots of
+        the others (which then get what it leaves). Ordered runs look at nothing that depends on
+        timing (reproducibility)."""
+        if self.ordered:
+            return list(self._op_lane)
+        shares = self.operators.shares()
         free = []
         for i, state in enumerate(self.lanes):
-            if state.in_flight < self._limit and (self.ordered or min(state.load) < 2):
-                free.extend(o for o, lane in self._op_lane.items() if lane == i)
+            ops = [o for o, lane in self._op_lane.items() if lane == i]
+            cap = math.ceil(self._limit * sum(shares[o] for o in ops)) + 1
+            if state.in_flight < cap:
+                free.extend(ops)
         return free
 
     def _fill(self) -> None:
-        while not self._seeding and self._stop_reason is None and len(self.archive) > 0:
+        while (not self._seeding and self._stop_reason is None and len(self.archive) > 0
+               and sum(s.in_flight for s in self.lanes) < self._limit):
             n = min(self.batch_size, self._remaining())
             if n <= 0:
                 return
@@ -628,10 +638,11 @@ class Driver:
             selector.update(parent_ids, [o or _NOT_OFFERED for o in feedback])
             if self.islands is not None:  # the run-wide selector learns too (it is used after a resume)
                 self.selector.update(parent_ids, [o or _NOT_OFFERED for o in outcomes])
-            kept = [i for i in range(n) if duplicate_of[i] is None]
-            self.operators.feedback(job.operator, [(feedback[i] or _NOT_OFFERED).improvement for i in kept],
+            # a duplicate improves nothing and costs its model time: an operator that keeps repeating
+            # programs loses its share
+            self.operators.feedback(job.operator, [(feedback[i] or _NOT_OFFERED).improvement for i in range(n)],
                                     [proposals[i].model_seconds + (results[i].total_s if results[i] else 0.0)
-                                     for i in kept])
+                                     for i in range(n)])
         counted = sum(r.status != EvalStatus.DUPLICATE.value for r in records)
         self._count += counted
         self._duplicates += len(records) - counted

@@ -136,11 +136,14 @@ class OperatorChooser:
         return max(candidates, key=lambda n: (self._credit[n], self._shares[n], n))
 
     def issued(self, name: str, n: int) -> None:
-        """``n`` children of ``name`` were issued: every operator earns ``share * n``; ``name`` pays ``n``."""
+        """``n`` children of ``name`` were issued: every operator earns ``share * n``; ``name`` pays ``n``.
+
+        Credit stays within +-4 batches: an operator that was busy for long neither takes every slot
+        afterwards nor leaves the one that stood in for it in debt."""
         cap = 4.0 * max(n, 1)
         for other, share in self._shares.items():
             self._credit[other] = min(cap, self._credit[other] + share * n)
-        self._credit[name] -= n
+        self._credit[name] = max(-cap, self._credit[name] - n)
 
     # ------------------------------------------------------------------ persistence
     def rows(self, evaluations: int) -> list[dict]:

@@ -27,7 +27,7 @@ def _run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
 def _count(run_dir: Path) -> int:
     conn = sqlite3.connect(f"file:{run_dir / 'run.db'}?mode=ro", uri=True, timeout=30)
     try:
-        return conn.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
+        return conn.execute("SELECT COUNT(*) FROM evaluations WHERE status != 'duplicate'").fetchone()[0]
     finally:
         conn.close()
 

@@ -35,7 +35,7 @@ def _count(path) -> int:
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
         try:
-            return conn.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
+            return conn.execute("SELECT COUNT(*) FROM evaluations WHERE status != 'duplicate'").fetchone()[0]
         finally:
             conn.close()
     except sqlite3.OperationalError:

@@ -91,7 +91,8 @@ def test_documented_run_from_the_users_own_directory(project):
     meta = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('environment', 'sandbox_backend')"))
     conn.close()
     assert meta == {"environment": "curve_fit", "sandbox_backend": BACKEND}
-    assert sum(statuses.values()) == 120 and statuses["ok"] >= 40, statuses
+    # duplicates of programs already evaluated are recorded but not evaluated, nor counted in the budget
+    assert sum(statuses.values()) - statuses.get("duplicate", 0) == 120 and statuses["ok"] >= 40, statuses
     assert best > seed_best  # evolution improved on the seeds
     assert not (ROOT / "conf" / "env" / "curve_fit.yaml").exists()  # nothing added to the package
 

@@ -100,3 +100,51 @@ class CrashOnceMutator(Mutator):
             os.remove(self.marker)
             os._exit(1)
         return self.inner.mutate(parents=parents, task=task, seed=seed)
+
+
+class CountingSandbox(InProcessSandbox):
+    """Also appends every evaluated program's id to ``<runtime_dir>/evaluated`` (what reached a sandbox)."""
+
+    def __init__(self, *, env, limits, workers=1, runtime_dir=None):
+        super().__init__(env=env, limits=limits, workers=workers)
+        self.log = os.path.join(runtime_dir, "evaluated") if runtime_dir else None
+
+    def evaluate(self, requests):
+        if self.log:
+            with open(self.log, "a") as fh:
+                fh.write("".join(f"{r.id}\n" for r in requests))
+        return super().evaluate(requests)
+
+
+class EchoMutator(Mutator):
+    """Writes the parent again with a comment and renamed locals: a duplicate of a program already evaluated."""
+
+    name = "echo"
+
+    def __init__(self, name: str | None = None, sleep_s: float = 0.0):
+        if name is not None:
+            self.name = name
+        self.sleep_s = sleep_s
+
+    def mutate(self, *, parents, task, seed):
+        time.sleep(self.sleep_s)
+        return [Proposal(source="# the same program\n" + g[0].source, parent_ids=(g[0].id,), mutator=self.name)
+                for g in parents]
+
+
+class SlowGPMutator(Mutator):
+    """The GP mutator, ``sleep_s`` slower per batch (a stand-in for a language model)."""
+
+    name = "slow"
+    checks_syntax = True
+
+    def __init__(self, name: str | None = None, sleep_s: float = 1.0):
+        from mutators.gp import GPMutator
+
+        self.inner = GPMutator(name=name or self.name)
+        self.name = name or self.name
+        self.sleep_s = sleep_s
+
+    def mutate(self, *, parents, task, seed):
+        time.sleep(self.sleep_s)
+        return self.inner.mutate(parents=parents, task=task, seed=seed)
