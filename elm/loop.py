@@ -299,8 +299,39 @@ class Driver:
 
     # --------------------------------------------------------------- submission
     def _remaining(self) -> int:
-        in_flight = sum(len(j.ids) for j in self._jobs)
-        return self.budget.evaluations - self._count - in_flight
+        """Evaluations of the budget not yet spoken for.
+
+        With one lane every job in flight holds its children's share of the budget (exact, dense ids,
+        reproducible). With several lanes only jobs past their mutation do: a slow lane's batches
+        must not keep the fast lanes waiting, so more may be written than the budget takes; a
+        mutation that finishes when the budget is (nearly) spent is cut to what is left
+        (:meth:`_room`), and unfinished ones are dropped when the run stops.
+        """
+        held = sum(len(j.ids) for j in self._jobs if not (self._oversubscribe and j.stage == "mutate"))
+        return self.budget.evaluations - self._count - held
+
+    @property
+    def _oversubscribe(self) -> bool:
+        return len(self.lanes) > 1 and not self.ordered
+
+    def _room(self, job: _Job) -> int:
+        """How many children of ``job`` (just mutated) the budget still takes."""
+        if not self._oversubscribe:
+            return len(job.ids)
+        if self._stop_reason is not None:
+            return 0
+        held = sum(len(j.ids) for j in self._jobs if j is not job and j.stage != "mutate")
+        return max(0, min(len(job.ids), self.budget.evaluations - self._count - held))
+
+    def _drop(self, job: _Job, keep: int) -> None:
+        """Keep only the first ``keep`` children of a mutated job (0: drop it). Dropped children are never
+        evaluated nor recorded; their ids stay unused."""
+        if keep >= len(job.ids):
+            return
+        log.debug("budget: %d of %d children of a %s batch dropped", len(job.ids) - keep, len(job.ids), job.operator)
+        job.ids, job.parents = job.ids[:keep], job.parents[:keep]
+        if job.keys is not None:
+            job.keys = job.keys[:keep]
 
     def _budget_exhausted(self) -> str | None:
         if self._count >= self.budget.evaluations:
@@ -420,7 +451,7 @@ class Driver:
         job.evaluator_actor = a
         job.stage = "evaluate"
         skip = [i for i, d in enumerate(job.duplicate_of) if d is not None]
-        job.eval_ref = self.evaluators[a].evaluate.remote(job.proposals_ref, job.ids, skip)
+        job.eval_ref = self.evaluators[a].evaluate.remote(job.proposals_ref, job.ids, skip)  # extra children: ignored
 
     # --------------------------------------------------------------- completion
     def _poll(self, timeout: float) -> None:
@@ -446,6 +477,12 @@ class Driver:
                 keys = self._check_stage(job, ref)
                 if keys is not None:
                     job.keys = keys
+                    keep = self._room(job)
+                    if keep == 0:
+                        self._jobs.remove(job)
+                        self.lanes[job.lane].in_flight -= 1
+                        continue
+                    self._drop(job, keep)
                     self._claim(job)
                     self._dispatch_evaluation(job)  # forward the ObjectRef: no driver hop for programs
             else:
@@ -712,6 +749,10 @@ class Driver:
             while self._jobs:
                 if self._stop_reason and self._stop_reason.endswith("abandoned)"):
                     break
+                if self._stop_reason is not None:
+                    self._abandon_mutations()
+                    if not self._jobs:
+                        break
                 self._poll(timeout=0.5)
                 if self._stop_reason is None:
                     self._stop_reason = self._budget_exhausted()
@@ -754,6 +795,16 @@ class Driver:
             log.warning("could not record per-mutator statistics: %s", exc)
             return ""
         return format_stats(stats)
+
+    def _abandon_mutations(self) -> None:
+        """Once the run stops, batches of a multi-lane run still being written are not waited for
+        (their children would not fit the budget, or the run was told to stop)."""
+        if not self._oversubscribe:
+            return
+        for job in [j for j in self._jobs if j.stage == "mutate"]:
+            self._jobs.remove(job)
+            self.lanes[job.lane].in_flight -= 1
+            self.lanes[job.lane].load[job.mutator_actor] -= 1
 
     def _drain(self) -> None:
         while self._jobs:

@@ -157,7 +157,7 @@ class EvaluatorWorker:
         """
         skipped = set(skip)
         start = time.perf_counter()
-        results: list[EvalResult | None] = [None] * len(proposals)
+        results: list[EvalResult | None] = [None] * len(ids)  # ids may be fewer: the rest was dropped
         requests: list[EvalRequest] = []
         slots: list[int] = []
         for i, (proposal, eval_id) in enumerate(zip(proposals, ids)):

@@ -29,10 +29,10 @@ def _rows(run_dir):
 
 def test_a_slow_lane_does_not_hold_back_a_fast_one(ray_session, tmp_path):
     components = {"gp": {"_target_": GP, "weight": 0.5},
-                  "slow": {"_target_": "tests.elm.inprocess.SlowGPMutator", "weight": 0.5, "sleep_s": 2.0}}
-    summary = run(_cfg(components, "budget.evaluations=160", "seed=1"), run_dir=tmp_path / "r")
+                  "slow": {"_target_": "tests.elm.inprocess.SlowGPMutator", "weight": 0.5, "sleep_s": 0.5}}
+    summary = run(_cfg(components, "budget.evaluations=400", "seed=1"), run_dir=tmp_path / "r")
     rows, _, lanes = _rows(tmp_path / "r")
-    assert summary.evaluations == 160 and lanes[0] == '["gp", "slow"]'
+    assert summary.evaluations == 400 and lanes[0] == '["gp", "slow"]'
     slow = [r for r in rows if r[1] == "slow"]
     gp = [r for r in rows if r[1] == "gp"]
     assert slow and gp

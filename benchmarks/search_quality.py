@@ -1,0 +1,287 @@
+"""Search quality: how good a program each configuration finds per evaluation and per second.
+
+A fixed protocol of configurations x environments x seeds, each run at the same evaluation budget,
+read back from the run stores at fixed checkpoints: best fitness, coverage and QD score, the wall
+time when the checkpoint was reached, evaluations per second, per-mutator rates. Prints the median
+and the spread (min..max) over seeds per checkpoint, and an ablation table (each feature on/off in
+the same benchmark run); writes ``runs.csv`` (one row per run and checkpoint), ``summary.csv`` and a
+PNG of the curves with min..max bands per environment. Asserts nothing. Figures: docs/search.md.
+
+    python -m benchmarks.search_quality --quick                      # a few minutes: CI-sized smoke
+    python -m benchmarks.search_quality --envs circle_packing --seeds 5 --budget 3000 \\
+        --configs gp,default,no_lanes,no_dedup,bandit,islands --out artifacts/search
+
+Runs go one after another in this process (one Ray instance), so their wall times are comparable
+side by side; quote the machine's load (printed at the start and the end).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+#: name -> overrides on top of the environment's; "default" is the shipped default configuration
+CONFIGS: dict[str, list[str]] = {
+    "gp": ["mutator=gp"],
+    "default": [],
+    # today's default before this round's machinery: the same mutators mixed inside one actor,
+    # every program evaluated
+    "baseline_default": ["search.lanes=false", "search.dedup=false"],
+    "no_lanes": ["search.lanes=false"],
+    "no_dedup": ["search.dedup=false"],
+    "bandit": ["search.bandit.enabled=true"],
+    "no_bandit": ["search.bandit.enabled=false"],
+    "islands": ["search.islands.count=4", "search.islands.migration_interval=250",
+                "search.islands.reset_interval=1000"],
+    "no_islands": ["search.islands.count=1"],
+    "gp_dedup_off": ["mutator=gp", "search.dedup=false"],
+}
+#: environment -> (overrides, checkpoints as fractions of the budget)
+ENVS: dict[str, list[str]] = {
+    "circle_packing": ["env=circle_packing"],
+    "bin_packing": ["env=bin_packing"],
+    "sodarace": ["env=sodarace"],
+}
+CHECKPOINTS = (0.1, 0.25, 0.5, 0.75, 1.0)
+
+
+@dataclass(frozen=True)
+class Point:
+    env: str
+    config: str
+    seed: int
+    evaluations: int
+    best: float | None
+    coverage: float
+    qd_score: float
+    wall_s: float
+
+
+def _load() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def _curve(db: Path) -> list[dict]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in conn.execute("SELECT evaluations, wall_s, max_fitness, coverage, qd_score "
+                                              "FROM metrics ORDER BY evaluations")]
+    finally:
+        conn.close()
+
+
+def _rates(db: Path) -> dict[str, dict]:
+    from elm.stats import mutator_stats
+
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return {s.mutator: {"children": s.proposals, "valid": s.valid_rate, "inserted": s.insertion_rate,
+                            "duplicates": s.duplicates, "model_s": s.model_s} for s in mutator_stats(conn)}
+    finally:
+        conn.close()
+
+
+def _at(curve: list[dict], evaluations: int) -> dict | None:
+    """The last snapshot at or before ``evaluations``."""
+    best = None
+    for row in curve:
+        if row["evaluations"] <= evaluations:
+            best = row
+    return best
+
+
+def run_one(env: str, config: str, seed: int, budget: int, sandbox: str, extra: list[str],
+            out: Path) -> tuple[list[Point], dict]:
+    from elm.config import compose
+    from elm.runner import run
+
+    overrides = [*ENVS[env], *CONFIGS[config], f"seed={seed}", f"budget.evaluations={budget}",
+                 "budget.wall_seconds=null", f"sandbox={sandbox}", "loop.progress=false",
+                 "loop.export_elites=false", *extra]
+    run_dir = out / "runs" / f"{env}-{config}-{seed}"
+    if (run_dir / "run.db").exists():  # a finished benchmark run is reused: delete it to run again
+        summary = None
+    else:
+        start = time.perf_counter()
+        summary = run(compose(overrides), run_dir=run_dir, progress=False)
+        print(f"  {env} {config} seed {seed}: best {summary.max_fitness:.6g} coverage {summary.coverage:.4f} "
+              f"QD {summary.qd_score:.6g} in {time.perf_counter() - start:.0f} s (load {_load()})", flush=True)
+    curve = _curve(run_dir / "run.db")
+    points = []
+    for frac in CHECKPOINTS:
+        n = int(round(budget * frac))
+        row = _at(curve, n)
+        if row is None:
+            continue
+        points.append(Point(env, config, seed, n, row["max_fitness"], row["coverage"], row["qd_score"], row["wall_s"]))
+    final = curve[-1] if curve else {}
+    extra_info = {"evals_per_s": final.get("evaluations", 0) / max(final.get("wall_s") or 1e-9, 1e-9),
+                  "rates": _rates(run_dir / "run.db"), "curve": curve}
+    return points, extra_info
+
+
+def _spread(values: list[float]) -> tuple[float, float, float]:
+    return statistics.median(values), min(values), max(values)
+
+
+def summarise(points: list[Point]) -> list[dict]:
+    rows = []
+    keys = sorted({(p.env, p.config, p.evaluations) for p in points})
+    for env, config, n in keys:
+        ps = [p for p in points if (p.env, p.config, p.evaluations) == (env, config, n)]
+        best = [p.best for p in ps if p.best is not None]
+        row = {"env": env, "config": config, "evaluations": n, "seeds": len(ps)}
+        for name, values in (("best", best), ("coverage", [p.coverage for p in ps]),
+                             ("qd_score", [p.qd_score for p in ps]), ("wall_s", [p.wall_s for p in ps])):
+            if values:
+                med, lo, hi = _spread(values)
+                row.update({f"{name}_median": med, f"{name}_min": lo, f"{name}_max": hi})
+        rows.append(row)
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    print(f"\n{'env':<15}{'config':<18}{'evals':>7}{'n':>3}  {'best median [min..max]':<34}"
+          f"{'coverage':<10}{'QD score median [min..max]':<36}{'wall s':>8}")
+    for r in rows:
+        best = (f"{r['best_median']:.5g} [{r['best_min']:.5g}..{r['best_max']:.5g}]"
+                if "best_median" in r else "n/a")
+        qd = f"{r['qd_score_median']:.5g} [{r['qd_score_min']:.5g}..{r['qd_score_max']:.5g}]"
+        print(f"{r['env']:<15}{r['config']:<18}{r['evaluations']:>7}{r['seeds']:>3}  {best:<34}"
+              f"{r['coverage_median']:<10.4f}{qd:<36}{r['wall_s_median']:>8.0f}")
+
+
+def print_ablation(rows: list[dict], budget: int) -> None:
+    """Each feature on vs off, at the final checkpoint, from the runs of this benchmark."""
+    final = {(r["env"], r["config"]): r for r in rows if r["evaluations"] == budget}
+    pairs = [("lanes", "default", "no_lanes"), ("dedup", "default", "no_dedup"), ("bandit", "bandit", "no_bandit"),
+             ("islands", "islands", "no_islands"), ("this round vs before", "default", "baseline_default"),
+             ("default vs GP alone", "default", "gp")]
+    lines = []
+    for env in sorted({e for e, _ in final}):
+        for feature, on, off in pairs:
+            a, b = final.get((env, on)), final.get((env, off))
+            if not a or not b or "best_median" not in a or "best_median" not in b:
+                continue
+            lines.append(f"{env:<15}{feature:<22}{a['best_median']:>10.5g}{b['best_median']:>10.5g}"
+                         f"{a['qd_score_median']:>12.5g}{b['qd_score_median']:>12.5g}"
+                         f"{a['qd_score_median'] / b['qd_score_median'] if b['qd_score_median'] else math.nan:>8.2f}"
+                         f"{a['wall_s_median']:>9.0f}{b['wall_s_median']:>9.0f}")
+    if lines:
+        print(f"\nablation at {budget} evaluations (medians over seeds; on / off)")
+        print(f"{'env':<15}{'feature':<22}{'best on':>10}{'best off':>10}{'QD on':>12}{'QD off':>12}{'QD x':>8}"
+              f"{'wall on':>9}{'wall off':>9}")
+        print("\n".join(lines))
+
+
+def plot(points: list[Point], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for env in sorted({p.env for p in points}):
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        for config in sorted({p.config for p in points if p.env == env}):
+            ps = [p for p in points if p.env == env and p.config == config]
+            xs = sorted({p.evaluations for p in ps})
+            for ax, attr in zip(axes, ("best", "qd_score")):
+                stats = [_spread([getattr(p, attr) for p in ps if p.evaluations == x and getattr(p, attr) is not None])
+                         for x in xs]
+                ax.plot(xs, [s[0] for s in stats], label=config)
+                ax.fill_between(xs, [s[1] for s in stats], [s[2] for s in stats], alpha=0.2)
+        for ax, title in zip(axes, ("best fitness", "QD score")):
+            ax.set_xlabel("evaluations")
+            ax.set_title(f"{env}: {title} (median, min..max over seeds)")
+            ax.grid(alpha=0.3)
+        axes[0].legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / f"{env}.png", dpi=110)
+        plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--envs", default="circle_packing")
+    parser.add_argument("--configs", default="gp,default,baseline_default")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--budget", type=int, default=3000)
+    parser.add_argument("--sandbox", default="gvisor", choices=["gvisor", "process"])
+    parser.add_argument("--out", default=None, help="directory for runs/, CSVs and PNGs (default: a temporary one)")
+    parser.add_argument("--quick", action="store_true", help="2 seeds x 300 evaluations x gp/default")
+    parser.add_argument("--set", action="append", default=[], help="an extra override for every run")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seeds, args.budget, args.configs = 2, 300, "gp,default"
+    envs = [e for e in args.envs.split(",") if e]
+    configs = [c for c in args.configs.split(",") if c]
+    unknown = [e for e in envs if e not in ENVS] + [c for c in configs if c not in CONFIGS]
+    if unknown:
+        print(f"unknown environment/config {unknown}; environments {sorted(ENVS)}, configs {sorted(CONFIGS)}",
+              file=sys.stderr)
+        return 2
+    out = Path(args.out or tempfile.mkdtemp(prefix="search-quality-"))
+    out.mkdir(parents=True, exist_ok=True)
+
+    import ray
+
+    ray.init(include_dashboard=False, log_to_driver=False, object_store_memory=256 << 20)
+    print(f"search quality: {envs} x {configs} x {args.seeds} seeds x {args.budget} evaluations, sandbox "
+          f"{args.sandbox}, into {out} (load {_load()})", flush=True)
+    points: list[Point] = []
+    details: dict[str, dict] = {}
+    try:
+        for env in envs:
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
+                for config in configs:  # configs interleaved per seed: load drifts hit all alike
+                    pts, info = run_one(env, config, seed, args.budget, args.sandbox, args.set, out)
+                    points += pts
+                    details[f"{env}/{config}/{seed}"] = {k: v for k, v in info.items() if k != "curve"}
+    finally:
+        ray.shutdown()
+    with open(out / "runs.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["env", "config", "seed", "evaluations", "best", "coverage", "qd_score", "wall_s"])
+        for p in points:
+            writer.writerow([p.env, p.config, p.seed, p.evaluations, p.best, p.coverage, p.qd_score, p.wall_s])
+    rows = summarise(points)
+    with open(out / "summary.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=sorted({k for r in rows for k in r}, key=lambda k: (k != "env", k)))
+        writer.writeheader()
+        writer.writerows(rows)
+    (out / "details.json").write_text(json.dumps(details, indent=1, default=str))
+    print_table(rows)
+    print_ablation(rows, args.budget)
+    print("\nper-mutator rates (children, valid, inserted, duplicates), evaluations/s:")
+    for key, info in details.items():
+        rates = ", ".join(f"{m} {r['children']} {r['valid']:.0%} {r['inserted']:.0%} {r['duplicates']}"
+                          for m, r in info["rates"].items())
+        print(f"  {key:<40} {info['evals_per_s']:6.2f}/s  {rates}")
+    try:
+        plot(points, out)
+    except ImportError:
+        print("(matplotlib missing: no PNG)")
+    print(f"\nwritten: {out}/runs.csv, summary.csv, details.json, *.png (load {_load()})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
