@@ -228,7 +228,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="directory for runs/, CSVs and PNGs (default: a temporary one)")
     parser.add_argument("--quick", action="store_true", help="2 seeds x 300 evaluations x gp/default")
     parser.add_argument("--set", action="append", default=[], help="an extra override for every run")
+    parser.add_argument("--define", action="append", default=[], metavar="NAME=OVERRIDE[;OVERRIDE...]",
+                        help="an ad-hoc configuration, e.g. 'gp_t2=mutator=gp;qd.selection=tournament'")
     args = parser.parse_args(argv)
+    for definition in args.define:
+        name, _, overrides = definition.partition("=")
+        CONFIGS[name] = [o for o in overrides.split(";") if o]
     if args.quick:
         args.seeds, args.budget, args.configs = 2, 300, "gp,default"
     envs = [e for e in args.envs.split(",") if e]

@@ -36,6 +36,7 @@ __all__ = [
     "CuriositySelector",
     "GridArchive",
     "ParentSelector",
+    "TournamentSelector",
     "UniformSelector",
     "make_selector",
 ]
@@ -700,6 +701,31 @@ class UniformSelector(ParentSelector):
         return [archive._elites[c] for c in picks.tolist()]
 
 
+class TournamentSelector(ParentSelector):
+    """Each parent is the fittest of ``size`` elites drawn uniformly over occupied cells (with
+    replacement): selection pressure toward good programs that still reaches every cell.
+
+    ``size=1`` is uniform selection; 2-3 is mild pressure. Ties go to the first drawn.
+    """
+
+    name: ClassVar[str] = "tournament"
+
+    def __init__(self, *, size: int = 2) -> None:
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"tournament size must be an int >= 1, got {size!r}")
+        self.size = size
+
+    def select(self, archive: Archive, n: int, rng: np.random.Generator) -> list[Elite]:
+        occ = self._occupied(archive, n)
+        draws = occ[rng.integers(0, occ.size, size=(n, self.size))]
+        fit = archive._fitness[draws]
+        picks = draws[np.arange(n), np.argmax(fit, axis=1)]
+        return [archive._elites[c] for c in picks.tolist()]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "size": self.size}
+
+
 class CuriositySelector(ParentSelector):
     """ELM's curiosity-driven selection, with scores kept per cell.
 
@@ -817,6 +843,7 @@ class CuriositySelector(ParentSelector):
 
 _SELECTORS: dict[str, type[ParentSelector]] = {
     UniformSelector.name: UniformSelector,
+    TournamentSelector.name: TournamentSelector,
     CuriositySelector.name: CuriositySelector,
 }
 

@@ -67,7 +67,7 @@ _NOT_OFFERED = AddOutcome(status=AddStatus.NOT_ADDED, cell=None, out_of_bounds=F
 @dataclass
 class _Job:
     index: int  # submission order
-    ids: list[int]
+    ids: list[int]  # -1 until assigned (multi-lane runs number children when their mutation is done)
     parents: list[list[Parent]]
     operator: str  # "lane" or "lane/variant"; SEED_MUTATOR for the initial population
     lane: int  # index into Driver.lanes (-1 for seeds)
@@ -96,8 +96,8 @@ class _LaneState:
     parents_per_child: int = 1
 
 
-def _job_seed(run_seed: int, first_id: int) -> int:
-    return int(np.random.SeedSequence([run_seed, first_id]).generate_state(1, dtype=np.uint64)[0] >> 1)
+def _job_seed(run_seed: int, *keys: int) -> int:
+    return int(np.random.SeedSequence([run_seed, *keys]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
 class Driver:
@@ -333,6 +333,12 @@ class Driver:
         if job.keys is not None:
             job.keys = job.keys[:keep]
 
+    def _assign_ids(self, job: _Job) -> None:
+        """Number a multi-lane job's children when their mutation is done (a no-op once numbered):
+        batches dropped at the end of a run then leave no gaps in the evaluation ids."""
+        if job.ids and job.ids[0] < 0:
+            job.ids = self._alloc_ids(len(job.ids))
+
     def _budget_exhausted(self) -> str | None:
         if self._count >= self.budget.evaluations:
             return "evaluation budget"
@@ -403,8 +409,13 @@ class Driver:
     def _submit_mutation(self, operator: str, n: int) -> None:
         lane = self._op_lane[operator]
         state = self.lanes[lane]
-        ids = self._alloc_ids(n)
-        seed = _job_seed(self.seed, ids[0])
+        if self._oversubscribe:
+            # children are numbered once written (see _assign_ids), so ids stay dense whatever is dropped;
+            # the next id and the job's index make the seed unique across resumes too
+            ids, seed = [-1] * n, _job_seed(self.seed, self._next_id, self._job_index)
+        else:
+            ids = self._alloc_ids(n)
+            seed = _job_seed(self.seed, ids[0])
         rng = np.random.default_rng(seed)
         k = state.parents_per_child  # crossover mutators declare more
         island = None
@@ -483,6 +494,7 @@ class Driver:
                         self.lanes[job.lane].in_flight -= 1
                         continue
                     self._drop(job, keep)
+                    self._assign_ids(job)
                     self._claim(job)
                     self._dispatch_evaluation(job)  # forward the ObjectRef: no driver hop for programs
             else:
@@ -561,6 +573,9 @@ class Driver:
         import ray
 
         log.warning("batch of %d children failed: %s", len(job.ids), reason)
+        if job.stage == "mutate":  # its records count toward the budget like any child
+            self._drop(job, self._room(job))
+        self._assign_ids(job)
         proposals: list[Proposal] | None = None
         if job.stage == "evaluate":
             if isinstance(job.proposals_ref, list):

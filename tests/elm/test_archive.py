@@ -445,3 +445,23 @@ def test_curiosity_remember_lets_replayed_feedback_land():
     sel.remember([outs[0].elite])
     sel.update([(7,)], [inserted])
     assert sel.score(outs[0].cell) == sel.init_score + sel.reward
+
+
+def test_tournament_selection_prefers_fit_elites_and_still_reaches_every_cell():
+    import numpy as np
+
+    from elm.archive import GridArchive, TournamentSelector, make_selector
+    from elm.types import DescriptorSpace, Elite
+
+    space = DescriptorSpace(names=("x",), lower=(0.0,), upper=(1.0,), bins=(10,))
+    archive = GridArchive(space=space)
+    archive.add([Elite(id=i, cell=-1, source="", fitness=float(i), descriptor=(i / 10 + 0.05,)) for i in range(10)])
+    rng = np.random.default_rng(0)
+    picks = [e.id for e in TournamentSelector(size=3).select(archive, 5000, rng)]
+    counts = np.bincount(picks, minlength=10) / len(picks)
+    assert counts[9] > 0.25 and counts[0] > 0  # P(best) = 1 - 0.9**3; the worst only by 3 self-draws
+    assert np.all(np.diff(counts) > 0)  # fitter cells are chosen more often
+    uniform = np.bincount([e.id for e in make_selector("tournament", size=1).select(archive, 5000, rng)]) / 5000
+    assert np.all(np.abs(uniform - 0.1) < 0.03)
+    with pytest.raises(ValueError, match="tournament size"):
+        TournamentSelector(size=0)

@@ -95,7 +95,8 @@ def test_environment_runs_end_to_end_with_the_smollm2_mutator(ray_session, tmp_p
 
     conn = sqlite3.connect(tmp_path / "run" / "run.db")
     rows = conn.execute("SELECT mutator, mutation_status, status, fitness, descriptor, error, info, tokens_in, "
-                        "tokens_out, model_s, eval_s, source FROM evaluations WHERE mutator != 'seed'").fetchall()
+                        "tokens_out, model_s, eval_s, source FROM evaluations WHERE mutator != 'seed' AND status != 'duplicate'"
+                        ).fetchall()
     seed_ok = conn.execute("SELECT COUNT(*) FROM evaluations WHERE mutator = 'seed' AND status = 'ok'").fetchone()[0]
     backend = conn.execute("SELECT value FROM meta WHERE key='sandbox_backend'").fetchone()[0]
     conn.close()
