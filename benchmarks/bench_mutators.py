@@ -89,7 +89,7 @@ def engine_vs_bare(args) -> None:
     temperature = cfg["sampling"]["temperature"]
     sample = dict(do_sample=True, temperature=temperature, top_p=0.95, top_k=50) if temperature > 0 else \
         dict(do_sample=False)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         worker = ray.remote(MutatorWorker).options(num_cpus=0).remote(cfg, env.task())
         groups = [[Parent(id=i, source=seeds[i % 4], fitness=0.0, descriptor=(0.0, 0.0))] for i in range(args.batch)]

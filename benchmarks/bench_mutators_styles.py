@@ -6,8 +6,10 @@ programs with the ``hf`` backend on CPU, runs every child that the operator
 produced in the ``process`` sandbox (the rlimits and deadline of the engine;
 these are a language model's programs) and prints, per style: children,
 programs produced, programs that parse, valid programs (scored ok), valid
-programs that differ from every seed's score, the mutator statuses, tokens
-and seconds per child.
+programs that differ from every seed's score, valid programs that score above
+their (first) parent, the mutator statuses, tokens and seconds per child.
+Styles ending in ``+insp`` show the other seed programs, with their scores, as
+inspirations (``inspirations=3``).
 
     .venv/bin/python -m benchmarks.bench_mutators_styles --children 32
 """
@@ -34,6 +36,10 @@ STYLES = {
     "lines": (RewriteMutator, {"style": "lines"}, {"max_new_tokens": 48, "temperature": 0.5}),
     "lines+parent": (RewriteMutator, {"style": "lines", "show_parent": True},
                      {"max_new_tokens": 48, "temperature": 0.5}),
+    # the same styles showing three other scored programs (inspirations, lowest score first)
+    "chat+insp": (RewriteMutator, {"style": "chat", "inspirations": 3}, {}),
+    "body+insp": (RewriteMutator, {"style": "body", "inspirations": 3}, {}),
+    "body_chat+insp": (RewriteMutator, {"style": "body_chat", "inspirations": 3}, {}),
     "crossover-body": (CrossoverMutator, {"style": "body"}, {}),
     "crossover-body_chat": (CrossoverMutator, {"style": "body_chat"}, {}),
 }
@@ -55,37 +61,48 @@ def main() -> None:
     env = spec.build()
     task = env.task()
     seeds = list(env.seed_programs())
-    seed_scores = {round(env.evaluate_local(s).fitness, 9) for s in seeds}
+    fitness = [env.evaluate_local(s).fitness for s in seeds]
+    seed_scores = {round(f, 9) for f in fitness}
     backend = build_backend({"kind": "hf", "model": "smollm2", "eos_tokens": ["<|endoftext|>"]})
     sandbox = make_sandbox("process", env=spec, limits=SandboxLimits(timeout_s=10.0), workers=2)
     sampling = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature}
     print(f"SmolLM2-135M-Instruct on CPU, {args.children} children per style, temperature {args.temperature}, "
           f"max_new_tokens {args.max_new_tokens}")
     print(f"{'style':<16}{'children':>9}{'program':>9}{'parses':>8}{'valid':>7}{'new score':>10}"
-          f"{'tok out/child':>14}{'s/child':>9}  statuses")
+          f"{'> parent':>9}{'tok out/child':>14}{'s/child':>9}  statuses")
     try:
         for style in args.styles.split(","):
             cls, kwargs, overrides = STYLES[style]
             mutator = cls(backend=backend, sampling={**sampling, **overrides}, **kwargs)
             k = mutator.parents_per_child
-            groups = [[Parent(id=10 * i + j, source=seeds[(i + j) % len(seeds)], fitness=0.0, descriptor=(0, 0))
-                       for j in range(k)] for i in range(args.children)]
+            def scored(i: int, j: int) -> Parent:
+                s = (i + j) % len(seeds)
+                return Parent(id=10 * i + j, source=seeds[s], fitness=fitness[s], descriptor=(0, 0))
+
+            groups = [[scored(i, j) for j in range(k)] for i in range(args.children)]
+            # inspirations: the seeds that are not the child's parents, lowest score first
+            shown = [sorted((scored(i, j) for j in range(k, len(seeds))), key=lambda p: p.fitness)
+                     for i in range(args.children)]
             start = time.perf_counter()
             proposals = []
             for b in range(0, len(groups), args.batch):
-                proposals += mutator.mutate(parents=groups[b:b + args.batch], task=task, seed=args.seed + b)
+                extra = {"inspirations": shown[b:b + args.batch]} if mutator.inspirations else {}
+                proposals += mutator.mutate(parents=groups[b:b + args.batch], task=task, seed=args.seed + b, **extra)
             elapsed = time.perf_counter() - start
             statuses = collections.Counter(p.status for p in proposals)
-            programs = [p for p in proposals if p.status == "ok" and p.source]
-            parsing = [p for p in programs if syntax_error(p.source) is None]
-            results = sandbox.evaluate([EvalRequest(id=i, source=p.source) for i, p in enumerate(parsing)])
-            valid = [r for r in results if r.ok]
-            new = [r for r in valid if round(r.fitness, 9) not in seed_scores]
+            programs = [(g, p) for g, p in zip(groups, proposals) if p.status == "ok" and p.source]
+            parsing = [(g, p) for g, p in programs if syntax_error(p.source) is None]
+            results = sandbox.evaluate([EvalRequest(id=i, source=p.source) for i, (_, p) in enumerate(parsing)])
+            valid = [(g, r) for (g, _), r in zip(parsing, results) if r.ok]
+            new = [r for _, r in valid if round(r.fitness, 9) not in seed_scores]
+            better = [r for g, r in valid if r.fitness > g[0].fitness + 1e-9]
             errors = collections.Counter((r.error or "").strip().splitlines()[-1][:60] for r in results if not r.ok)
             n = len(proposals)
             tokens = sum(p.tokens_out for p in proposals) / n
             print(f"{style:<16}{n:>9}{len(programs) / n:>9.1%}{len(parsing) / n:>8.1%}{len(valid) / n:>7.1%}"
-                  f"{len(new) / n:>10.1%}{tokens:>14.0f}{elapsed / n:>9.2f}  {dict(statuses)}")
+                  f"{len(new) / n:>10.1%}{len(better) / n:>9.1%}{tokens:>14.0f}{elapsed / n:>9.2f}  "
+                  f"{dict((str(k.value if hasattr(k, 'value') else k), v) for k, v in statuses.items())}",
+                  flush=True)
             for err, count in errors.most_common(3):
                 print(f"{'':<16}  {count} x {err}")
     finally:

@@ -32,7 +32,7 @@ def main() -> None:
     from elm.config import compose
     from elm.runner import run
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=256 << 20)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=256 << 20)
     settings = [  # (batch size, in flight, mutator actors, evaluator actors)
         (16, 4, 1, 1),
         (64, 8, 2, 2),

@@ -33,6 +33,9 @@ from pathlib import Path
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
+_GP_VARIANTS = ["mutator=smollm2_gp", "~mutator.components.smollm2", "mutator.components.gp.weight=1.0",
+                "+mutator.components.gp.variants={fine:{constant_sigma:0.02},mid:{constant_sigma:0.1},"
+                "coarse:{constant_sigma:0.3}}"]
 #: name -> overrides on top of the environment's; "default" is the shipped default configuration
 CONFIGS: dict[str, list[str]] = {
     "gp": ["mutator=gp"],
@@ -48,6 +51,12 @@ CONFIGS: dict[str, list[str]] = {
                 "search.islands.reset_interval=1000"],
     "no_islands": ["search.islands.count=1"],
     "gp_dedup_off": ["mutator=gp", "search.dedup=false"],
+    # the baseline as three operators (fine, default and coarse constant steps) in one lane, shares
+    # fixed (equal) or chosen by the bandit
+    "gp_variants": _GP_VARIANTS,
+    "gp_variants_bandit": [*_GP_VARIANTS, "search.bandit.enabled=true"],
+    "gp_islands": ["mutator=gp", "search.islands.count=4", "search.islands.migration_interval=250",
+                   "search.islands.reset_interval=1000"],
 }
 #: environment -> (overrides, checkpoints as fractions of the budget)
 ENVS: dict[str, list[str]] = {
@@ -248,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import ray
 
-    ray.init(include_dashboard=False, log_to_driver=False, object_store_memory=256 << 20)
+    ray.init(address="local", include_dashboard=False, log_to_driver=False, object_store_memory=256 << 20)
     print(f"search quality: {envs} x {configs} x {args.seeds} seeds x {args.budget} evaluations, sandbox "
           f"{args.sandbox}, into {out} (load {_load()})", flush=True)
     points: list[Point] = []

@@ -293,6 +293,7 @@ class RewriteMutatorConfig:
     body_lines: int = 1  # body / body_chat: parent body lines the new body starts with
     parents: Optional[int] = None
     show_parent: bool = False  # lines: show the parent's whole entry function first
+    inspirations: int = 0  # chat / body / body_chat: other elites shown per child (best + diverse)
     record_completion: bool = True
 
 
@@ -306,6 +307,7 @@ class CrossoverMutatorConfig:
     instruction: Optional[str] = None
     parents: int = 2
     body_lines: int = 1
+    inspirations: int = 0
     record_completion: bool = True
 
 

@@ -36,6 +36,7 @@ from elm.archive import AddOutcome
 from elm.config import RunConfig
 from elm.dedup import RETRY_STATUSES, DuplicateIndex, program_key
 from elm.environment import Environment
+from elm.inspirations import choose_inspirations
 from elm.islands import IslandModel
 from elm.mutator import Lane, Mutator
 from elm.operators import Operator, OperatorChooser
@@ -74,6 +75,7 @@ class _Job:
     variant: str | None
     island: int | None
     seed: int
+    inspirations: list[list[Parent]] | None = None  # per child, other elites shown to the operator
     proposals_ref: Any = None  # ObjectRef of list[Proposal] (or the list itself for seeds)
     keys_ref: Any = None  # ObjectRef of list[str | None]: the children's canonical keys
     keys: list[str | None] | None = None
@@ -94,6 +96,11 @@ class _LaneState:
     load: list[int] = field(default_factory=list)  # jobs in the mutate stage per actor
     in_flight: int = 0  # jobs of this lane not yet absorbed
     parents_per_child: int = 1
+    inspirations: int = 0  # other elites shown per child (language-model operators that ask for them)
+
+
+def _parent(e: Elite) -> Parent:
+    return Parent(id=e.id, source=e.source, fitness=e.fitness, descriptor=e.descriptor, generation=e.generation)
 
 
 def _job_seed(run_seed: int, *keys: int) -> int:
@@ -265,10 +272,11 @@ class Driver:
         try:
             where = ray.get([a.ping.remote() for a in mutators + self.evaluators])
             per_child = ray.get([s.actors[0].parents_per_child.remote() for s in self.lanes])
+            shown = ray.get([s.actors[0].inspirations_per_child.remote() for s in self.lanes])
         except Exception as exc:  # RayActorError wraps the constructor's exception
             raise RunError(f"a worker failed to start: {_root_cause(exc)}") from exc
-        for state, k in zip(self.lanes, per_child):
-            state.parents_per_child = int(k)
+        for state, k, m in zip(self.lanes, per_child, shown):
+            state.parents_per_child, state.inspirations = int(k), int(m)
         self.placement = {"mutator": where[:len(mutators)], "evaluator": where[len(mutators):]}
         self.store.set_meta(placement=self.placement, lanes=[s.lane.name for s in self.lanes])
         log.info("workers: %d mutator(s) in %d lane(s) %s on %s, %d evaluator(s) on %s", len(mutators),
@@ -425,14 +433,16 @@ class Driver:
             archive, selector = self.islands.archives[island], self.islands.selectors[island]
             self.islands.issued(island, n)
         chosen = selector.select(archive, n * k, rng)
-        parents = [
-            [Parent(id=e.id, source=e.source, fitness=e.fitness, descriptor=e.descriptor, generation=e.generation)
-             for e in chosen[i * k:(i + 1) * k]]
-            for i in range(n)
-        ]
+        parents = [[_parent(e) for e in chosen[i * k:(i + 1) * k]] for i in range(n)]
+        inspirations = None
+        if state.inspirations > 0:
+            pool = archive.elites()
+            inspirations = [[_parent(e) for e in choose_inspirations(pool, exclude=[p.id for p in group],
+                                                                    k=state.inspirations, rng=rng)]
+                            for group in parents]
         variant = operator.split("/", 1)[1] if "/" in operator else None
         job = _Job(index=self._job_index, ids=ids, parents=parents, operator=operator, lane=lane, variant=variant,
-                   island=island, seed=seed)
+                   island=island, seed=seed, inspirations=inspirations)
         self._job_index += 1
         self.operators.issued(operator, n)
         state.in_flight += 1
@@ -446,7 +456,7 @@ class Driver:
         job.mutator_actor = a
         job.stage = "mutate"
         job.proposals_ref, job.keys_ref = state.actors[a].mutate.options(num_returns=2).remote(
-            job.parents, job.seed, job.variant)
+            job.parents, job.seed, job.variant, job.inspirations)
 
     def _claim(self, job: _Job) -> None:
         """Which children are copies of a program already evaluated (or being evaluated) in this run."""

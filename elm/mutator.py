@@ -54,6 +54,12 @@ class Mutator(ABC):
     #: default name recorded in the run store; a config may override it per instance
     name: ClassVar[str] = "mutator"
     parents_per_child: ClassVar[int] = 1
+    #: other elites (besides the parents) the engine shows per child, for context: the best and
+    #: diverse ones (:func:`elm.inspirations.choose_inspirations`). When > 0 (an instance may set
+    #: it from its config), ``mutate`` is also called with ``inspirations=``: one list per child,
+    #: sorted by fitness, lowest first, possibly shorter (a small archive). Not lineage: the run
+    #: store records only the parents.
+    inspirations: int = 0
     #: True if every child is guaranteed to parse (e.g. it is unparsed from an AST);
     #: the engine then skips its own ``ast.parse`` check of the children.
     checks_syntax: ClassVar[bool] = False
@@ -69,6 +75,8 @@ class Mutator(ABC):
             task: the environment's description, for prompts.
             seed: seed for this batch (derive all randomness from it, so that a
                 seeded run is reproducible).
+            inspirations: (only passed to mutators with ``inspirations > 0``, as a
+                keyword argument) per child, other elites to show beside its parents.
 
         Returns:
             Exactly ``len(parents)`` proposals, in order. A child that could not

@@ -236,6 +236,9 @@ def _init_ray(ray_cfg: RayConfig) -> bool:
     if ray_cfg.address:
         kwargs["address"] = ray_cfg.address  # an existing cluster: its own settings apply
     else:
+        # a new local instance even when another run on this machine has one (joining it would fail
+        # on num_cpus, or share its resources)
+        kwargs["address"] = "local"
         kwargs["include_dashboard"] = ray_cfg.include_dashboard
         if ray_cfg.num_cpus is not None:
             kwargs["num_cpus"] = ray_cfg.num_cpus

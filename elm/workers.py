@@ -74,15 +74,25 @@ class MutatorWorker:
         with more parents, differs from its class's default)."""
         return max(int(getattr(m, "parents_per_child", 1)) for m in [self.mutator, *self.variants.values()])
 
-    def mutate(self, parents: Sequence[Sequence[Parent]], seed: int,
-               variant: str | None = None) -> tuple[list[Proposal], list[str | None]]:
-        """One child per parent group, and each child's canonical key (None without ``keys``)."""
+    def inspirations_per_child(self) -> int:
+        """Other elites to send per child (the most any hosted instance shows; 0: none)."""
+        return max(int(getattr(m, "inspirations", 0)) for m in [self.mutator, *self.variants.values()])
+
+    def mutate(self, parents: Sequence[Sequence[Parent]], seed: int, variant: str | None = None,
+               inspirations: Sequence[Sequence[Parent]] | None = None) -> tuple[list[Proposal], list[str | None]]:
+        """One child per parent group, and each child's canonical key (None without ``keys``).
+        ``inspirations``: per child, other elites for mutators that show them (ignored by others)."""
         if variant is not None and variant not in self.variants:
             raise ValueError(f"unknown variant {variant!r}; this lane has {sorted(self.variants)}")
         mutator = self.mutator if variant is None else self.variants[variant]
         k = int(getattr(mutator, "parents_per_child", 1))
         start = time.perf_counter()
-        proposals = list(mutator.mutate(parents=[list(g)[:k] for g in parents], task=self.task, seed=seed))
+        extra: dict[str, Any] = {}
+        shown = int(getattr(mutator, "inspirations", 0))
+        if shown > 0:
+            given = list(inspirations or [])
+            extra["inspirations"] = [list(given[i])[:shown] if i < len(given) else [] for i in range(len(parents))]
+        proposals = list(mutator.mutate(parents=[list(g)[:k] for g in parents], task=self.task, seed=seed, **extra))
         elapsed = time.perf_counter() - start
         if len(proposals) != len(parents):
             raise RuntimeError(

@@ -100,13 +100,23 @@ class LMMutator(Mutator):
 
     # ---------------------------------------------------------------------- API
 
-    def mutate(self, *, parents: Sequence[Sequence[Parent]], task: TaskContext, seed: int) -> list[Proposal]:
-        """One child per parent group (see the module docstring for statuses); one backend call per batch."""
+    def _plan_inspired(self, group: Sequence[Parent], others: Sequence[Parent], task: TaskContext,
+                       rng: np.random.Generator) -> _Plan:
+        """The prompt for one child that also shows ``others`` (inspirations, lowest fitness first).
+        Default: operators whose format shows one program ignore them."""
+        return self._plan(group, task, rng)
+
+    def mutate(self, *, parents: Sequence[Sequence[Parent]], task: TaskContext, seed: int,
+               inspirations: Sequence[Sequence[Parent]] | None = None) -> list[Proposal]:
+        """One child per parent group (see the module docstring for statuses); one backend call per batch.
+        ``inspirations``: per child, other elites to show (operators configured with ``inspirations``)."""
         rng = np.random.default_rng(seed)
         for index, group in enumerate(parents):
             if len(group) < 1:
                 raise ValueError(f"parent group {index} is empty; each group needs at least one Parent")
-        plans = [self._plan(list(group), task, rng) for group in parents]
+        shown = list(inspirations or [])
+        plans = [self._plan_inspired(list(group), list(shown[i]), task, rng) if i < len(shown) and shown[i]
+                 else self._plan(list(group), task, rng) for i, group in enumerate(parents)]
         asked = [i for i, plan in enumerate(plans) if plan.prompt is not None]
         model_seed = int(rng.integers(2**31 - 1))
         # one backend call per set of stop strings (normally a single call for the whole batch)
@@ -323,6 +333,9 @@ class FIMMutator(LMMutator):
 _BODY_STOPS = ("\ndef ", "\nclass ", "\nif __name__", "\n@", "\n#", "\nprint(", "\nimport ", "\nfrom ",
                "\n```", "<|endoftext|>", "<|im_end|>")
 _LINE_STOPS = ("\n", "<|endoftext|>", "<|im_end|>")
+#: styles that can show other elites (inspirations) beside the parent: those that show whole versions
+INSPIRED_STYLES = ("chat", "body", "body_chat")
+
 _INSTRUCTIONS = {
     "chat": "Write an improved version of the program that scores higher.",
     "body": "Improved version of {versions}.",
@@ -352,6 +365,11 @@ class RewriteMutator(LMMutator):
             copy being continued. Off by default: SmolLM2-135M then copies the
             parent's line back in most children (13 of 16 ``no_op``), and the
             prompt is ~3x longer (docs/mutators.md).
+        inspirations: other elites shown per child besides the parents (0: none), chosen by the
+            engine (the best and diverse ones, :func:`elm.inspirations.choose_inspirations`) and
+            shown as earlier versions, lowest score first: ``body``/``body_chat`` as FunSearch's
+            ``name_v0``, ``name_v1``... before the parents' versions, ``chat`` as programs with their
+            scores. Styles ``lines`` and ``region`` edit one program's own text and take none.
     """
 
     name: ClassVar[str] = "rewrite"
@@ -359,10 +377,16 @@ class RewriteMutator(LMMutator):
 
     def __init__(self, *, backend: Backend | Mapping[str, Any], style: str = "body", instruction: str | None = None,
                  max_region_lines: int = 6, body_lines: int = 1, parents: int | None = None,
-                 show_parent: bool = False, sampling: Mapping[str, Any] | None = None, name: str | None = None,
-                 record_completion: bool = True) -> None:
+                 show_parent: bool = False, inspirations: int = 0, sampling: Mapping[str, Any] | None = None,
+                 name: str | None = None, record_completion: bool = True) -> None:
         if style not in P.STYLES:
             raise ValueError(f"style must be one of {P.STYLES}, got {style!r}")
+        if isinstance(inspirations, bool) or not isinstance(inspirations, int) or inspirations < 0:
+            raise ValueError(f"inspirations must be an int >= 0, got {inspirations!r}")
+        if inspirations and style not in INSPIRED_STYLES:
+            raise ValueError(f"style {style!r} shows one program's own text; inspirations (other elites in the "
+                             f"prompt) need one of {INSPIRED_STYLES}, or inspirations=0")
+        self.inspirations = inspirations
         if parents is not None:
             if isinstance(parents, bool) or not isinstance(parents, int) or parents < 1:
                 raise ValueError(f"parents must be an int >= 1, got {parents!r}")
@@ -418,6 +442,27 @@ class RewriteMutator(LMMutator):
         first, last = P.choose_region(entries[0], rng, self.max_region_lines)
         return _Plan(prompt=P.region_prompt(entries[0], first, last, task, self.instruction),
                      context=(entries[0], first, last), meta={**meta, "region": [first + 1, last]})
+
+    def _plan_inspired(self, group, others, task, rng):
+        group = list(group[: self.parents_per_child])
+        name = task.entry_point
+        meta = {"style": self.style, "inspirations": [o.id for o in others]}
+        if self.style == "chat":
+            return _Plan(prompt=P.chat_prompt([p.source for p in group], task, self.instruction,
+                                              inspirations=[(o.source, o.fitness) for o in others],
+                                              scores=[p.fitness for p in group]), meta=meta)
+        entries = [P.find_entry(p.source, name) for p in group]
+        if any(e is None for e in entries):
+            return _Plan(prompt=None, failure=f"a parent does not parse or has no multi-line top-level def {name}",
+                         meta=meta)
+        shown = [(o, e) for o in others if (e := P.find_entry(o.source, name)) is not None]
+        meta["inspirations"] = [o.id for o, _ in shown]
+        versions = [e for _, e in shown] + entries  # FunSearch's order: inspirations, then the parents
+        base = len(shown)
+        start = P.body_start(entries[0], self.body_lines)
+        prompt = P.body_prompt(versions, name, self.instruction, start, base=base) if self.style == "body" else \
+            P.body_chat_prompt(versions, name, task, self.instruction, start, base=base)
+        return _Plan(prompt=prompt, context=(entries[0], start), meta=meta)
 
     def _child(self, plan, group, text, completion):
         parent = group[0].source
@@ -486,8 +531,9 @@ class CrossoverMutator(RewriteMutator):
     parents_per_child: ClassVar[int] = 2
 
     def __init__(self, *, backend: Backend | Mapping[str, Any], style: str = "body", instruction: str | None = None,
-                 parents: int = 2, body_lines: int = 1, sampling: Mapping[str, Any] | None = None,
-                 name: str | None = None, record_completion: bool = True) -> None:
+                 parents: int = 2, body_lines: int = 1, inspirations: int = 0,
+                 sampling: Mapping[str, Any] | None = None, name: str | None = None,
+                 record_completion: bool = True) -> None:
         if isinstance(parents, bool) or not isinstance(parents, int) or parents < 2:
             raise ValueError(f"crossover needs parents >= 2, got {parents!r}")
         if instruction is None and style == "body":
@@ -495,4 +541,5 @@ class CrossoverMutator(RewriteMutator):
         elif instruction is None and style == "chat":
             instruction = "Write a new program that combines the best ideas of these programs and scores higher."
         super().__init__(backend=backend, style=style, instruction=instruction, parents=parents,
-                         body_lines=body_lines, sampling=sampling, name=name, record_completion=record_completion)
+                         body_lines=body_lines, inspirations=inspirations, sampling=sampling, name=name,
+                         record_completion=record_completion)

@@ -83,6 +83,7 @@ class MixtureMutator(Mutator):
                 weights.append(lane.weight / max(len(lane.variants), 1))
         self.weights = np.array(weights) / sum(weights)
         self.parents_per_child = max(c.parents_per_child for c in self.components)
+        self.inspirations = max(c.inspirations for c in self.components)
         self.checks_syntax = all(c.checks_syntax for c in self.components)
         if name is not None:
             self.name = name
@@ -96,7 +97,8 @@ class MixtureMutator(Mutator):
         parts = ", ".join(f"{c.name}={w:.3g}" for c, w in zip(self.components, self.weights))
         return f"MixtureMutator({parts})"
 
-    def mutate(self, *, parents: Sequence[Sequence[Parent]], task: TaskContext, seed: int) -> list[Proposal]:
+    def mutate(self, *, parents: Sequence[Sequence[Parent]], task: TaskContext, seed: int,
+               inspirations: Sequence[Sequence[Parent]] | None = None) -> list[Proposal]:
         rng = np.random.default_rng(seed)
         picks = rng.choice(len(self.components), size=len(parents), p=self.weights)
         out: list[Proposal | None] = [None] * len(parents)
@@ -108,7 +110,11 @@ class MixtureMutator(Mutator):
             groups = [list(parents[i])[:k] for i in index]
             sub_seed = int(np.random.SeedSequence([seed, c]).generate_state(1)[0] >> 1)
             start = time.perf_counter()
-            proposals = list(component.mutate(parents=groups, task=task, seed=sub_seed))
+            extra = {}
+            if component.inspirations > 0:  # the components that show other elites get theirs
+                extra["inspirations"] = [list(inspirations[i])[:component.inspirations] if inspirations else []
+                                         for i in index]
+            proposals = list(component.mutate(parents=groups, task=task, seed=sub_seed, **extra))
             share = (time.perf_counter() - start) / len(groups)
             if len(proposals) != len(groups):
                 raise RuntimeError(f"component {component.name!r} returned {len(proposals)} children for "

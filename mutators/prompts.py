@@ -170,15 +170,28 @@ def _task_text(task: TaskContext) -> str:
     return task.description + (f"\n\n{task.api_doc.strip()}" if task.api_doc.strip() else "")
 
 
-def chat_prompt(sources: Sequence[str], task: TaskContext, instruction: str) -> ChatPrompt:
-    """``chat`` style: task + parent program(s) + instruction; reply prefilled with a code fence."""
+def chat_prompt(sources: Sequence[str], task: TaskContext, instruction: str, *,
+                inspirations: Sequence[tuple[str, float]] = (), scores: Sequence[float] = ()) -> ChatPrompt:
+    """``chat`` style: task + parent program(s) + instruction; reply prefilled with a code fence.
+
+    ``inspirations``: other programs with their scores, shown first (lowest score first) as earlier
+    versions; the parents are then shown with their ``scores`` when given.
+    """
+    def fence(s: str) -> str:
+        return f"```python\n{s.rstrip()}\n```"
+
+    earlier = ""
+    if inspirations:
+        earlier = "Earlier programs for this task, from lowest to highest score:\n\n" + "\n\n".join(
+            f"Score {score:.6g}:\n{fence(src)}" for src, score in inspirations) + "\n\n"
     shown = "\n\n".join(
-        (f"Program {i + 1}:\n" if len(sources) > 1 else "") + f"```python\n{s.rstrip()}\n```"
+        (f"Program {i + 1}" + (f" (score {scores[i]:.6g})" if i < len(scores) else "") + ":\n"
+         if len(sources) > 1 or scores else "") + fence(s)
         for i, s in enumerate(sources)
     )
     which = "these programs" if len(sources) > 1 else "this program"
     sig = f" Keep the signature `{task.signature}`." if task.signature else ""
-    user = (f"{_task_text(task)}\n\nHere is {which}:\n\n{shown}\n\n{instruction}{sig} "
+    user = (f"{_task_text(task)}\n\n{earlier}Here is {which}:\n\n{shown}\n\n{instruction}{sig} "
             f"Reply with the complete new program in one Python code block.")
     return ChatPrompt(messages=(("system", _SYSTEM), ("user", user)), prefill="```python\n")
 
@@ -199,20 +212,23 @@ def body_start(entry: EntryFunction, lines: int) -> str:
     return "".join(out)
 
 
-def body_prompt(entries: Sequence[EntryFunction], name: str, instruction: str, start: str = "") -> str:
-    """``body`` style, FunSearch's layout: the first parent's other code (imports, helpers), then
-    every parent's entry function as ``name_v0``, ``name_v1``..., then the next version's header.
+def body_prompt(entries: Sequence[EntryFunction], name: str, instruction: str, start: str = "",
+                base: int = 0) -> str:
+    """``body`` style, FunSearch's layout: the other code (imports, helpers) of ``entries[base]`` (the
+    first parent), then every entry function as ``name_v0``, ``name_v1``..., then the next version's
+    header. Inspirations come before the parents (``base`` > 0), lowest score first, as FunSearch
+    orders its versions.
 
     The versions sit right above the header, so even a small model sees the
     body it is to vary immediately before it writes one.
     """
     k = len(entries)
-    first = entries[0]
+    first = entries[base]
     rest = "".join(first.lines[:first.start]) + "".join(first.lines[first.end:])
     rest = re.sub(r"\n{4,}", "\n\n\n", rest).strip("\n")
     parts = [rest] if rest else []
     parts += [_rename_def(e.function_text(), name, f"{name}_v{i}").rstrip("\n") for i, e in enumerate(entries)]
-    versions = ", ".join(f"`{name}_v{i}`" for i in range(k))
+    versions = ", ".join(f"`{name}_v{i}`" for i in range(base, k))  # the parents' versions
     head = _rename_def(first.def_lines, name, f"{name}_v{k}")
     doc = f'{first.indent}"""{instruction.format(versions=versions)}"""\n'
     return "\n\n\n".join(parts) + "\n\n\n" + head + doc + start
@@ -235,16 +251,17 @@ def lines_prompt(entry: EntryFunction, name: str, first: int, head: str = "", sh
 
 
 def body_chat_prompt(entries: Sequence[EntryFunction], name: str, task: TaskContext, instruction: str,
-                     start: str = "") -> ChatPrompt:
-    """``body_chat`` style: programs shown in the user turn; reply prefilled up to the new body."""
-    shown = "\n\n".join(f"```python\n{e.renamed(name, f'{name}_v{i}').rstrip()}\n```" if i == 0 else
+                     start: str = "", base: int = 0) -> ChatPrompt:
+    """``body_chat`` style: programs shown in the user turn (``entries[base]``, the first parent, as a
+    whole program, the others as functions); reply prefilled up to the new body."""
+    shown = "\n\n".join(f"```python\n{e.renamed(name, f'{name}_v{i}').rstrip()}\n```" if i == base else
                          f"```python\n{_rename_def(e.function_text(), name, f'{name}_v{i}').rstrip()}\n```"
                          for i, e in enumerate(entries))
-    versions = ", ".join(f"`{name}_v{i}`" for i in range(len(entries)))
+    versions = ", ".join(f"`{name}_v{i}`" for i in range(base, len(entries)))  # the parents' versions
     doc = instruction.format(versions=versions)
     user = (f"{_task_text(task)}\n\n{shown}\n\nWrite `{name}`, an improved version of {versions}. "
             f"Keep its signature. Reply with the function in one Python code block.")
-    prefill = f"```python\n{entries[0].def_lines}{entries[0].indent}\"\"\"{doc}\"\"\"\n{start}"
+    prefill = f"```python\n{entries[base].def_lines}{entries[base].indent}\"\"\"{doc}\"\"\"\n{start}"
     return ChatPrompt(messages=(("system", _SYSTEM), ("user", user)), prefill=prefill)
 
 

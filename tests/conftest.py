@@ -30,6 +30,7 @@ def ray_session():
     ray = pytest.importorskip("ray")
     if not ray.is_initialized():
         ray.init(
+            address="local",  # never join another process's instance on this machine
             num_cpus=2,
             num_gpus=0,
             include_dashboard=False,

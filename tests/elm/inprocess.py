@@ -8,6 +8,7 @@ tests/sandbox and end to end in tests/test_cli.py.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 import time
 import traceback
 from typing import Sequence
@@ -148,3 +149,24 @@ class SlowGPMutator(Mutator):
     def mutate(self, *, parents, task, seed):
         time.sleep(self.sleep_s)
         return self.inner.mutate(parents=parents, task=task, seed=seed)
+
+
+class InspirationRecorder(Mutator):
+    """Asks for ``inspirations`` other elites per child and records which it got (a GP edit of the parent
+    is the child), so a test can check what the engine sends."""
+
+    name = "inspired"
+
+    def __init__(self, *, inspirations: int = 2, name: str | None = None) -> None:
+        from mutators.gp import GPMutator
+
+        self.inspirations = inspirations
+        self._gp = GPMutator()
+        if name:
+            self.name = name
+
+    def mutate(self, *, parents, task, seed, inspirations=None):
+        children = self._gp.mutate(parents=parents, task=task, seed=seed)
+        shown = list(inspirations or [[] for _ in parents])
+        return [replace(c, mutator=self.name, meta={**dict(c.meta), "inspirations": [p.id for p in s]})
+                for c, s in zip(children, shown)]

@@ -36,9 +36,12 @@ def test_a_slow_lane_does_not_hold_back_a_fast_one(ray_session, tmp_path):
     slow = [r for r in rows if r[1] == "slow"]
     gp = [r for r in rows if r[1] == "gp"]
     assert slow and gp
-    # some GP batch written after a slow batch was absorbed before it: no head-of-line blocking
-    assert any(g[0] > s[0] and g[3] < s[3] for s in slow for g in gp)
-    assert len(gp) > len(slow)  # the slow lane gets what it can write, the fast one the rest
+    # no head-of-line blocking: GP batches keep being absorbed while a slow batch is being written
+    # (ids number children as their mutation finishes, so they cannot show submission order)
+    slow_times = sorted({r[3] for r in slow})
+    between = [sum(a < g[3] < b for g in gp) for a, b in zip(slow_times, slow_times[1:])]
+    assert between and max(between) >= 16, between
+    assert len(gp) > 2 * len(slow)  # the slow lane gets what it can write, the fast one the rest
 
 
 def test_lanes_off_mixes_inside_one_actor(ray_session, tmp_path):
