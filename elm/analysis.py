@@ -354,8 +354,9 @@ class Run:
 
         Columns: ``window_start`` (first id of the window), ``mutator``, ``evaluations``,
         ``valid`` (status ``ok``), ``inserted`` (``new_cell`` or ``improved``: the child
-        could enter the archive), ``new_cells``, the rates of these three over
-        ``evaluations`` (``valid_rate``, ``insertion_rate``, ``new_cell_rate``),
+        could enter the archive), ``new_cells``, ``duplicates`` (copies of a program already
+        evaluated, not run again), the rates of these four over ``evaluations``
+        (``valid_rate``, ``insertion_rate``, ``new_cell_rate``, ``duplicate_rate``),
         ``tokens_in``, ``tokens_out``, ``tokens``, ``model_s`` (mean seconds per child).
         """
         return _rates(self._windowed(window), ["window_start", "mutator"])
@@ -376,6 +377,38 @@ class Run:
                 for s in stats]
         f = pd.DataFrame(rows, columns=cols)
         return f.sort_values("evaluations", ascending=False, ignore_index=True)
+
+    def _optional_frame(self, sql: str, columns: Sequence[str]) -> pd.DataFrame:
+        """``sql``'s rows, or an empty frame with ``columns`` for a store without the table (schema 1)."""
+        try:
+            return self._frame(sql)
+        except sqlite3.OperationalError:
+            return pd.DataFrame(columns=list(columns))
+
+    def operator_shares(self) -> pd.DataFrame:
+        """How the share of children of each operator (mixture component, or ``component/variant``)
+        changed over the run: columns ``evaluations`` (when the shares were set), ``operator``,
+        ``weight`` (its share from then on, summing to 1 across operators), ``children`` (so far),
+        ``reward_rate`` (the bandit's recent archive improvement per second of compute; null before
+        it has data). Empty for a run with one operator."""
+        return self._optional_frame("SELECT evaluations, operator, weight, children, reward_rate FROM operators "
+                                    "ORDER BY evaluations, operator",
+                                    ["evaluations", "operator", "weight", "children", "reward_rate"])
+
+    def island_stats(self) -> pd.DataFrame:
+        """Each island's archive over the run (``search.islands.count`` > 1): ``evaluations``,
+        ``island``, ``num_elites``, ``qd_score``, ``max_fitness``. Empty without islands."""
+        return self._optional_frame("SELECT evaluations, island, num_elites, qd_score, max_fitness FROM islands "
+                                    "ORDER BY evaluations, island",
+                                    ["evaluations", "island", "num_elites", "qd_score", "max_fitness"])
+
+    def island_events(self) -> pd.DataFrame:
+        """Migrations and resets: ``evaluations``, ``kind`` (``migrate``/``reset``), ``source``,
+        ``target`` and ``elites`` (how many elites were copied into ``target``)."""
+        f = self._optional_frame("SELECT evaluations, kind, source, target, elite_ids FROM island_events ORDER BY id",
+                                 ["evaluations", "kind", "source", "target", "elite_ids"])
+        f["elites"] = [len(json.loads(v)) for v in f["elite_ids"]] if len(f) else []
+        return f.drop(columns=["elite_ids"])
 
     def outcomes(self, *, window: int | None = None) -> pd.DataFrame:
         """Evaluations per status and window of evaluation ids (long format).
@@ -540,16 +573,18 @@ class Run:
 
 def _rates(f: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Sum tally rows by ``keys`` and derive the per-mutator rates (see :meth:`Run.mutator_stats`)."""
-    cols = keys + ["evaluations", "valid", "inserted", "new_cells", "valid_rate", "insertion_rate",
-                   "new_cell_rate", "tokens_in", "tokens_out", "tokens", "model_s"]
+    cols = keys + ["evaluations", "valid", "inserted", "new_cells", "duplicates", "valid_rate", "insertion_rate",
+                   "new_cell_rate", "duplicate_rate", "tokens_in", "tokens_out", "tokens", "model_s"]
     if f.empty:
         return pd.DataFrame(columns=cols)
     f = f.assign(valid=f["evaluations"].where(f["status"] == "ok", 0),
                  inserted=f["evaluations"].where(f["archive_status"].isin(INSERTED), 0),
-                 new_cells=f["evaluations"].where(f["archive_status"] == "new_cell", 0))
+                 new_cells=f["evaluations"].where(f["archive_status"] == "new_cell", 0),
+                 duplicates=f["evaluations"].where(f["status"] == "duplicate", 0))
     g = f.groupby(keys, as_index=False)[
-        ["evaluations", "valid", "inserted", "new_cells", "tokens_in", "tokens_out", "model_s"]].sum()
+        ["evaluations", "valid", "inserted", "new_cells", "duplicates", "tokens_in", "tokens_out", "model_s"]].sum()
     n = g["evaluations"]
+    g["duplicate_rate"] = g["duplicates"] / n
     g["valid_rate"] = g["valid"] / n
     g["insertion_rate"] = g["inserted"] / n
     g["new_cell_rate"] = g["new_cells"] / n

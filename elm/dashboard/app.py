@@ -151,6 +151,10 @@ def _layout(runs: list[Run], labels: list[str], refresh_s: float):
                     dcc.Loading(dcc.Graph(id="mutator-graph", config={"displaylogo": False})),
                     html.H4("Whole run", style={"margin": "4px 16px"}),
                     html.Div(id="mutator-table", style={"margin": "0 16px"})]),
+                dcc.Tab(label="Search", value="search", children=[
+                    dcc.Loading(dcc.Graph(id="search-graph", config={"displaylogo": False})),
+                    html.H4("Island events", style={"margin": "4px 16px"}),
+                    html.Div(id="island-table", style={"margin": "0 16px"})]),
                 dcc.Tab(label="Throughput & outcomes", value="throughput", children=[
                     dcc.Loading(dcc.Graph(id="throughput-graph", config={"displaylogo": False})),
                     html.H4("Sessions", style={"margin": "4px 16px"}),
@@ -384,8 +388,22 @@ def create_app(runs: Sequence[Run], *, refresh_s: float = 5.0, title: str = "ELM
         rows = [{"mutator": r.mutator, "children": f"{r.evaluations:,}", "valid": f"{100 * r.valid_rate:.1f} %",
                  "inserted": f"{100 * r.insertion_rate:.1f} %", "new cells": f"{r.new_cells:,}",
                  "new-cell rate": f"{100 * r.new_cell_rate:.2f} %", "tokens": f"{int(r.tokens):,}",
-                 "model s/child": f"{r.model_s:.3g}"} for r in totals.itertuples()]
+                 "duplicates": f"{r.duplicates:,}", "model s/child": f"{r.model_s:.3g}"} for r in totals.itertuples()]
         return figures.mutator_figure(run), _table(rows)
+
+    @app.callback(Output("search-graph", "figure"), Output("island-table", "children"),
+                  Input("versions", "data"), Input("run", "value"), Input("tabs", "value"))
+    def search(_v, i, tab):
+        if tab != "search":
+            return no_update, no_update
+        run = pick(i)
+        events = run.island_events()
+        if events.empty:
+            return figures.search_figure(run), html.P("none (one archive, or no migration or reset yet)")
+        rows = [{"evaluations": f"{r.evaluations:,}", "event": r.kind,
+                 "from": "" if pd.isna(r.source) else int(r.source), "to island": int(r.target),
+                 "elites": int(r.elites)} for r in events.tail(200).itertuples()]
+        return figures.search_figure(run), _table(rows)
 
     @app.callback(Output("throughput-graph", "figure"), Output("sessions-table", "children"),
                   Input("versions", "data"), Input("run", "value"), Input("tabs", "value"))

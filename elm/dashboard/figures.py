@@ -26,6 +26,7 @@ __all__ = [
     "compare_figure",
     "mutator_figure",
     "progress_figure",
+    "search_figure",
     "summary_rows",
     "throughput_figure",
     "voronoi_labels",
@@ -45,6 +46,7 @@ STATUS_COLORS = {
     "ok": "#2ca02c", "invalid": "#ff7f0e", "error": "#d62728", "timeout": "#9467bd", "memory": "#8c564b",
     "output_limit": "#e377c2", "sandbox_lost": "#7f7f7f", "syntax_error": "#bcbd22",
     "out_of_bounds": "#17becf", "lost": "#393b79", "mutator_error": "#843c39", "malformed": "#ad494a",
+    "duplicate": "#c7c7c7",
 }
 _EMPTY_BG = "#e5e5e5"
 _TEMPLATE = "plotly_white"
@@ -386,6 +388,61 @@ def mutator_figure(run: Run, *, window: int | None = None) -> go.Figure:
     fig.update_xaxes(title_text="evaluations (window start)", row=2)
     fig.update_layout(template=_TEMPLATE, height=620, margin={"l": 60, "r": 20, "t": 50, "b": 50},
                       legend={"title": {"text": "mutator"}})
+    return fig
+
+
+def search_figure(run: Run, *, window: int | None = None) -> go.Figure:
+    """The search machinery over evaluations (docs/search.md): each operator's share of the children
+    (fixed weights, or the bandit's), each island's best fitness with its migrations and resets,
+    and each mutator's duplicate rate per window (children that repeated a program already evaluated)."""
+    shares, islands, events = run.operator_shares(), run.island_stats(), run.island_events()
+    dup = run.mutator_stats(window=window)
+    dup = dup[dup["mutator"] != SEED_MUTATOR]
+    if shares.empty and islands.empty and dup.empty:
+        return _message("no mutated children yet")
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        subplot_titles=["operator shares", "best fitness per island", "duplicate rate"])
+    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+    for k, (name, g) in enumerate(shares.groupby("operator", sort=True)):
+        g = _thin(g)
+        fig.add_trace(go.Scatter(x=g["evaluations"], y=g["weight"], mode="lines", line={"shape": "hv",
+                                 "color": palette[k % len(palette)]}, name=str(name), legendgroup="operators",
+                                 legendgrouptitle_text="operator", customdata=g["children"],
+                                 hovertemplate=f"{name}: share %{{y:.1%}} (%{{customdata}} children)<extra></extra>"),
+                      row=1, col=1)
+    if shares.empty:
+        fig.add_annotation(text="one operator", showarrow=False, xref="x domain", yref="y domain", x=0.5, y=0.5,
+                           row=1, col=1)
+    for k, (island, g) in enumerate(islands.groupby("island", sort=True)):
+        g = _thin(g)
+        fig.add_trace(go.Scatter(x=g["evaluations"], y=g["max_fitness"], mode="lines", name=f"island {island}",
+                                 line={"color": palette[k % len(palette)], "dash": "dot"}, legendgroup="islands",
+                                 legendgrouptitle_text="island",
+                                 hovertemplate=f"island {island}: best %{{y:.6g}}<extra></extra>"), row=2, col=1)
+    for kind, symbol in (("migrate", "triangle-right"), ("reset", "x")):
+        e = events[events["kind"] == kind]
+        if e.empty:
+            continue
+        top = islands.groupby("evaluations")["max_fitness"].max()
+        y = [top.asof(v) if len(top) else None for v in e["evaluations"]]
+        fig.add_trace(go.Scatter(x=e["evaluations"], y=y, mode="markers", marker={"symbol": symbol, "size": 8,
+                                 "color": "#444"}, name=kind, legendgroup="events", legendgrouptitle_text="event",
+                                 customdata=np.stack([e["source"].fillna(-1), e["target"], e["elites"]], axis=1),
+                                 hovertemplate=f"{kind}: %{{customdata[0]}} -> island %{{customdata[1]}}, "
+                                               f"%{{customdata[2]}} elites<extra></extra>"), row=2, col=1)
+    if islands.empty:
+        fig.add_annotation(text="no islands", showarrow=False, xref="x2 domain", yref="y2 domain", x=0.5, y=0.5,
+                           row=2, col=1)
+    for k, (name, g) in enumerate(dup.groupby("mutator", sort=True)):
+        fig.add_trace(go.Scatter(x=g["window_start"], y=g["duplicate_rate"], mode="lines+markers",
+                                 marker={"size": 4}, line={"color": palette[k % len(palette)]}, name=str(name),
+                                 legendgroup="duplicates", legendgrouptitle_text="duplicates", customdata=g["duplicates"],
+                                 hovertemplate=f"{name}: %{{y:.1%}} duplicates (%{{customdata}})<extra></extra>"),
+                      row=3, col=1)
+    fig.update_yaxes(tickformat=".0%", rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(tickformat=".0%", rangemode="tozero", row=3, col=1)
+    fig.update_xaxes(title_text="evaluations", row=3, col=1)
+    fig.update_layout(template=_TEMPLATE, height=760, margin={"l": 60, "r": 20, "t": 50, "b": 50})
     return fig
 
 

@@ -120,7 +120,10 @@ def _write_html(runs: list[Run], labels: list[str], path: Path) -> Path:
         parts.append(_html_table([{"mutator": r.mutator, "children": r.evaluations,
                                    "valid": f"{100 * r.valid_rate:.1f} %",
                                    "inserted": f"{100 * r.insertion_rate:.1f} %", "new cells": r.new_cells,
-                                   "tokens": int(r.tokens)} for r in totals.itertuples()]))
+                                   "duplicates": r.duplicates, "tokens": int(r.tokens)}
+                                  for r in totals.itertuples()]))
+        if not (run.operator_shares().empty and run.island_stats().empty):
+            parts.append("<h3>Search: operator shares, islands, duplicates</h3>" + fig_html(figures.search_figure(run)))
         parts.append("<h3>Throughput and outcomes</h3>" + fig_html(figures.throughput_figure(run)))
         cfg = run.config()
         parts.append("<h3>Resolved config</h3><pre>"

@@ -34,7 +34,7 @@ def small_runs(tmp_path_factory) -> list[Path]:
 
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False,
+        ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False,
                  object_store_memory=128 * 1024 * 1024)
     root = tmp_path_factory.mktemp("dashboard-runs")
     dirs = []
