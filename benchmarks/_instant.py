@@ -12,16 +12,25 @@ from elm.types import EvalRequest, EvalResult, EvalStatus, Parent, Proposal, Tas
 
 
 class InstantMutator(Mutator):
-    """Returns each parent's program unchanged (with a comment), as fast as possible."""
+    """Returns each parent's program with its last line set to ``_v = <a number unique to the child>``
+    (so duplicate detection lets it through, and programs do not grow), as fast as possible."""
 
     name = "instant"
-    checks_syntax = True  # parents were evaluated ok, so they parse
+    checks_syntax = True  # parents were evaluated ok, and the marker line parses
 
     def __init__(self, name: str | None = None):
-        pass
+        if name:
+            self.name = name
 
     def mutate(self, *, parents: Sequence[Sequence[Parent]], task: TaskContext, seed: int) -> list[Proposal]:
-        return [Proposal(source=g[0].source, parent_ids=(g[0].id,), mutator="instant") for g in parents]
+        out = []
+        for i, g in enumerate(parents):
+            body = g[0].source.rstrip("\n")
+            if body.rsplit("\n", 1)[-1].startswith("_v = "):
+                body = body.rsplit("\n", 1)[0]
+            out.append(Proposal(source=f"{body}\n_v = {seed % 10**12 * 1000 + i}\n", parent_ids=(g[0].id,),
+                                mutator=self.name))
+        return out
 
 
 class NoopSandbox(Sandbox):

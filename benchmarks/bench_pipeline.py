@@ -33,20 +33,32 @@ def main() -> None:
     from elm.runner import run
 
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=256 << 20)
-    settings = [  # (batch size, in flight, mutator actors, evaluator actors)
-        (16, 4, 1, 1),
-        (64, 8, 2, 2),
-        (256, 8, 2, 2),
-        (512, 8, 2, 2),
+    settings = [  # (batch size, in flight, mutator actors, evaluator actors, search machinery)
+        (16, 4, 1, 1, "plain"),
+        (64, 8, 2, 2, "plain"),
+        (64, 8, 2, 2, "search"),
+        (256, 8, 2, 2, "plain"),
+        (256, 8, 2, 2, "search"),
+        (512, 8, 2, 2, "plain"),
     ]
-    print(f"{'batch':>6} {'in-flight':>9} {'mut':>4} {'eval':>4} {'evals':>7} {'evals/s':>9} {'ms/eval':>9} {'driver CPU ms':>14} {'steady ev/s':>13} {'steady ms/ev':>13}")
-    for batch, in_flight, n_mut, n_eval in settings:
+    # "plain": one operator (duplicate detection on, the default); "search": two lanes, one with two
+    # variants, the bandit choosing among the three operators, four islands with migration and resets
+    search = ["search.bandit.enabled=true", "search.islands.count=4", "search.islands.migration_interval=500",
+              "search.islands.reset_interval=2000"]
+    instant = {"_target_": "benchmarks._instant.InstantMutator"}
+    mixture = {"_target_": "mutators.mixture.MixtureMutator", "components": {
+        "a": {**instant, "weight": 0.5, "variants": {"x": {}, "y": {}}}, "b": {**instant, "weight": 0.5}}}
+    print(f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"{'batch':>6} {'in-flight':>9} {'mut':>4} {'eval':>4} {'search':>7} {'evals':>7} {'evals/s':>9} {'ms/eval':>9} "
+          f"{'driver CPU ms':>14} {'steady ev/s':>13} {'steady ms/ev':>13}")
+    for batch, in_flight, n_mut, n_eval, kind in settings:
         cfg = compose([
             "sandbox._target_=benchmarks._instant.NoopSandbox", "loop.progress=false", "loop.export_elites=false",
             f"budget.evaluations={args.evaluations}", f"loop.batch_size={batch}", f"loop.max_in_flight={in_flight}",
             f"ray.mutator_actors={n_mut}", f"ray.evaluator_actors={n_eval}", "ray.evaluator_num_cpus=0",
+            *(search if kind == "search" else []),
         ])
-        cfg["mutator"] = {"_target_": "benchmarks._instant.InstantMutator"}
+        cfg["mutator"] = mixture if kind == "search" else instant
         with tempfile.TemporaryDirectory() as tmp:
             start, cpu = time.perf_counter(), time.process_time()
             summary = run(cfg, run_dir=f"{tmp}/run", progress=False)
@@ -59,7 +71,7 @@ def main() -> None:
             steady = (m[-1]["evaluations"] - m[1]["evaluations"]) / max(m[-1]["time"] - m[1]["time"], 1e-9)
         # Actor start-up is part of `run`; report the steady state from the store's own clock too.
         rate = summary.evaluations / elapsed
-        print(f"{batch:>6} {in_flight:>9} {n_mut:>4} {n_eval:>4} {summary.evaluations:>7} {rate:>9.0f} "
+        print(f"{batch:>6} {in_flight:>9} {n_mut:>4} {n_eval:>4} {kind:>7} {summary.evaluations:>7} {rate:>9.0f} "
               f"{1000 / rate:>9.4f} {1000 * cpu / summary.evaluations:>14.4f} {steady:>13.0f} {1000 / steady:>13.4f}")
     ray.shutdown()
 

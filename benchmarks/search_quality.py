@@ -22,6 +22,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import sqlite3
 import statistics
 import sys
@@ -107,6 +108,46 @@ def _rates(db: Path) -> dict[str, dict]:
         conn.close()
 
 
+def _finished(db: Path, budget: int) -> bool:
+    """Whether the stored run reached ``budget`` evaluations (a benchmark killed mid-run did not)."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        (n,) = conn.execute("SELECT COUNT(*) FROM evaluations WHERE status != 'duplicate'").fetchone()
+        return n >= budget
+    except sqlite3.Error:
+        return False
+    finally:
+        conn.close()
+
+
+def _best_at_time(curve: list[dict], wall_s: float) -> float | None:
+    """Best fitness of the last snapshot at or before ``wall_s`` seconds into the run."""
+    best = None
+    for row in curve:
+        if (row["wall_s"] or 0.0) <= wall_s:
+            best = row["max_fitness"]
+    return best
+
+
+def print_equal_time(details: dict[str, dict], against: str = "gp") -> None:
+    """Each configuration's final best against ``against``'s best at the same wall-clock time (same seed)."""
+    lines = []
+    for key, info in sorted(details.items()):
+        env, config, seed = key.split("/")
+        other = details.get(f"{env}/{against}/{seed}")
+        if config == against or other is None or not info["curve"]:
+            continue
+        end = info["curve"][-1]
+        theirs = _best_at_time(other["curve"], end["wall_s"] or 0.0)
+        lines.append((env, config, seed, end["evaluations"], end["wall_s"], end["max_fitness"], theirs))
+    if lines:
+        print(f"\nat equal wall-clock time: each run's final best vs {against}'s best at the same time (same seed)")
+        print(f"{'env':<15}{'config':<20}{'seed':>5}{'evals':>7}{'wall s':>8}{'best':>10}{against + ' then':>12}")
+        for env, config, seed, n, wall, best, theirs in lines:
+            t = "n/a" if theirs is None else f"{theirs:.5g}"
+            print(f"{env:<15}{config:<20}{seed:>5}{n:>7}{wall:>8.0f}{best:>10.5g}{t:>12}")
+
+
 def _at(curve: list[dict], evaluations: int) -> dict | None:
     """The last snapshot at or before ``evaluations``."""
     best = None
@@ -125,6 +166,9 @@ def run_one(env: str, config: str, seed: int, budget: int, sandbox: str, extra: 
                  "budget.wall_seconds=null", f"sandbox={sandbox}", "loop.progress=false",
                  "loop.export_elites=false", *extra]
     run_dir = out / "runs" / f"{env}-{config}-{seed}"
+    if (run_dir / "run.db").exists() and not _finished(run_dir / "run.db", budget):
+        print(f"  {run_dir.name}: an unfinished run from an earlier benchmark; running it again", flush=True)
+        shutil.rmtree(run_dir)
     if (run_dir / "run.db").exists():  # a finished benchmark run is reused: delete it to run again
         summary = None
     else:
@@ -182,7 +226,9 @@ def print_ablation(rows: list[dict], budget: int) -> None:
     final = {(r["env"], r["config"]): r for r in rows if r["evaluations"] == budget}
     pairs = [("lanes", "default", "no_lanes"), ("dedup", "default", "no_dedup"), ("bandit", "bandit", "no_bandit"),
              ("islands", "islands", "no_islands"), ("this round vs before", "default", "baseline_default"),
-             ("default vs GP alone", "default", "gp")]
+             ("default vs GP alone", "default", "gp"), ("dedup (GP)", "gp", "gp_dedup_off"),
+             ("variants (GP)", "gp_variants", "gp"), ("bandit (GP variants)", "gp_variants_bandit", "gp_variants"),
+             ("islands (GP)", "gp_islands", "gp")]
     lines = []
     for env in sorted({e for e, _ in final}):
         for feature, on, off in pairs:
@@ -268,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
                 for config in configs:  # configs interleaved per seed: load drifts hit all alike
                     pts, info = run_one(env, config, seed, args.budget, args.sandbox, args.set, out)
                     points += pts
-                    details[f"{env}/{config}/{seed}"] = {k: v for k, v in info.items() if k != "curve"}
+                    details[f"{env}/{config}/{seed}"] = info
     finally:
         ray.shutdown()
     with open(out / "runs.csv", "w", newline="") as fh:
@@ -281,9 +327,11 @@ def main(argv: list[str] | None = None) -> int:
         writer = csv.DictWriter(fh, fieldnames=sorted({k for r in rows for k in r}, key=lambda k: (k != "env", k)))
         writer.writeheader()
         writer.writerows(rows)
-    (out / "details.json").write_text(json.dumps(details, indent=1, default=str))
+    (out / "details.json").write_text(json.dumps({k: {n: v for n, v in info.items() if n != "curve"}
+                                                   for k, info in details.items()}, indent=1, default=str))
     print_table(rows)
     print_ablation(rows, args.budget)
+    print_equal_time(details)
     print("\nper-mutator rates (children, valid, inserted, duplicates), evaluations/s:")
     for key, info in details.items():
         rates = ", ".join(f"{m} {r['children']} {r['valid']:.0%} {r['inserted']:.0%} {r['duplicates']}"
