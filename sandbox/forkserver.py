@@ -72,6 +72,12 @@ ZOMBIE_WAIT_S = 0.5  # longest the clean-up waits for killed processes to be rea
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
+#: namespaces every candidate gets for itself (see Server._isolate): SysV IPC and POSIX message
+#: queues (IPC), abstract Unix sockets and loopback ports (NET), hostname/domainname (UTS)
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWNET = 0x40000000
+CLONE_NEWUTS = 0x04000000
+CANDIDATE_NAMESPACES = CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWUTS
 
 
 # ----------------------------------------------------------------------------- framing
@@ -128,6 +134,42 @@ def _prctl(option: int, arg: int) -> bool:
         return _libc.prctl(option, arg, 0, 0, 0) == 0
     except Exception:
         return False
+
+
+def _unshare(flags: int) -> None:
+    """unshare(2) through ctypes; OSError naming the errno on failure."""
+    _prctl(0, 0)  # loads libc
+    if _libc is None or _libc.unshare(flags) != 0:
+        err = ctypes.get_errno() if _libc is not None else 0
+        raise OSError(err, f"unshare({flags:#x}) failed: {os.strerror(err)}")
+
+
+def _loopback_up() -> None:
+    """Bring up ``lo`` in a fresh network namespace (Linux creates it down; gVisor up)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        req = struct.pack("16sh22x", b"lo", 0)
+        flags = struct.unpack("16sh22x", fcntl.ioctl(sock, 0x8913, req))[1]  # SIOCGIFFLAGS
+        if not flags & 1:  # IFF_UP
+            fcntl.ioctl(sock, 0x8914, struct.pack("16sh22x", b"lo", flags | 1))  # SIOCSIFFLAGS
+    finally:
+        sock.close()
+
+
+def _probe_unshare(flags: int) -> bool:
+    """True when a child of this process can unshare ``flags`` (the process backend: root only)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            _unshare(flags)
+            if flags & CLONE_NEWNET:
+                _loopback_up()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
 
 def _shorten(text: str, limit: int = ERROR_CHARS) -> str:
@@ -414,6 +456,17 @@ class Server:
         #: most processes a candidate may have alive at once (a watchdog enforces it, because
         #: RLIMIT_NPROC is not enforced by gVisor, nor for root on Linux)
         self.max_procs = int(cfg.get("max_procs") or self.limits["nproc"])
+        #: namespaces each candidate gets for itself, unshared by its spare before it is confined, and
+        #: whether failing to do so is fatal (gVisor) or leaves it in the shared ones (process backend
+        #: as a non-root user); ``namespaces_ok`` is what a probe found at start-up
+        self.unshare_flags = int(cfg.get("unshare") or 0)
+        self.unshare_required = bool(cfg.get("unshare_required", False))
+        self.namespaces_ok = bool(self.unshare_flags) and _probe_unshare(self.unshare_flags)
+        if self.unshare_required and not self.namespaces_ok:
+            raise RuntimeError(
+                f"cannot give candidates their own namespaces (unshare({self.unshare_flags:#x}) fails in a "
+                "child of the fork server): the server needs CAP_SYS_ADMIN inside the sandbox"
+            )
         #: directories whose contents are wiped after every child (files must not leak between candidates)
         self.scratch_dirs = [d for d in cfg.get("scratch_dirs") or [] if os.path.isdir(d)]
         #: paths inside scratch dirs that must survive (read-only binds such as a venv under /tmp)
@@ -869,6 +922,12 @@ class Server:
         try:
             # 1. Ahead of time (a spare): own session, pipes in place, nothing else of the server's.
             os.setsid()
+            if self.namespaces_ok:
+                # Fresh IPC/network/UTS namespaces, while still privileged: what an earlier
+                # candidate planted there (a SysV semaphore, a message queue) is out of reach.
+                _unshare(self.unshare_flags)
+                if self.unshare_flags & CLONE_NEWNET:
+                    _loopback_up()
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -1381,6 +1440,7 @@ def main() -> int:
         "startup_s": time.monotonic() - t0,
         "pids_cgroup": server.cgroup is not None,
         "max_procs": server.max_procs,
+        "namespaces": server.namespaces_ok,
     })
     try:
         while True:

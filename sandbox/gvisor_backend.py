@@ -23,6 +23,7 @@ from elm.sandbox import EnvironmentSpec, SandboxLimits, SandboxUnavailable
 from elm.types import EvalStatus
 
 from ._pool import ForkServerPool, Slot, SlotLost, thread_env
+from .forkserver import CANDIDATE_NAMESPACES
 from .janitor import CGROUP_ROOT, DEFAULT_ROOT, janitor, owner_tag
 from .reaper import ensure_reaper
 
@@ -346,6 +347,8 @@ class GVisorSandbox(ForkServerPool):
     def _server_config(self, slot: Slot) -> dict:
         cfg = super()._server_config(slot)
         cfg["pidns"] = True
+        cfg["unshare"] = CANDIDATE_NAMESPACES
+        cfg["unshare_required"] = True
         cfg["drop_uid"] = CANDIDATE_UID
         cfg["scorer_uid"] = SCORER_UID
         cfg["max_procs"] = self.max_procs

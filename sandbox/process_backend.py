@@ -27,6 +27,7 @@ import time
 from elm.sandbox import EnvironmentSpec, SandboxLimits
 
 from ._pool import FORKSERVER, ForkServerPool, Slot, thread_env
+from .forkserver import CANDIDATE_NAMESPACES
 from .janitor import CGROUP_ROOT, owner_tag, remove_dead_cgroups
 
 log = logging.getLogger("sandbox")
@@ -167,6 +168,10 @@ class ProcessSandbox(ForkServerPool):
     def _server_config(self, slot: Slot) -> dict:
         cfg = super()._server_config(slot)
         cfg["scratch_dirs"] = [self._scratch]
+        # Best effort: only root can unshare on the host; otherwise candidates share the host's
+        # IPC and network namespaces (the run log says so, see _limitations).
+        cfg["unshare"] = CANDIDATE_NAMESPACES
+        cfg["unshare_required"] = False
         if slot.handle:
             cfg["pids_cgroup_path"] = slot.handle
         return cfg
