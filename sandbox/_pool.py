@@ -414,7 +414,8 @@ class ForkServerPool(Sandbox):
         t0 = time.monotonic()
         deadline = t0 + self.backstop_s
         try:
-            slot.send({"id": req.id, "source": req.source, "timeout": self.limits.timeout_s}, deadline)
+            slot.send({"id": req.id, "source": req.source, "timeout": self.limits.timeout_s, "seed": req.seed},
+                      deadline)
             resp = slot.recv(deadline, guard=self._guard(slot))
             if resp.get("id") != req.id:
                 raise SlotLost(f"fork server answered for id {resp.get('id')!r} instead of {req.id!r}")

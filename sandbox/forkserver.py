@@ -13,7 +13,7 @@ message is a 4-byte big-endian length followed by that many bytes of UTF-8 JSON.
 1. host -> server: configuration ``{"target", "kwargs", "limits", "pidns", "drop_uid",
    "scorer_uid", "max_procs", "pids_cgroup", "scratch_dirs", "keep"}``
 2. server -> host: ``{"ready": true, ...}`` or ``{"ready": false, "error": "..."}``
-3. host -> server: ``{"id", "source", "timeout"}``; server -> host: a dict whose
+3. host -> server: ``{"id", "source", "timeout", "seed"}`` (``seed``: the run seed); server -> host: a dict whose
    keys map onto :class:`elm.types.EvalResult` plus ``leftover`` (processes that
    survived the clean-up; the host recycles the sandbox when it is not 0).
    Repeat until the host closes stdin.
@@ -61,6 +61,8 @@ import traceback
 from collections import deque
 
 _HEADER = struct.Struct(">I")
+#: the candidate's randomness seed, sent to a spare child ahead of its program
+_SEED = struct.Struct(">Q")
 MAX_FRAME = 64 << 20  # largest request the server accepts (a program source)
 RESULT_CAP = 64 << 20  # largest raw output (JSON) a candidate may return
 ERROR_CHARS = 4000  # error text / traceback tail kept per result
@@ -1047,13 +1049,14 @@ class Server:
             _move_fds({1: out_w, 2: out_w, RESULT_FD: res_w, CONTROL_FD: ctl_r})
             _new_stdio()
             _warm_up()
-            # 2. Wait for the program. EOF: the server discarded this spare (or died).
-            source = _read_blob(CONTROL_FD, MAX_FRAME)
+            # 2. Wait for the seed and the program. EOF: the server discarded this spare (or died).
+            seed = _read_exact(CONTROL_FD, _SEED.size)
+            source = _read_blob(CONTROL_FD, MAX_FRAME) if seed is not None else None
             if source is not None:
                 os.close(CONTROL_FD)
                 # 3. Confine, then run it.
                 self._confine(self.candidate_rlimits, self.drop_uid, join_cgroup=True)
-                self._candidate(source.decode("utf-8", "surrogatepass"), RESULT_FD)
+                self._candidate(source.decode("utf-8", "surrogatepass"), _SEED.unpack(seed)[0], RESULT_FD)
             code = 0
         except BaseException:  # noqa: BLE001
             try:
@@ -1097,7 +1100,7 @@ class Server:
 
     # -- the candidate
 
-    def run_candidate(self, source: str, timeout: float, output_cap: int) -> dict:
+    def run_candidate(self, source: str, timeout: float, output_cap: int, seed: int = 0) -> dict:
         """Hand ``source`` to a child, enforce the deadline and the caps, clean up after it.
 
         Returns a dict with ``header`` (the parsed first line of what the child
@@ -1105,10 +1108,12 @@ class Server:
         (None, "timeout", "nproc", "output_limit" or "result_limit"), ``status``
         and ``cpu`` of the child, ``out_bytes``, ``tail``, ``elapsed`` and ``leftover``.
         """
+        from elm.types import candidate_seed
+
         data = source.encode("utf-8", "surrogatepass")
         if len(data) > MAX_FRAME:
             raise ValueError(f"program of {len(data)} bytes exceeds the {MAX_FRAME}-byte limit")
-        blob = _HEADER.pack(len(data)) + data
+        blob = _SEED.pack(candidate_seed(seed, source)) + _HEADER.pack(len(data)) + data
         # The previous candidate may not be reaped yet (see _watch): until it is, it is visible
         # in /proc (a zombie that kill() "succeeds" on), so this one waits for that first.
         self._await(lambda: not self._dying, "exit of the previous candidate")
@@ -1350,11 +1355,12 @@ class Server:
 
     # -- what the children run
 
-    def _candidate(self, source: str, fd: int) -> None:
-        from elm.environment import InvalidProgram, to_jsonable
+    def _candidate(self, source: str, seed: int, fd: int) -> None:
+        from elm.environment import InvalidProgram, seed_randomness, to_jsonable
 
         payload = b""
         try:
+            seed_randomness(seed)
             output = self.env.execute(source)
             try:
                 payload = json.dumps(to_jsonable(output)).encode("utf-8")
@@ -1486,7 +1492,11 @@ class Server:
             resp["error"] = "request has no program source"
             return resp
         cap = int(self.limits["output_bytes"])
-        run = self.run_candidate(source, timeout, cap)
+        seed = req.get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            resp["error"] = f"request seed must be an int, got {seed!r}"
+            return resp
+        run = self.run_candidate(source, timeout, cap, seed)
         resp["run_s"] = run["elapsed"]
         resp["stdout_tail"] = run["tail"]
         resp["output_truncated"] = run["out_bytes"] > cap
