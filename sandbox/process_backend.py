@@ -28,7 +28,7 @@ from elm.sandbox import EnvironmentSpec, SandboxLimits
 
 from ._pool import FORKSERVER, ForkServerPool, Slot, thread_env
 from .forkserver import CANDIDATE_NAMESPACES
-from .janitor import CGROUP_ROOT, owner_tag, remove_dead_cgroups
+from .janitor import CGROUP_ROOT, Watchdog, owner_tag, remove_dead_cgroups
 
 log = logging.getLogger("sandbox")
 
@@ -134,6 +134,8 @@ class ProcessSandbox(ForkServerPool):
         self._tag = f"{owner_tag()}-{secrets.token_hex(4)}"
         if self._cgroup_parent:
             remove_dead_cgroups()
+        # Removes this object's cgroups (and what runs in them) if its process dies without close().
+        self._watchdog = Watchdog(owner_dir=self._workdir, cgroup_prefix=f"elm-{self._tag}-")
         top = env.target.split(".", 1)[0]
         roots = package_roots(["elm", top])
         extra = os.environ.get("PYTHONPATH", "")
@@ -203,3 +205,6 @@ class ProcessSandbox(ForkServerPool):
 
     def _after_close(self) -> None:
         shutil.rmtree(getattr(self, "_workdir", ""), ignore_errors=True)
+        watchdog = getattr(self, "_watchdog", None)
+        if watchdog is not None:
+            watchdog.close()
