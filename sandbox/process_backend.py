@@ -32,6 +32,22 @@ from .janitor import CGROUP_ROOT, Watchdog, owner_tag, remove_dead_cgroups
 
 log = logging.getLogger("sandbox")
 
+#: state one candidate can leave for the next that this backend does not isolate (docs/sandbox.md,
+#: "What a candidate can leave behind"); logged at construction
+NOT_ISOLATED = (
+    "kernel keyrings of the host user",
+    "files outside the scratch directory (/dev/shm, $HOME, anything the user may write)",
+    "signals and ptrace between processes of the host user, the next candidate's waiting spare included",
+    "host sysctls and cgroup files (when the evaluator runs as root)",
+    "processes that escaped with setsid() when there is no pids cgroup (not root)",
+)
+#: isolated only with per-candidate namespaces, which need root on the host
+NEEDS_NAMESPACES = (
+    "SysV IPC and POSIX message queues",
+    "abstract Unix sockets and loopback ports (the host's network is shared)",
+    "the hostname",
+)
+
 #: host environment variables passed to the fork server (everything else, API keys included, is dropped)
 _PASS_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONUSERBASE", "VIRTUAL_ENV")
 
@@ -108,6 +124,7 @@ class ProcessSandbox(ForkServerPool):
 
     backend = "process"
     unsafe = True
+    isolation_gaps = NOT_ISOLATED + tuple(f"{gap} (unless root)" for gap in NEEDS_NAMESPACES)
 
     def __init__(
         self,
@@ -145,6 +162,13 @@ class ProcessSandbox(ForkServerPool):
         except BaseException:
             self.close()
             raise
+        namespaces = all(slot.info.get("namespaces") for slot in self._slots)
+        log.warning(
+            "sandbox=process cannot isolate one candidate from the next: %s; per-candidate IPC, network and UTS "
+            "namespaces: %s (see docs/sandbox.md, 'What a candidate can leave behind')",
+            "; ".join(NOT_ISOLATED + (() if namespaces else NEEDS_NAMESPACES)),
+            "yes" if namespaces else "no (not root): candidates share the host's",
+        )
 
     def _spawn(self, slot: Slot) -> None:
         slot.handle = None
