@@ -677,6 +677,7 @@ class Server:
     def build(self) -> None:
         import importlib
 
+        from elm.environment import preload_modules
         from elm.sandbox import EnvironmentSpec
 
         spec = EnvironmentSpec(target=self.cfg["target"], kwargs=self.cfg.get("kwargs") or {})
@@ -691,6 +692,7 @@ class Server:
         for mod in getattr(cls, "preload", ()) or ():
             importlib.import_module(mod)
         self.env = spec.build()
+        preload_modules(self.env)  # numpy.random too, so that every candidate's global RNG can be seeded
         self.space = self.env.descriptor_space
 
     # -- the zygote
