@@ -508,10 +508,10 @@ def hostile_kinds(host: Host, keep_paths: tuple[str, ...]) -> list[Kind]:
             def main():
                 os.environ["ELM_PLANTED"] = "1"
                 os.umask(0)
-                resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
                 for fd in (os.open("/dev/null", os.O_RDONLY), socket.socket().detach()):
                     os.set_inheritable(fd, True)
-                    os.dup2(fd, 60 + fd)
+                    os.dup2(fd, 40 + fd)
+                resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
                 random.seed(1)
                 np.random.seed(1)
                 if os.fork() == 0:
