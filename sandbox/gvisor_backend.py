@@ -23,7 +23,7 @@ from elm.sandbox import EnvironmentSpec, SandboxLimits, SandboxUnavailable
 from elm.types import EvalStatus
 
 from ._pool import ForkServerPool, Slot, SlotLost, thread_env
-from .forkserver import CANDIDATE_NAMESPACES
+from .confine import CANDIDATE_NAMESPACES
 from .janitor import CGROUP_ROOT, DEFAULT_ROOT, Watchdog, janitor, owner_tag
 from .reaper import ensure_reaper
 

@@ -22,6 +22,8 @@ import sys
 import threading
 import time
 
+from .procfs import start_time
+
 log = logging.getLogger(__name__)
 
 DEFAULT_ROOT = "/tmp/elm-sandbox"
@@ -30,28 +32,15 @@ _DIR_RE = re.compile(r"^(\d+)-(\d+)-[0-9a-f]+$")
 _ID_RE = re.compile(r"^elm-(\d+)-(\d+)-")
 
 
-def _start_time(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read().decode("ascii", "replace")
-    except OSError:
-        return None
-    fields = data[data.rfind(")") + 2:].split()
-    try:
-        return int(fields[19])  # field 22 of stat: starttime
-    except (IndexError, ValueError):
-        return None
-
-
 def owner_tag(pid: int | None = None) -> str:
     """``<pid>-<start time>`` of this (or the given) process."""
     pid = os.getpid() if pid is None else pid
-    return f"{pid}-{_start_time(pid) or 0}"
+    return f"{pid}-{start_time(pid) or 0}"
 
 
 def owner_alive(pid: int, start: int) -> bool:
     """True when process ``pid`` exists and started at ``start`` (so it is the same process)."""
-    current = _start_time(pid)
+    current = start_time(pid)
     return current is not None and (start == 0 or current == start)
 
 
@@ -194,12 +183,18 @@ def remove_dead_cgroups() -> int:
     return _remove_cgroups(lambda pid, start: not owner_alive(pid, start))
 
 
+#: the watchdog's program: this module's _watch, imported from where this package lives
+_WATCH = ("import sys; sys.path.insert(0, sys.argv[1]); from sandbox.janitor import _watch; "
+          "_watch(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5])")
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 class Watchdog:
     """A helper process that removes one pool's sandboxes, cgroups and directory when its owner dies.
 
     Without it, a worker killed with -9 leaves its runsc sandboxes and gofers running
     (re-parented to init, ~65 MB each) until some later run's :func:`janitor` happens
-    to start. The watchdog (this file run as a script, in its own session, standard
+    to start. The watchdog (``python -I`` running :func:`_watch`, in its own session, standard
     library only) holds the read end of a pipe whose only write end is the owner's
     (close-on-exec: runsc and the fork servers do not inherit it); at EOF, or when
     the owner's pid no longer names the same process (a child the owner forked
@@ -214,7 +209,7 @@ class Watchdog:
         pid = os.getpid()
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-I", os.path.abspath(__file__), "--watch", str(pid), str(_start_time(pid) or 0),
+                [sys.executable, "-I", "-c", _WATCH, _PACKAGE_PARENT, str(pid), str(start_time(pid) or 0),
                  owner_dir or "", cgroup_prefix or ""],
                 stdin=read_fd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 close_fds=True, start_new_session=True,
@@ -262,9 +257,6 @@ def _watch(owner_pid: int, owner_start: int, owner_dir: str, cgroup_prefix: str)
     if cgroup_prefix:
         _remove_cgroups(prefix=cgroup_prefix)
 
-
-if __name__ == "__main__" and sys.argv[1:2] == ["--watch"]:
-    _watch(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5])
 
 
 def janitor(runtime_dir: str = DEFAULT_ROOT) -> int:

@@ -27,7 +27,7 @@ import time
 from elm.sandbox import EnvironmentSpec, SandboxLimits
 
 from ._pool import FORKSERVER, ForkServerPool, Slot, thread_env
-from .forkserver import CANDIDATE_NAMESPACES
+from .confine import CANDIDATE_NAMESPACES
 from .janitor import CGROUP_ROOT, Watchdog, owner_tag, remove_dead_cgroups
 
 log = logging.getLogger("sandbox")
@@ -154,7 +154,7 @@ class ProcessSandbox(ForkServerPool):
         # Removes this object's cgroups (and what runs in them) if its process dies without close().
         self._watchdog = Watchdog(owner_dir=self._workdir, cgroup_prefix=f"elm-{self._tag}-")
         top = env.target.split(".", 1)[0]
-        roots = package_roots(["elm", top])
+        roots = package_roots(["elm", "sandbox", top])  # the fork server imports sandbox.* and elm
         extra = os.environ.get("PYTHONPATH", "")
         self._pythonpath = os.pathsep.join(roots + ([extra] if extra else []))
         try:

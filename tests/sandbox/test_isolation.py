@@ -138,6 +138,8 @@ ROWS = [
         return bool(got)
     """, creatable={"gvisor": True, "process": True}),
     Row("signals-from-leftovers", plant="""
+        started = []
+        signal.signal(signal.SIGUSR1, lambda s, f: started.append(s))
         if os.fork() == 0:
             os.setsid()
             while True:  # signals every process of the candidate uid it may reach
@@ -148,6 +150,9 @@ ROWS = [
                         pass
                 time.sleep(0.01)
         signal.signal(signal.SIGALRM, signal.SIG_IGN)
+        deadline = time.monotonic() + 3.0
+        while not started and time.monotonic() < deadline:  # the leftover runs (a loaded machine is slow)
+            time.sleep(0.01)
         signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     """, observe="""
         got = []

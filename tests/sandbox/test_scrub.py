@@ -1,4 +1,4 @@
-"""The fork server's scratch-directory scrub (run inside the sandbox after every candidate)."""
+"""The scratch-directory scrub (run inside the sandbox after every candidate): sandbox/scrub.py."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.forkserver import scrub_dir
+from sandbox.scrub import scrub_dir
 
 
 def _tree(root) -> set[str]:
