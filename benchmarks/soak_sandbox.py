@@ -16,6 +16,11 @@ programs whose exact fitness is known. It reports:
   fitness, a file or process left for the next candidate (probes look inside);
 * ``unexpected``: hostile candidates with a status outside their kind's expected set,
   and benign candidates that did not come back ``ok`` with their exact fitness;
+* ``mismatches``: determinism witnesses (fixed programs that draw from every seeded random
+  source, hash strings and observe every kind of state the inventory in docs/sandbox.md
+  lists: SysV IPC, message queues, loopback ports, environment, fds, umask, hostname, /tmp)
+  are evaluated in every batch, in random positions among the hostile candidates; every
+  result of one witness must be bit-identical to its first (goal: 0 over 10,000 candidates);
 * benign throughput (candidates/s) and CPU per benign candidate of a benign-only
   calibration batch at the start and at the end (the worker must not degrade);
 * the end measurement again, interleaved in chunks with a *fresh* worker of the same
@@ -26,7 +31,7 @@ Run by hand (~15 min for 10,000 on 2 cores)::
 
     python benchmarks/soak_sandbox.py [--n 10000] [--hostile 0.25] [--workers 2]
 
-Exits 1 when an acceptance figure fails (hung, escapes or unexpected > 0, or the
+Exits 1 when an acceptance figure fails (hung, escapes, unexpected or mismatches > 0, or the
 soaked worker below 90 % of both its start throughput and a fresh worker's). ``tests/sandbox/test_soak.py`` runs a short one.
 """
 
@@ -96,6 +101,9 @@ class SoakReport:
     #: the end measurement repeated side by side with a fresh worker (same config, same load):
     #: (soaked candidates/s, fresh candidates/s), or None when not measured
     control: tuple[float, float] | None = None
+    #: determinism witnesses evaluated, and those whose result differed from the witness's first
+    witnessed: int = 0
+    mismatches: int = 0
 
     @property
     def throughput_ratio(self) -> float:
@@ -115,7 +123,8 @@ class SoakReport:
         comparison with a fresh worker at the end (same load for both) counts too.
         """
         fast = self.throughput_ratio >= 0.9 or (self.control_ratio or 0.0) >= 0.9
-        return self.hung == 0 and not self.escapes and not self.unexpected and self.benign_bad == 0 and fast
+        return (self.hung == 0 and not self.escapes and not self.unexpected and self.benign_bad == 0
+                and self.mismatches == 0 and fast)
 
 
 class Host:
@@ -205,6 +214,57 @@ PROBE = _prog("""
         print(files)
         return mine * 1000 + len(files)
 """)
+
+
+#: fixed programs whose results must never change (see ``mismatches``): fingerprints, in ToyEnv's
+#: fitness, of what they draw and observe
+_FINGERPRINT = """
+import json, zlib
+def fingerprint(value):
+    return float(zlib.crc32(json.dumps(value, sort_keys=True, default=str).encode()))
+"""
+WITNESSES = {
+    "seeded randomness": _prog(_FINGERPRINT + """
+import random
+import numpy as np
+def main():
+    return fingerprint([random.random(), random.getrandbits(64), np.random.random(8).tolist(),
+                        int(np.random.randint(0, 1 << 30))])
+"""),
+    "string hashing": _prog(_FINGERPRINT + """
+def main():
+    return fingerprint([list({f"k{i}" for i in range(64)}), hash("elm") % 1000003])
+"""),
+    "state observer": _prog(_FINGERPRINT + """
+import ctypes, os, resource, socket
+def main():
+    libc = ctypes.CDLL(None, use_errno=True)
+    ipc = [libc.semget(0xC0DE, 1, 0) >= 0, libc.shmget(0xC0DF, 0, 0) >= 0, libc.msgget(0xC0E0, 0) >= 0]
+    mq = libc.mq_open(b"/elm-soak", os.O_RDWR)
+    port = socket.socket()
+    try:
+        port.bind(("127.0.0.1", 47124))
+        busy = False
+    except OSError:
+        busy = True
+    fds = []
+    for fd in range(256):
+        try:
+            os.fstat(fd)
+            fds.append(fd)
+        except OSError:
+            pass
+    mask = os.umask(0o022)
+    return fingerprint([ipc, mq >= 0, busy, fds, mask, sorted(os.environ.items()), socket.gethostname(),
+                        resource.getrlimit(resource.RLIMIT_NOFILE), os.getcwd(), sorted(os.listdir("/tmp"))])
+"""),
+    "numpy arithmetic": _prog("""
+import numpy as np
+def main():
+    a = np.linspace(0.0, 1.0, 257)
+    return float(np.sin(a) @ np.cos(a[::-1]) + np.linalg.norm(np.outer(a, a)))
+"""),
+}
 
 
 def hostile_kinds(host: Host, keep_paths: tuple[str, ...]) -> list[Kind]:
@@ -426,6 +486,40 @@ def hostile_kinds(host: Host, keep_paths: tuple[str, ...]) -> list[Kind]:
                 return 1
         """), frozenset({S.OK}), weight=2),
         Kind("probe", probe, frozenset({S.OK}), weight=3, escaped=lambda r: r.fitness != 0),
+        Kind("plants IPC and a busy port", _prog("""
+            import ctypes, os, socket
+            def main():
+                libc = ctypes.CDLL(None, use_errno=True)
+                libc.semget(0xC0DE, 1, 0o1000 | 0o666)
+                libc.shmget(0xC0DF, 1 << 20, 0o1000 | 0o666)
+                libc.msgget(0xC0E0, 0o1000 | 0o666)
+                libc.mq_open(b"/elm-soak", os.O_CREAT | os.O_RDWR, 0o666, None)
+                listener = socket.socket()
+                listener.bind(("127.0.0.1", 47124))
+                listener.listen()
+                client = socket.create_connection(("127.0.0.1", 47124))
+                conn, _ = listener.accept()
+                conn.close()  # TIME_WAIT on the port for a minute
+                return 1
+        """), frozenset({S.OK}), weight=2),
+        Kind("plants process state", _prog("""
+            import os, random, resource, socket
+            import numpy as np
+            def main():
+                os.environ["ELM_PLANTED"] = "1"
+                os.umask(0)
+                for fd in (os.open("/dev/null", os.O_RDONLY), socket.socket().detach()):
+                    os.set_inheritable(fd, True)
+                    os.dup2(fd, 40 + fd)
+                resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+                random.seed(1)
+                np.random.seed(1)
+                if os.fork() == 0:
+                    os.setsid()
+                    while True:
+                        random.random()
+                return 1
+        """), frozenset({S.OK}), weight=2),
         Kind("deep nesting", _prog("""
             def main():
                 x = []
@@ -524,7 +618,8 @@ def run_soak(*, n: int = 10_000, hostile: float = 0.25, workers: int = 2, batch:
     counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     escapes: collections.Counter = collections.Counter()
     unexpected: collections.Counter = collections.Counter()
-    hung = late = benign_bad = n_hostile = 0
+    hung = late = benign_bad = n_hostile = witnessed = mismatches = 0
+    first_seen: dict[str, tuple] = {}
     max_total = 0.0
     generations0 = sum(s.generation for s in box._slots)
     load_start = os.getloadavg()[0]
@@ -542,9 +637,19 @@ def run_soak(*, n: int = 10_000, hostile: float = 0.25, workers: int = 2, batch:
                     plan.append(rng.choices(kinds, weights)[0])
                 else:
                     plan.append(benign(i))
-            reqs = [EvalRequest(done + j, p.source if isinstance(p, Kind) else p[0]) for j, p in enumerate(plan)]
+            for name in WITNESSES:  # determinism witnesses at random positions among the candidates
+                plan.insert(rng.randrange(len(plan) + 1), name)
+            reqs = [EvalRequest(done + j, WITNESSES[p] if isinstance(p, str) else p.source if isinstance(p, Kind)
+                                else p[0], seed=seed) for j, p in enumerate(plan)]
             results = box.evaluate(reqs)
             for p, r in zip(plan, results):
+                if isinstance(p, str):
+                    witnessed += 1
+                    outcome = (r.status, r.fitness, r.descriptor, r.error)
+                    if first_seen.setdefault(p, outcome) != outcome:
+                        mismatches += 1
+                        log(f"  MISMATCH: witness {p!r} (candidate {r.id}) got {outcome}, first {first_seen[p]}")
+                    continue
                 max_total = max(max_total, r.total_s)
                 if r.total_s > timeout_s + 1.0:
                     late += 1
@@ -579,6 +684,7 @@ def run_soak(*, n: int = 10_000, hostile: float = 0.25, workers: int = 2, batch:
                 if changed:
                     escapes["host files changed: " + ", ".join(changed)] += 1
                 log(f"{done}/{n}: {n_hostile} hostile, hung {hung}, late {late}, escapes {sum(escapes.values())}, "
+                    f"determinism mismatches {mismatches}/{witnessed}, "
                     f"unexpected {sum(unexpected.values())}, sandboxes replaced "
                     f"{sum(s.generation for s in box._slots) - generations0}, "
                     f"{time.perf_counter() - t_start:.0f} s, load {os.getloadavg()[0]:.1f}")
@@ -605,7 +711,7 @@ def run_soak(*, n: int = 10_000, hostile: float = 0.25, workers: int = 2, batch:
         benign_bad=benign_bad, throughput_start=thr0, throughput_end=thr1, cpu_ms_start=cpu0, cpu_ms_end=cpu1,
         replaced=replaced, max_total_s=max_total, wall_s=time.perf_counter() - t_start, load_start=load_start,
         load_end=load_end, by_kind={k: dict(v) for k, v in counts.items()},
-        control=tuple(ctl) if ctl else None,
+        control=tuple(ctl) if ctl else None, witnessed=witnessed, mismatches=mismatches,
     )
 
 
@@ -631,6 +737,7 @@ def main() -> int:
     print(f"hung {rep.hung}; late (> timeout + 1 s) {rep.late}; max round trip {rep.max_total_s:.2f} s")
     print(f"escapes {sum(rep.escapes.values())} {rep.escapes or ''}")
     print(f"unexpected statuses {sum(rep.unexpected.values())} {rep.unexpected or ''}; benign not ok {rep.benign_bad}")
+    print(f"determinism: {rep.mismatches} mismatches in {rep.witnessed} witness evaluations")
     print(f"benign throughput start {rep.throughput_start:.1f}/s, end {rep.throughput_end:.1f}/s "
           f"({rep.throughput_ratio:.0%}); sandbox CPU per benign candidate {_ms(rep.cpu_ms_start)} -> "
           f"{_ms(rep.cpu_ms_end)}; 1-min load average {rep.load_start:.1f} -> {rep.load_end:.1f}")

@@ -79,14 +79,149 @@ class Environment(ABC):
             entry_point=self.entry_point,
         )
 
-    def evaluate_local(self, source: str) -> Evaluation:
-        """Execute and score ``source`` in this process, without any sandbox.
+    def evaluate_local(self, source: str, *, seed: int = 0, timeout_s: float | None = None) -> Evaluation:
+        """Evaluate ``source`` without a sandbox, the way the sandbox does: same result, no isolation.
 
-        For checking an environment while writing it; never use it on programs
-        written by a model. Validates the evaluation exactly as the engine does.
+        ``execute`` runs in a forked child process (randomness seeded as in the sandbox,
+        from ``seed``, the run seed: see :func:`seed_randomness`), its output crosses a pipe as
+        JSON, and ``score`` runs here, in a process the program never ran in: a program
+        that patches ``math.fsum``, numpy or ``json.loads`` at import time changes only
+        the child. For checking an environment while writing it; never use it on
+        programs written by a model (the child has this process's rights).
+
+        Raises InvalidProgram as ``execute``/``score`` do, :class:`ProgramError` when the
+        program raised, exited or was killed (its traceback tail in the message), and
+        TimeoutError after ``timeout_s`` seconds (None: no limit). POSIX only (fork).
         """
+        output = run_in_child(self, source, seed=seed, timeout_s=timeout_s)
+        return validate_evaluation(self.score(output), self.descriptor_space)
+
+    def evaluate_in_process(self, source: str, *, seed: int = 0) -> Evaluation:
+        """Execute and score ``source`` in this very process: fast, but the program can patch the scoring.
+
+        For trusted programs only (tests of an environment's own seeds, profiling). A
+        program that patches ``math.fsum`` or ``json.loads`` at import time changes this
+        process's ``score``; :meth:`evaluate_local` is the faithful check.
+        """
+        from elm.types import candidate_seed
+
+        preload_modules(self)
+        seed_randomness(candidate_seed(seed, source))
         output = roundtrip_json(self.execute(source))
         return validate_evaluation(self.score(output), self.descriptor_space)
+
+
+class ProgramError(RuntimeError):
+    """The program raised, exited or was killed in :meth:`Environment.evaluate_local` (traceback in the message)."""
+
+
+def seed_randomness(seed: int) -> None:
+    """Seed what an unseeded program draws from: Python's ``random`` and numpy's global RNG.
+
+    Called in every candidate's process right before ``execute``, with
+    ``elm.types.candidate_seed(run seed, source)``. numpy's legacy global RNG
+    (``np.random.random``, ``np.random.seed``-style calls) takes ``seed % 2**32`` and is
+    seeded only when numpy is already imported (the default ``preload``); a program
+    that imports numpy itself in an environment that does not preload it, ``os.urandom``,
+    ``secrets``, ``random.SystemRandom`` and ``np.random.default_rng()`` without a seed
+    stay nondeterministic (docs/environments.md).
+    """
+    import random
+    import sys
+
+    random.seed(seed)
+    # Only if already imported (see preload_modules): importing numpy.random here would cost
+    # every candidate ~100 ms.
+    legacy = sys.modules.get("numpy.random")
+    if legacy is not None and hasattr(legacy, "seed"):
+        legacy.seed(seed % (1 << 32))
+
+
+def preload_modules(env: "Environment") -> None:
+    """Import ``env.preload`` (as every fork server does once, before any candidate).
+
+    With numpy among them, ``numpy.random`` too: numpy imports it lazily, and a global
+    RNG created inside a candidate would be seeded from OS entropy, not by
+    :func:`seed_randomness`.
+    """
+    import importlib
+    import sys
+
+    for module in getattr(env, "preload", ()) or ():
+        importlib.import_module(module)
+    if "numpy" in sys.modules:
+        importlib.import_module("numpy.random")
+
+
+def run_in_child(env: "Environment", source: str, *, seed: int = 0, timeout_s: float | None = None) -> Any:
+    """Run ``env.execute(source)`` in a forked child; return its output after a JSON round trip.
+
+    The child seeds its randomness like a sandbox candidate, converts the output with
+    :func:`to_jsonable` and writes one JSON line (what happened) plus the JSON output to
+    a pipe. Errors: see :meth:`Environment.evaluate_local`.
+    """
+    import json
+    import os
+    import select
+    import signal
+    import time
+    import traceback
+
+    from elm.types import candidate_seed
+
+    preload_modules(env)  # as the fork server does: numpy's global RNG is then seeded in the child
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # ---------------------------------------------------------------- the child
+        code = 0
+        try:
+            os.close(read_fd)
+            payload = b""
+            try:
+                seed_randomness(candidate_seed(seed, source))
+                payload = json.dumps(to_jsonable(env.execute(source))).encode("utf-8")
+                header = {"kind": "ok"}
+            except InvalidProgram as exc:
+                header = {"kind": "invalid", "message": str(exc) or "invalid program"}
+            except SystemExit as exc:
+                header = {"kind": "error", "error": f"program exited with code {exc.code} before returning"}
+            except BaseException as exc:  # noqa: BLE001 - reported to the parent
+                header = {"kind": "error", "error": "".join(traceback.format_exception(exc))[-4000:]}
+            data = json.dumps(header).encode("utf-8") + b"\n" + payload
+            view = memoryview(data)
+            while view:
+                view = view[os.write(write_fd, view):]
+        except BaseException:  # noqa: BLE001 - the parent sees a broken answer
+            code = 70
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    chunks: list[bytes] = []
+    deadline = None if timeout_s is None else time.monotonic() + float(timeout_s)
+    try:
+        while True:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not select.select([read_fd], [], [], wait)[0]:
+                os.kill(pid, signal.SIGKILL)
+                raise TimeoutError(f"program did not finish within {timeout_s:g} s (killed)")
+            chunk = os.read(read_fd, 1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(read_fd)
+        _, status = os.waitpid(pid, 0)
+    line, newline, payload = b"".join(chunks).partition(b"\n")
+    if not newline:
+        if os.WIFSIGNALED(status):
+            raise ProgramError(f"program was killed by signal {signal.Signals(os.WTERMSIG(status)).name}")
+        raise ProgramError(f"program exited with code {os.waitstatus_to_exitcode(status)} before returning")
+    header = json.loads(line)
+    if header["kind"] == "invalid":
+        raise InvalidProgram(header["message"])
+    if header["kind"] == "error":
+        raise ProgramError(header["error"])
+    return json.loads(payload)
 
 
 def load_entry_point(source: str, entry_point: str, *, filename: str = "<program>") -> Callable:

@@ -266,7 +266,8 @@ class Driver:
                                            variants=dict(state.lane.variants), keys=self.dedup is not None)
                             for _ in range(n_mut)]
             state.load = [0] * n_mut
-        self.evaluators = [eval_cls.remote(self.cfg.sandbox, self.env_spec) for _ in range(n_eval)]
+        self.evaluators = [eval_cls.remote(self.cfg.sandbox, self.env_spec, run_seed=self.seed)
+                           for _ in range(n_eval)]
         mutators = [a for s in self.lanes for a in s.actors]
         # Fail fast (and clearly) if an actor cannot start, e.g. a bad mutator argument.
         try:

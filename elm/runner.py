@@ -211,6 +211,10 @@ def run(cfg: RunConfig | Mapping[str, Any], *, run_dir: str | os.PathLike,
     if sandbox_class(cfg.sandbox).unsafe:
         log.warning("sandbox %s is UNSAFE: candidate programs run as plain processes on this machine with your "
                     "permissions (rlimits only). Use sandbox=gvisor for untrusted programs.", cfg.sandbox._target_)
+    gaps = sandbox_class(cfg.sandbox).isolation_gaps
+    if gaps:
+        log.warning("sandbox %s does not keep these from passing between candidates (results may depend on "
+                    "evaluation order): %s", cfg.sandbox._target_, "; ".join(gaps))
     started_ray = _init_ray(cfg.ray)
     try:
         driver = Driver(cfg=cfg, env=env, store=store, run_dir=str(run_dir), progress=progress)

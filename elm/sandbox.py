@@ -98,6 +98,9 @@ class Sandbox(ABC):
     backend: ClassVar[str] = "sandbox"
     #: True when candidates can reach the host (the run log says so loudly)
     unsafe: ClassVar[bool] = False
+    #: kinds of state one candidate can leave for the next that this backend does not isolate
+    #: (the run log lists them; docs/sandbox.md has the inventory)
+    isolation_gaps: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def check_available(cls) -> None:

@@ -200,10 +200,32 @@ class Proposal:
 
 @dataclass(frozen=True)
 class EvalRequest:
-    """A program to evaluate in a sandbox. ``id`` is the run-wide evaluation id."""
+    """A program to evaluate in a sandbox. ``id`` is the run-wide evaluation id.
+
+    ``seed`` is the run seed: the candidate's randomness (Python's ``random``, numpy's
+    global RNG) is seeded with :func:`candidate_seed` of it and the source, so the same
+    program in the same run sees the same random numbers in any slot or sandbox.
+    """
 
     id: int
     source: str
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise TypeError(f"EvalRequest.seed must be an int (the run seed), got {self.seed!r}")
+
+
+def candidate_seed(run_seed: int, source: str) -> int:
+    """The seed a program's randomness gets: 64 bits of BLAKE2b over the run seed and the source.
+
+    Returns an int in [0, 2**64). Used by the sandboxes and by ``Environment.evaluate_local``;
+    numpy's legacy global RNG takes it modulo 2**32.
+    """
+    import hashlib
+
+    digest = hashlib.blake2b(f"{int(run_seed)}\0{source}".encode("utf-8", "surrogatepass"), digest_size=8)
+    return int.from_bytes(digest.digest(), "big")
 
 
 @dataclass(frozen=True)

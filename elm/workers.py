@@ -148,8 +148,10 @@ def _replace(proposal: Proposal, **changes: Any) -> Proposal:
 class EvaluatorWorker:
     """Hosts one Sandbox (a pool of warm sandboxes) and evaluates batches of children."""
 
-    def __init__(self, sandbox_cfg: SandboxConfig, env: EnvironmentSpec):
+    def __init__(self, sandbox_cfg: SandboxConfig, env: EnvironmentSpec, *, run_seed: int = 0):
         self.sandbox = build_sandbox(sandbox_cfg, env)
+        #: every candidate's randomness is seeded from it and its source (elm.types.candidate_seed)
+        self.run_seed = int(run_seed)
         self.label = f"{socket.gethostname()}:{os.getpid()}"
 
     def ping(self) -> dict[str, str]:
@@ -173,7 +175,7 @@ class EvaluatorWorker:
         for i, (proposal, eval_id) in enumerate(zip(proposals, ids)):
             if not proposal.usable or i in skipped:
                 continue
-            requests.append(EvalRequest(id=eval_id, source=proposal.source))
+            requests.append(EvalRequest(id=eval_id, source=proposal.source, seed=self.run_seed))
             slots.append(i)
         if requests:
             for i, result in zip(slots, self.sandbox.evaluate(requests)):

@@ -12,15 +12,30 @@ See ``docs/sandbox.md`` for what is isolated, every limit and its default.
 
 from __future__ import annotations
 
-from elm.sandbox import EnvironmentSpec, Sandbox, SandboxLimits
+import importlib
+from typing import TYPE_CHECKING
 
-from .gvisor_backend import GVisorSandbox, check_gvisor
+# Eager (standard library only): ``sandbox.janitor`` is also the submodule's name, and a lazy
+# import would leave the attribute bound to the module once a backend had imported it.
 from .janitor import janitor
-from .process_backend import ProcessSandbox
+
+if TYPE_CHECKING:
+    from elm.sandbox import EnvironmentSpec, Sandbox, SandboxLimits
 
 __all__ = ["GVisorSandbox", "ProcessSandbox", "make_sandbox", "check_gvisor", "janitor"]
 
-_BACKENDS = {"gvisor": GVisorSandbox, "process": ProcessSandbox}
+#: where each public name lives; imported on first use, so that the fork server (which imports
+#: sandbox.protocol and friends inside the sandbox) does not load the host-side backends
+_LAZY = {"GVisorSandbox": "gvisor_backend", "check_gvisor": "gvisor_backend", "ProcessSandbox": "process_backend"}
+_BACKENDS = {"gvisor": "GVisorSandbox", "process": "ProcessSandbox"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def make_sandbox(
@@ -32,10 +47,10 @@ def make_sandbox(
     runtime_dir: str | None = None,
 ) -> Sandbox:
     """Build the sandbox named ``backend`` ("gvisor" or "process")."""
-    cls = _BACKENDS.get(str(backend).strip().lower())
-    if cls is None:
+    name = _BACKENDS.get(str(backend).strip().lower())
+    if name is None:
         raise ValueError(
             f"unknown sandbox backend {backend!r}; choose one of: "
             + ", ".join(repr(name) for name in _BACKENDS)
         )
-    return cls(env=env, limits=limits, workers=workers, runtime_dir=runtime_dir)
+    return __getattr__(name)(env=env, limits=limits, workers=workers, runtime_dir=runtime_dir)

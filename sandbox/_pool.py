@@ -17,7 +17,6 @@ import logging
 import math
 import os
 import select
-import struct
 import threading
 import time
 import weakref
@@ -29,12 +28,10 @@ from typing import Any, Sequence
 from elm.sandbox import EnvironmentSpec, Sandbox, SandboxLimits, SandboxUnavailable
 from elm.types import EvalRequest, EvalResult, EvalStatus
 
+from .protocol import ERROR_CAP, HEADER, MAX_RESPONSE, TAIL_CHARS
+
 log = logging.getLogger("sandbox")
 
-_HEADER = struct.Struct(">I")
-MAX_RESPONSE = 256 << 20
-ERROR_CHARS = 4200
-TAIL_CHARS = 2000
 STARTUP_TIMEOUT_S = 120.0
 #: extra seconds the host waits beyond the in-sandbox deadlines before it declares a slot lost
 BACKSTOP_SLACK_S = 3.0
@@ -107,7 +104,7 @@ class Slot:
 
     def send(self, obj: dict, deadline: float) -> None:
         body = json.dumps(obj).encode("utf-8")
-        data = memoryview(_HEADER.pack(len(body)) + body)
+        data = memoryview(HEADER.pack(len(body)) + body)
         fd = self.proc.stdin.fileno()
         while data:
             remaining = deadline - time.monotonic()
@@ -126,13 +123,13 @@ class Slot:
         """Read one message; ``guard()`` is called every GUARD_INTERVAL_S and may raise SlotLost."""
         fd = self.proc.stdout.fileno()
         while True:
-            if len(self.buf) >= _HEADER.size:
-                (length,) = _HEADER.unpack_from(self.buf)
+            if len(self.buf) >= HEADER.size:
+                (length,) = HEADER.unpack_from(self.buf)
                 if length > MAX_RESPONSE:
                     raise SlotLost(f"fork server sent an oversized frame ({length} bytes)")
-                if len(self.buf) >= _HEADER.size + length:
-                    body = bytes(self.buf[_HEADER.size:_HEADER.size + length])
-                    del self.buf[:_HEADER.size + length]
+                if len(self.buf) >= HEADER.size + length:
+                    body = bytes(self.buf[HEADER.size:HEADER.size + length])
+                    del self.buf[:HEADER.size + length]
                     try:
                         msg = json.loads(body)
                     except ValueError as exc:
@@ -414,7 +411,8 @@ class ForkServerPool(Sandbox):
         t0 = time.monotonic()
         deadline = t0 + self.backstop_s
         try:
-            slot.send({"id": req.id, "source": req.source, "timeout": self.limits.timeout_s}, deadline)
+            slot.send({"id": req.id, "source": req.source, "timeout": self.limits.timeout_s, "seed": req.seed},
+                      deadline)
             resp = slot.recv(deadline, guard=self._guard(slot))
             if resp.get("id") != req.id:
                 raise SlotLost(f"fork server answered for id {resp.get('id')!r} instead of {req.id!r}")
@@ -472,7 +470,7 @@ class ForkServerPool(Sandbox):
         except ValueError:
             status = EvalStatus.ERROR
         error = resp.get("error")
-        error = None if error is None else str(error)[:ERROR_CHARS]
+        error = None if error is None else str(error)[:ERROR_CAP]
         fitness = descriptor = None
         info = resp.get("info") if isinstance(resp.get("info"), dict) else {}
         if status is EvalStatus.OK:

@@ -2,18 +2,23 @@
 
 This file runs *inside* the sandbox (for the gVisor backend) or as a plain host
 subprocess (for the process backend), with the sandbox's Python. It uses only
-the standard library plus ``elm`` (and whatever the environment imports), and is
-started as a script with ``python -P -u forkserver.py`` so that its own
-directory is not put on ``sys.path``.
+the standard library, ``elm`` (and whatever the environment imports) and its
+sibling modules, split by job: ``protocol`` (framing, limits, error text),
+``confine`` (namespaces, fds, rlimits, cgroups of a forked process), ``procfs``,
+``scrub`` (emptying /tmp), ``zygote`` (the server's side of the forking helper)
+and ``children`` (what the zygote, candidates and the scorer run). It is started
+as a script with ``python -P -u forkserver.py`` (its own directory is not put on
+``sys.path``; the ``sandbox`` package's parent is on ``PYTHONPATH``).
 
 Protocol (over the server's original stdin/stdout, which it moves away from fds
 0/1 at start-up so that nothing else can write to them by accident): every
-message is a 4-byte big-endian length followed by that many bytes of UTF-8 JSON.
+message is a 4-byte big-endian length followed by that many bytes of UTF-8 JSON
+(``sandbox/protocol.py``).
 
 1. host -> server: configuration ``{"target", "kwargs", "limits", "pidns", "drop_uid",
    "scorer_uid", "max_procs", "pids_cgroup", "scratch_dirs", "keep"}``
 2. server -> host: ``{"ready": true, ...}`` or ``{"ready": false, "error": "..."}``
-3. host -> server: ``{"id", "source", "timeout"}``; server -> host: a dict whose
+3. host -> server: ``{"id", "source", "timeout", "seed"}`` (``seed``: the run seed); server -> host: a dict whose
    keys map onto :class:`elm.types.EvalResult` plus ``leftover`` (processes that
    survived the clean-up; the host recycles the sandbox when it is not 0).
    Repeat until the host closes stdin.
@@ -43,362 +48,38 @@ only then hands the output to the scorer, under its own deadline.
 
 from __future__ import annotations
 
-import ctypes
-import fcntl
 import gc
-import io
 import json
 import os
 import resource
 import select
-import shutil
 import signal
 import socket
-import struct
 import sys
 import time
-import traceback
 from collections import deque
 
-_HEADER = struct.Struct(">I")
-MAX_FRAME = 64 << 20  # largest request the server accepts (a program source)
-RESULT_CAP = 64 << 20  # largest raw output (JSON) a candidate may return
-ERROR_CHARS = 4000  # error text / traceback tail kept per result
-TAIL_CHARS = 2000  # stdout/stderr tail kept per result
-EXIT_SETUP_FAILED = 70
+from sandbox.children import ChildProcesses
+from sandbox.confine import (
+    PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE, clamp_rlimits, mount_pids_cgroup, prctl, probe_unshare, use_pids_cgroup,
+)
+from sandbox.procfs import all_pids, descendants, proc_stat
+from sandbox.protocol import (
+    ERROR_CAP, EXIT_SETUP_FAILED, HEADER, MAX_FRAME, RESULT_CAP, SEED, TAIL_CHARS, format_exception, read_frame,
+    write_all, write_frame,
+)
+from sandbox.scrub import scrub_dir
+from sandbox.zygote import ZygoteLink, ZygoteLost, _Proc
+
 WATCHDOG_S = 0.02  # how often the process-count watchdog looks while a child runs
 ZOMBIE_WAIT_S = 0.5  # longest the clean-up waits for killed processes to be reaped (see Server._await_reaped)
-
-PR_SET_PDEATHSIG = 1
-PR_SET_DUMPABLE = 4
-PR_SET_CHILD_SUBREAPER = 36
-
-
-# ----------------------------------------------------------------------------- framing
-
-
-def _read_exact(fd: int, n: int) -> bytes | None:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = os.read(fd, n - len(buf))
-        if not chunk:
-            return None
-        buf += chunk
-    return bytes(buf)
-
-
-def read_frame(fd: int):
-    """Read one length-prefixed JSON message; None at EOF."""
-    head = _read_exact(fd, _HEADER.size)
-    if head is None:
-        return None
-    (length,) = _HEADER.unpack(head)
-    if length > MAX_FRAME:
-        raise ValueError(f"frame of {length} bytes exceeds the {MAX_FRAME}-byte limit")
-    body = _read_exact(fd, length)
-    if body is None:
-        return None
-    return json.loads(body)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
-
-
-def write_frame(fd: int, obj) -> None:
-    body = json.dumps(obj).encode("utf-8")
-    _write_all(fd, _HEADER.pack(len(body)) + body)
-
-
-# ----------------------------------------------------------------------------- helpers
-
-
-_libc = None
-
-
-def _prctl(option: int, arg: int) -> bool:
-    """prctl(2) through ctypes; the libc handle is cached so that forked children need no dlopen."""
-    global _libc
-    try:
-        if _libc is None:
-            _libc = ctypes.CDLL(None, use_errno=True)
-        return _libc.prctl(option, arg, 0, 0, 0) == 0
-    except Exception:
-        return False
-
-
-def _shorten(text: str, limit: int = ERROR_CHARS) -> str:
-    if len(text) <= limit:
-        return text
-    head = limit // 4
-    return text[:head] + f"\n... [{len(text) - limit} characters cut] ...\n" + text[-(limit - head):]
-
-
-def format_exception(exc: BaseException) -> str:
-    """Exception type, message and the tail of its traceback, at most ~ERROR_CHARS characters."""
-    try:
-        only = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-    except BaseException:  # noqa: BLE001 - hostile __str__
-        only = type(exc).__name__
-    only = _shorten(only, ERROR_CHARS // 3)
-    try:
-        frames = "".join(traceback.format_tb(exc.__traceback__))
-    except BaseException:  # noqa: BLE001
-        frames = ""
-    room = ERROR_CHARS - len(only) - 40
-    if len(frames) > room:
-        frames = "  ...\n" + frames[-room:]
-    return f"Traceback (most recent call last):\n{frames}{only}"
-
-
-def _exit_code(exc: SystemExit) -> int:
-    code = exc.code
-    if code is None:
-        return 0
-    if isinstance(code, int):
-        return code
-    return 1
-
-
-def _flush_std() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:
-            pass
-
-
-# ----------------------------------------------------------------------------- process clean-up
-
-
-def _stat(pid: int) -> tuple[int, str] | None:
-    """(ppid, state) of ``pid`` from /proc, or None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read().decode("ascii", "replace")
-    except OSError:
-        return None
-    rest = data[data.rfind(")") + 2:].split()
-    try:
-        return int(rest[1]), rest[0]
-    except (IndexError, ValueError):
-        return None
-
-
-def _all_pids() -> list[int]:
-    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
-
-
-def _children(pid: int) -> list[int] | None:
-    """Direct children of ``pid`` via /proc/PID/task/*/children; None if unsupported."""
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return []
-    kids: list[int] = []
-    for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                kids.extend(int(x) for x in f.read().split())
-        except FileNotFoundError:
-            if not os.path.exists(f"/proc/{pid}/task/{tid}"):
-                continue  # thread went away
-            return None
-        except OSError:
-            continue
-    return kids
-
-
-def _descendants(root: int) -> list[int]:
-    out: list[int] = []
-    stack = [root]
-    fast = True
-    while stack and fast:
-        kids = _children(stack.pop())
-        if kids is None:
-            fast = False
-            break
-        out.extend(kids)
-        stack.extend(kids)
-    if fast:
-        return out
-    # Fallback: build the parent map from a full /proc scan.
-    parent: dict[int, list[int]] = {}
-    for pid in _all_pids():
-        st = _stat(pid)
-        if st is not None:
-            parent.setdefault(st[0], []).append(pid)
-    out, stack = [], [root]
-    while stack:
-        kids = parent.get(stack.pop(), [])
-        out.extend(kids)
-        stack.extend(kids)
-    return out
-
-
-#: fds inside a candidate child: 1 and 2 the capped stdout/stderr pipe, 3 the result pipe,
-#: 4 (until the program has arrived) the pipe its program comes on
-RESULT_FD = 3
-CONTROL_FD = 4
-#: fds are first duplicated above this number, so that moving them onto 1..4 cannot clobber one another
-_HIGH_FD = 100
-#: zygote messages (one SOCK_SEQPACKET datagram each): server -> zygote b"C"/b"S" + the new
-#: process's pipe ends (SCM_RIGHTS); zygote -> server "P" (pid, or -errno) and "X" (a child exited)
-_FORKED = struct.Struct(">ci")
-_EXITED = struct.Struct(">ciid")
-#: longest the server waits for the zygote to answer a fork or report a killed child's exit
-ZYGOTE_TIMEOUT_S = 30.0
-
-
-def scrub_dir(directory: str, keep: list[str]) -> None:
-    """Delete everything under ``directory`` except mount points and the kept paths.
-
-    ``keep`` holds normalised absolute paths (read-only binds such as a venv under ``/tmp``).
-    A directory on the way to a kept path is not deleted but scrubbed in turn: inside the
-    sandbox it is a writable skeleton directory of the tmpfs (``/tmp/<project>`` for a venv at
-    ``/tmp/<project>/.venv``), and a file a candidate leaves there must not reach the next one.
-    Errors are ignored: a path that cannot be removed is the health check's business.
-    """
-    try:
-        dev = os.stat(directory).st_dev
-        entries = list(os.scandir(directory))
-    except OSError:
-        return
-    for entry in entries:
-        path = os.path.normpath(entry.path)
-        if path in keep:
-            continue
-        try:
-            if entry.is_dir(follow_symlinks=False):
-                if entry.stat(follow_symlinks=False).st_dev != dev:
-                    continue  # a mount point
-                if any(k.startswith(path + "/") for k in keep):
-                    scrub_dir(path, keep)
-                else:
-                    shutil.rmtree(entry.path, ignore_errors=True)
-            else:
-                os.unlink(entry.path)
-        except OSError:
-            pass
 
 
 class OwnerGone(RuntimeError):
     """The process that started the server died: there is no one left to answer."""
 
 
-class ZygoteLost(RuntimeError):
-    """The zygote died or stopped answering: the server cannot fork any more (the host recycles it)."""
-
-
-def _read_blob(fd: int, limit: int) -> bytes | None:
-    """Read one length-prefixed byte string (4-byte big-endian length); None at EOF."""
-    head = _read_exact(fd, _HEADER.size)
-    if head is None:
-        return None
-    (length,) = _HEADER.unpack(head)
-    if length > limit:
-        raise ValueError(f"blob of {length} bytes exceeds the {limit}-byte limit")
-    return _read_exact(fd, length)
-
-
-def _move_fds(targets: dict[int, int]) -> None:
-    """Make fd ``dst`` a copy of ``src`` for each ``dst: src``, then close every other fd above 0.
-
-    Used in freshly forked processes, which inherit every fd of their parent
-    (protocol pipes, other children's pipes): they keep only what they need.
-    """
-    high = {src: fcntl.fcntl(src, fcntl.F_DUPFD, _HIGH_FD) for src in set(targets.values())}
-    for dst, src in targets.items():
-        os.dup2(high[src], dst)
-    _close_all_but(set(targets) | {0})
-
-
-def _close_all_but(keep: set[int]) -> None:
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd not in keep:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
-
-def _new_stdio() -> None:
-    """Fresh sys.stdout/stderr on fds 1/2 (the parent's buffered objects must not be flushed twice)."""
-    sys.stdout = sys.__stdout__ = io.TextIOWrapper(
-        io.FileIO(1, "w", closefd=False), encoding="utf-8", errors="backslashreplace", line_buffering=True,
-    )
-    sys.stderr = sys.__stderr__ = io.TextIOWrapper(
-        io.FileIO(2, "w", closefd=False), encoding="utf-8", errors="backslashreplace", line_buffering=True,
-    )
-
-
-_WARM_UP = "def main():\n    return [1.5, 'x', {'k': (2,)}]\n"
-
-
-def _warm_up() -> None:
-    """Run, in a spare child still waiting for its program, the generic steps every candidate runs.
-
-    After a fork, gVisor's ptrace platform makes each first write to a page a
-    trip through the sentry. A trivial candidate writes the same pages every
-    time (interpreter state, allocator arenas, refcounts of builtins, the
-    compiler's and json's working memory), so paying for them here, while the
-    previous candidate runs or the worker waits, takes them off the candidate's
-    own time. Generic code only (no environment code: that could have state).
-    """
-    from elm.environment import load_entry_point, to_jsonable
-
-    try:
-        fn = load_entry_point(_WARM_UP, "main")
-        json.dumps(to_jsonable(fn())).encode("utf-8")
-        json.dumps({"kind": "ok"})
-        time.monotonic()
-    except Exception:  # noqa: BLE001 - a warm-up failure only costs speed
-        pass
-
-
-def _rlimits(wanted) -> list[tuple[int, int, int]]:
-    """``(resource, soft, hard)`` clamped to the current hard limits (computed once, not per child)."""
-    out = []
-    for res, soft, hard in wanted:
-        _, cur_hard = resource.getrlimit(res)
-        if cur_hard != resource.RLIM_INFINITY:
-            soft, hard = min(soft, cur_hard), min(hard, cur_hard)
-        out.append((res, soft, hard))
-    return out
-
-
-class _Proc:
-    """A process the zygote forks for the server, and the server's ends of its pipes (-1 once closed).
-
-    ``pid`` is None until the zygote has answered (forks are requested without
-    waiting), negative (-errno) if the fork failed.
-    """
-
-    __slots__ = ("pid", "fds")
-
-    def __init__(self, fds: dict[str, int]) -> None:
-        self.pid: int | None = None
-        self.fds = fds
-
-    def fd(self, name: str) -> int:
-        return self.fds[name]
-
-    def close(self, name: str | None = None) -> None:
-        for key in [name] if name else list(self.fds):
-            fd = self.fds.get(key, -1)
-            if fd >= 0:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-                self.fds[key] = -1
-
-
-class Server:
+class Server(ZygoteLink, ChildProcesses):
     """State of one fork server: the environment, the limits, the zygote, the scorer and the spare child."""
 
     def __init__(self, cfg: dict) -> None:
@@ -414,6 +95,17 @@ class Server:
         #: most processes a candidate may have alive at once (a watchdog enforces it, because
         #: RLIMIT_NPROC is not enforced by gVisor, nor for root on Linux)
         self.max_procs = int(cfg.get("max_procs") or self.limits["nproc"])
+        #: namespaces each candidate gets for itself, unshared by its spare before it is confined, and
+        #: whether failing to do so is fatal (gVisor) or leaves it in the shared ones (process backend
+        #: as a non-root user); ``namespaces_ok`` is what a probe found at start-up
+        self.unshare_flags = int(cfg.get("unshare") or 0)
+        self.unshare_required = bool(cfg.get("unshare_required", False))
+        self.namespaces_ok = bool(self.unshare_flags) and probe_unshare(self.unshare_flags)
+        if self.unshare_required and not self.namespaces_ok:
+            raise RuntimeError(
+                f"cannot give candidates their own namespaces (unshare({self.unshare_flags:#x}) fails in a "
+                "child of the fork server): the server needs CAP_SYS_ADMIN inside the sandbox"
+            )
         #: directories whose contents are wiped after every child (files must not leak between candidates)
         self.scratch_dirs = [d for d in cfg.get("scratch_dirs") or [] if os.path.isdir(d)]
         #: paths inside scratch dirs that must survive (read-only binds such as a venv under /tmp)
@@ -421,9 +113,9 @@ class Server:
         #: a pids cgroup whose pids.max caps each child's tasks (kernel-enforced): gVisor's own
         #: (mounted here, ``pids_cgroup``), or a host one made by the process backend (``pids_cgroup_path``)
         if cfg.get("pids_cgroup_path"):
-            self.cgroup = self._use_pids_cgroup(cfg["pids_cgroup_path"])
+            self.cgroup = use_pids_cgroup(cfg["pids_cgroup_path"], self.max_procs)
         else:
-            self.cgroup = self._setup_pids_cgroup() if cfg.get("pids_cgroup") else None
+            self.cgroup = mount_pids_cgroup(self.max_procs) if cfg.get("pids_cgroup") else None
         lim = self.limits
         mib = 1 << 20
         common = [
@@ -432,10 +124,10 @@ class Server:
             (resource.RLIMIT_FSIZE, lim["fsize_mb"] * mib, lim["fsize_mb"] * mib),
             (resource.RLIMIT_CORE, 0, 0),
         ]
-        self.candidate_rlimits = _rlimits(common + [(resource.RLIMIT_CPU, lim["cpu_s"], lim["cpu_s"] + 1)])
+        self.candidate_rlimits = clamp_rlimits(common + [(resource.RLIMIT_CPU, lim["cpu_s"], lim["cpu_s"] + 1)])
         # RLIMIT_CPU is cumulative over a process's life, so the long-lived scorer has none:
         # each scoring is bounded by its wall-clock deadline instead (then the scorer is replaced).
-        self.scorer_rlimits = _rlimits(common)
+        self.scorer_rlimits = clamp_rlimits(common)
         self.env = None
         self.space = None
         #: the forking helper and the server's end of the socket to it
@@ -464,51 +156,12 @@ class Server:
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
 
-    def _use_pids_cgroup(self, path: str) -> str | None:
-        """Set pids.max of an existing (host) pids cgroup; None (the watchdog is used) if that fails."""
-        try:
-            with open(os.path.join(path, "pids.max"), "w") as f:
-                f.write(str(self.max_procs))
-            return path
-        except OSError as exc:
-            print(f"fork server: cannot use the pids cgroup {path} ({exc}); using the process-count watchdog",
-                  file=sys.stderr, flush=True)
-            return None
-
-    def _setup_pids_cgroup(self) -> str | None:
-        """Mount gVisor's pids controller and create ``candidate/`` with pids.max = max_procs.
-
-        gVisor does not enforce RLIMIT_NPROC, but its cgroupfs pids controller
-        is enforced by its kernel: fork()/thread creation beyond pids.max fail
-        with EAGAIN. Needs (gVisor-internal) CAP_SYS_ADMIN for the mount. Returns
-        the child cgroup's path, or None (the watchdog is used instead).
-        """
-        mount_point = "/dev/.elm-pids"
-        try:
-            os.makedirs(mount_point, exist_ok=True)
-            if not os.path.exists(os.path.join(mount_point, "cgroup.procs")):
-                _prctl(0, 0)  # load libc
-                libc = _libc
-                libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
-                                       ctypes.c_char_p]
-                if libc.mount(b"cgroup", mount_point.encode(), b"cgroup", 0, b"pids") != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, os.strerror(err))
-            path = os.path.join(mount_point, "candidate")
-            os.makedirs(path, exist_ok=True)
-            with open(os.path.join(path, "pids.max"), "w") as f:
-                f.write(str(self.max_procs))
-            return path
-        except OSError as exc:
-            print(f"fork server: no in-sandbox pids cgroup ({exc}); using the process-count watchdog",
-                  file=sys.stderr, flush=True)
-            return None
-
     # -- environment
 
     def build(self) -> None:
         import importlib
 
+        from elm.environment import preload_modules
         from elm.sandbox import EnvironmentSpec
 
         spec = EnvironmentSpec(target=self.cfg["target"], kwargs=self.cfg.get("kwargs") or {})
@@ -523,198 +176,10 @@ class Server:
         for mod in getattr(cls, "preload", ()) or ():
             importlib.import_module(mod)
         self.env = spec.build()
+        preload_modules(self.env)  # numpy.random too, so that every candidate's global RNG can be seeded
         self.space = self.env.descriptor_space
 
-    # -- the zygote
-    #
-    # Under gVisor's ptrace platform a fork marks every writable page of the
-    # parent copy-on-write, and each later write fault is a trip through the
-    # sentry: the server's own work right after a fork ran 10-20x slower
-    # (measured). So the server forks exactly once, at start-up: the zygote,
-    # a clean copy that does nothing but fork (touching few pages) and report
-    # its children's exits. Candidates, spares and scorers are its children.
-
-    def start_helpers(self) -> None:
-        """Fork the zygote, then (through it) the scorer and the first spare child, before any candidate."""
-        self._spawn_zygote()
-        self._spawn_scorer()
-        self.spare = self._fork_child()
-        self._settle()
-
-    def _spawn_zygote(self) -> None:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        _flush_std()
-        pid = os.fork()
-        if pid == 0:  # ------------------------------------------------ zygote
-            code = EXIT_SETUP_FAILED
-            try:
-                ours.close()
-                self._zygote_main(theirs)
-                code = 0
-            except BaseException:  # noqa: BLE001
-                try:
-                    os.write(2, ("fork server: zygote failed:\n" + traceback.format_exc()[-2000:]).encode())
-                except BaseException:  # noqa: BLE001
-                    pass
-            finally:
-                os._exit(code)
-        theirs.close()
-        self.zygote_pid, self.zsock = pid, ours
-
-    def _zygote_main(self, sock: socket.socket) -> None:
-        wake_r, wake_w = os.pipe()
-        os.set_blocking(wake_r, False)
-        os.set_blocking(wake_w, False)
-        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
-        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        _close_all_but({0, 1, 2, sock.fileno(), wake_r, wake_w})
-        while True:
-            ready, _, _ = select.select([sock, wake_r], [], [])
-            if wake_r in ready:
-                try:
-                    while os.read(wake_r, 512):
-                        pass
-                except BlockingIOError:
-                    pass
-                while True:
-                    try:
-                        pid, status, ru = os.wait4(-1, os.WNOHANG)
-                    except ChildProcessError:
-                        break
-                    if pid == 0:
-                        break
-                    sock.send(_EXITED.pack(b"X", pid, status, ru.ru_utime + ru.ru_stime))
-            if sock in ready:
-                data, fds, _, _ = socket.recv_fds(sock, 16, 4)
-                if not data:
-                    return  # the server is gone; our children die with us (PR_SET_PDEATHSIG)
-                try:
-                    pid = os.fork()
-                except OSError as exc:
-                    pid = -(exc.errno or 1)
-                if pid == 0:  # -------------------------------------- its child
-                    signal.set_wakeup_fd(-1)
-                    sock.close()
-                    os.close(wake_r)
-                    os.close(wake_w)
-                    if data[:1] == b"S":
-                        self._scorer_main(*fds)
-                    else:
-                        self._child_main(*fds)
-                    return
-                for fd in fds:
-                    os.close(fd)
-                sock.send(_FORKED.pack(b"P", pid))
-
-    def _request_fork(self, kind: bytes, child_fds: list[int], proc: _Proc) -> _Proc:
-        """Ask the zygote to fork ``kind`` with ``child_fds``; do not wait for it (see ``_await``)."""
-        try:
-            socket.send_fds(self.zsock, [kind], child_fds)
-        except OSError as exc:
-            proc.close()
-            raise ZygoteLost(f"the zygote is gone ({exc})") from None
-        finally:
-            for fd in child_fds:
-                os.close(fd)
-        self._pending.append(proc)
-        return proc
-
-    def _zygote_message(self, timeout: float | None) -> bool:
-        """Handle one message from the zygote if one arrives within ``timeout`` (None: wait); True if one did."""
-        if timeout is not None:
-            ready, _, _ = select.select([self.zsock], [], [], max(timeout, 0.0))
-            if not ready:
-                return False
-        try:
-            data = self.zsock.recv(64)
-        except OSError as exc:
-            raise ZygoteLost(f"the zygote's socket failed ({exc}): it died") from None
-        if not data:
-            raise ZygoteLost("the zygote closed its socket (it died)")
-        if data[:1] == b"P":
-            _, pid = _FORKED.unpack(data)
-            self._pending.popleft().pid = pid
-        elif data[:1] == b"X":
-            _, pid, status, cpu = _EXITED.unpack(data)
-            if pid in self._retired:
-                self._retired.discard(pid)
-            elif pid in self._dying:
-                self._dying.discard(pid)
-            elif any(p is not None and p.pid == pid for p in (self.running, self.spare, self.scorer)):
-                self._exits[pid] = (status, cpu)
-        return True
-
-    def _pump(self) -> None:
-        """Handle every message the zygote has sent so far, without waiting."""
-        while self._zygote_message(0.0):
-            pass
-
-    def _await(self, until, what: str) -> None:
-        """Handle zygote messages until ``until()`` holds; ZygoteLost after ZYGOTE_TIMEOUT_S."""
-        deadline = time.monotonic() + ZYGOTE_TIMEOUT_S
-        while not until():
-            if not self._zygote_message(deadline - time.monotonic()) and time.monotonic() >= deadline:
-                raise ZygoteLost(f"no answer from the zygote within {ZYGOTE_TIMEOUT_S:g} s ({what})")
-
-    def _settle(self) -> None:
-        """Wait until every fork asked of the zygote has happened (so that every pid is known)."""
-        self._await(lambda: not self._pending, "fork")
-
     # -- helpers: the scorer and the spare child
-
-    def _prepare_helpers(self) -> None:
-        """While a candidate runs: ask for the next spare child and, if needed, a fresh scorer.
-
-        Both are forked by the zygote, a clean copy of the server taken before
-        any candidate, so they are as clean as the first ones.
-        """
-        if self.scorer is None:
-            self._spawn_scorer()
-        if self.spare is None:
-            self.spare = self._fork_child()
-
-    def _helper_pids(self) -> set[int]:
-        pids = self._retired | self._dying
-        if self.zygote_pid is not None:
-            pids.add(self.zygote_pid)
-        for proc in (self.spare, self.scorer):
-            if proc is not None and proc.pid is not None:
-                pids.add(proc.pid)
-        return pids
-
-    def _retire(self, proc: _Proc | None) -> None:
-        """Close our ends and SIGKILL it; its exit report is dropped when it comes."""
-        if proc is None:
-            return
-        proc.close()
-        if proc.pid is None:
-            self._await(lambda: proc.pid is not None, "fork")
-        if proc.pid < 0:
-            return
-        if self._exits.pop(proc.pid, None) is not None:
-            return  # already reaped by the zygote
-        try:
-            os.kill(proc.pid, signal.SIGKILL)
-        except OSError:
-            pass
-        self._retired.add(proc.pid)
-
-    def shutdown(self) -> None:
-        """Stop the helpers (the host closed the protocol pipe): the zygote's children die with it."""
-        for proc in (self.spare, self.scorer):
-            if proc is not None and proc.pid is not None and proc.pid > 0:
-                try:
-                    os.kill(proc.pid, signal.SIGKILL)
-                except OSError:
-                    pass
-        if self.zsock is not None:
-            self.zsock.close()
-        if self.zygote_pid is not None:
-            try:
-                os.kill(self.zygote_pid, signal.SIGKILL)
-                os.waitpid(self.zygote_pid, 0)
-            except OSError:
-                pass
 
     # -- victims and clean-up
 
@@ -726,9 +191,9 @@ class Server:
         me = os.getpid()
         helpers = self._helper_pids()
         if self.pidns:
-            out = [p for p in _all_pids() if p not in (1, me) and p not in helpers]
+            out = [p for p in all_pids() if p not in (1, me) and p not in helpers]
             return [p for p in out if not self._unreported_helper(p)] if self._pending else out
-        return [p for p in _descendants(me) if p not in helpers]
+        return [p for p in descendants(me) if p not in helpers]
 
     def _unreported_helper(self, pid: int) -> bool:
         """True for a spare or scorer the zygote has forked but not yet reported (gVisor only).
@@ -741,7 +206,7 @@ class Server:
         the zygote's report (``_settle``), keeps the clean-up off the zygote,
         which is busy forking the next spare (~25-35 ms under ptrace) right then.
         """
-        st = _stat(pid)
+        st = proc_stat(pid)
         if st is None or st[0] != self.zygote_pid or self.drop_uid is None:
             return False
         try:
@@ -802,7 +267,7 @@ class Server:
             victims = self._victims()
             survivors = []
             for pid in victims:
-                st = _stat(pid)
+                st = proc_stat(pid)
                 if st is None or st[1] in ("Z", "X"):
                     continue
                 survivors.append(pid)
@@ -842,90 +307,9 @@ class Server:
 
     # -- what the zygote's children do
 
-    def _confine(self, rlimits, uid, *, join_cgroup: bool) -> None:
-        """Apply the limits and drop to ``uid``: after this the process holds no privilege of the server."""
-        if join_cgroup and self.cgroup is not None:  # before any candidate code: no fork can escape the cap
-            with open(os.path.join(self.cgroup, "cgroup.procs"), "w") as f:
-                f.write(str(os.getpid()))
-        for res, soft, hard in rlimits:
-            resource.setrlimit(res, (soft, hard))
-        if uid is not None:
-            uid = int(uid)
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)
-            if os.getuid() != uid or os.geteuid() != uid:
-                raise RuntimeError("failed to drop privileges")
-        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # again: a uid change clears it
-
-    def _fork_child(self) -> _Proc:
-        """Ask the zygote for a candidate child that waits, unconfined, for its program (``_child_main``)."""
-        (ctl_r, ctl_w), (out_r, out_w), (res_r, res_w) = os.pipe(), os.pipe(), os.pipe()
-        proc = _Proc({"ctl_w": ctl_w, "out_r": out_r, "res_r": res_r})
-        return self._request_fork(b"C", [ctl_r, out_w, res_w], proc)
-
-    def _child_main(self, ctl_r: int, out_w: int, res_w: int) -> None:
-        code = EXIT_SETUP_FAILED
-        try:
-            # 1. Ahead of time (a spare): own session, pipes in place, nothing else of the server's.
-            os.setsid()
-            signal.set_wakeup_fd(-1)
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-            _move_fds({1: out_w, 2: out_w, RESULT_FD: res_w, CONTROL_FD: ctl_r})
-            _new_stdio()
-            _warm_up()
-            # 2. Wait for the program. EOF: the server discarded this spare (or died).
-            source = _read_blob(CONTROL_FD, MAX_FRAME)
-            if source is not None:
-                os.close(CONTROL_FD)
-                # 3. Confine, then run it.
-                self._confine(self.candidate_rlimits, self.drop_uid, join_cgroup=True)
-                self._candidate(source.decode("utf-8", "surrogatepass"), RESULT_FD)
-            code = 0
-        except BaseException:  # noqa: BLE001
-            try:
-                os.write(2, ("fork server: child failed:\n" + traceback.format_exc()[-2000:]).encode())
-            except BaseException:  # noqa: BLE001
-                pass
-        finally:
-            os._exit(code)
-
-    def _spawn_scorer(self) -> None:
-        (req_r, req_w), (resp_r, resp_w) = os.pipe(), os.pipe()
-        os.set_blocking(req_w, False)
-        os.set_blocking(resp_r, False)
-        self.scorer = self._request_fork(b"S", [req_r, resp_w], _Proc({"req_w": req_w, "resp_r": resp_r}))
-
-    def _scorer_main(self, req_r: int, resp_w: int) -> None:
-        """Score outputs until EOF, or until a scoring leaves doubt about this process's state."""
-        code = EXIT_SETUP_FAILED
-        try:
-            signal.set_wakeup_fd(-1)
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            # What score() prints goes nowhere: its result and traceback come back in the answer.
-            null = os.open(os.devnull, os.O_RDWR)
-            _move_fds({1: null, 2: null, 3: req_r, 4: resp_w})
-            _new_stdio()
-            self._confine(self.scorer_rlimits, self.scorer_uid, join_cgroup=False)
-            code = 0
-            while True:
-                payload = _read_blob(3, RESULT_CAP)
-                if payload is None:
-                    break
-                header = self._score(payload)
-                _flush_std()
-                write_frame(4, header)
-                if header.get("respawn"):
-                    break
-        except BaseException:  # noqa: BLE001
-            code = EXIT_SETUP_FAILED
-        finally:
-            os._exit(code)
-
     # -- the candidate
 
-    def run_candidate(self, source: str, timeout: float, output_cap: int) -> dict:
+    def run_candidate(self, source: str, timeout: float, output_cap: int, seed: int = 0) -> dict:
         """Hand ``source`` to a child, enforce the deadline and the caps, clean up after it.
 
         Returns a dict with ``header`` (the parsed first line of what the child
@@ -933,10 +317,12 @@ class Server:
         (None, "timeout", "nproc", "output_limit" or "result_limit"), ``status``
         and ``cpu`` of the child, ``out_bytes``, ``tail``, ``elapsed`` and ``leftover``.
         """
+        from elm.types import candidate_seed
+
         data = source.encode("utf-8", "surrogatepass")
         if len(data) > MAX_FRAME:
             raise ValueError(f"program of {len(data)} bytes exceeds the {MAX_FRAME}-byte limit")
-        blob = _HEADER.pack(len(data)) + data
+        blob = SEED.pack(candidate_seed(seed, source)) + HEADER.pack(len(data)) + data
         # The previous candidate may not be reaped yet (see _watch): until it is, it is visible
         # in /proc (a zombie that kill() "succeeds" on), so this one waits for that first.
         self._await(lambda: not self._dying, "exit of the previous candidate")
@@ -951,7 +337,7 @@ class Server:
                 ok = False  # its fork failed, or it died while waiting
             else:
                 try:
-                    _write_all(child.fd("ctl_w"), blob)  # it may still be forking: the pipe holds 64 KiB
+                    write_all(child.fd("ctl_w"), blob)  # it may still be forking: the pipe holds 64 KiB
                     ok = True
                 except OSError:  # EPIPE: it died just now
                     ok = False
@@ -1111,7 +497,7 @@ class Server:
             return sc is not None
         if sc.pid < 0 or sc.pid in self._exits:
             return False
-        st = _stat(sc.pid)
+        st = proc_stat(sc.pid)
         return st is not None and st[1] not in ("Z", "X", "T", "t")
 
     def score(self, payload: bytes, timeout: float) -> dict:
@@ -1125,7 +511,7 @@ class Server:
         req_w, resp_r = sc.fd("req_w"), sc.fd("resp_r")
         t0 = time.monotonic()
         deadline = t0 + timeout
-        out = memoryview(_HEADER.pack(len(payload)) + payload)
+        out = memoryview(HEADER.pack(len(payload)) + payload)
         buf = bytearray()
         header = None
         reason = None
@@ -1153,11 +539,11 @@ class Server:
                     died = True
                     break
                 buf += data
-                if len(buf) >= _HEADER.size:
-                    (length,) = _HEADER.unpack_from(buf)
-                    if len(buf) >= _HEADER.size + length:
+                if len(buf) >= HEADER.size:
+                    (length,) = HEADER.unpack_from(buf)
+                    if len(buf) >= HEADER.size + length:
                         try:
-                            header = json.loads(bytes(buf[_HEADER.size:_HEADER.size + length]))
+                            header = json.loads(bytes(buf[HEADER.size:HEADER.size + length]))
                         except ValueError:
                             header = {"kind": "error", "error": "the scorer sent malformed JSON", "respawn": True}
         elapsed = time.monotonic() - t0
@@ -1177,73 +563,6 @@ class Server:
                 "status": status, "cpu": 0.0, "elapsed": elapsed, "tail": ""}
 
     # -- what the children run
-
-    def _candidate(self, source: str, fd: int) -> None:
-        from elm.environment import InvalidProgram, to_jsonable
-
-        payload = b""
-        try:
-            output = self.env.execute(source)
-            try:
-                payload = json.dumps(to_jsonable(output)).encode("utf-8")
-                header = {"kind": "ok"}
-            except MemoryError:
-                raise
-            except Exception as exc:  # noqa: BLE001
-                header = {
-                    "kind": "invalid",
-                    "message": _shorten(
-                        f"program output is not JSON-serialisable: {type(exc).__name__}: {exc}"
-                    ),
-                }
-        except InvalidProgram as exc:
-            header = {"kind": "invalid", "message": _shorten(str(exc) or "invalid program")}
-        except MemoryError as exc:
-            header = {"kind": "memory", "error": format_exception(exc)}
-        except SystemExit as exc:
-            header = {"kind": "exit", "code": _exit_code(exc)}
-        except BaseException as exc:  # noqa: BLE001
-            header = {"kind": "error", "error": format_exception(exc)}
-        _flush_std()
-        _write_all(fd, json.dumps(header).encode("utf-8") + b"\n" + payload)
-        os.close(fd)
-
-    def _score(self, payload: bytes) -> dict:
-        """Score one output (in the scorer). ``respawn``: score() raised, so this process is replaced."""
-        from elm.environment import InvalidProgram, to_jsonable, validate_evaluation
-
-        try:
-            output = json.loads(payload)
-        except (ValueError, RecursionError) as exc:
-            return {"kind": "invalid", "message": f"program output is not valid JSON: {exc}"}
-        except MemoryError as exc:
-            return {"kind": "memory", "respawn": True,
-                    "error": "program output too large to parse: " + format_exception(exc)}
-        try:
-            raw = self.env.score(output)
-        except InvalidProgram as exc:
-            return {"kind": "invalid", "respawn": True, "message": _shorten(str(exc) or "invalid program")}
-        except MemoryError as exc:
-            return {"kind": "memory", "respawn": True,
-                    "error": "environment score() ran out of memory: " + format_exception(exc)}
-        except BaseException as exc:  # noqa: BLE001
-            return {"kind": "error", "respawn": True, "error": "environment score() raised " + format_exception(exc)}
-        try:
-            evaluation = validate_evaluation(raw, self.space)
-            info = to_jsonable(dict(evaluation.info))
-            try:
-                json.dumps(info)
-            except Exception as exc:  # noqa: BLE001
-                raise TypeError(f"Evaluation.info is not JSON-serialisable: {exc}") from None
-            return {"kind": "ok", "fitness": evaluation.fitness, "descriptor": list(evaluation.descriptor),
-                    "info": info}
-        except InvalidProgram as exc:
-            return {"kind": "invalid", "message": _shorten(str(exc) or "invalid program")}
-        except MemoryError as exc:
-            return {"kind": "memory", "respawn": True,
-                    "error": "environment score() ran out of memory: " + format_exception(exc)}
-        except BaseException as exc:  # noqa: BLE001
-            return {"kind": "error", "respawn": True, "error": "environment score() raised " + format_exception(exc)}
 
     # -- one request
 
@@ -1274,13 +593,13 @@ class Server:
             if kind == "ok":
                 return {"status": "ok"}
             if kind == "invalid":
-                return {"status": "invalid", "error": str(header.get("message", ""))[: ERROR_CHARS + 200]}
+                return {"status": "invalid", "error": str(header.get("message", ""))[: ERROR_CAP]}
             if kind == "memory":
-                return {"status": "memory", "error": str(header.get("error", "MemoryError"))[: ERROR_CHARS + 200]}
+                return {"status": "memory", "error": str(header.get("error", "MemoryError"))[: ERROR_CAP]}
             if kind == "exit":
                 return {"status": "error", "error": f"{what} exited with code {header.get('code')} before returning"}
             if kind == "error":
-                return {"status": "error", "error": str(header.get("error", ""))[: ERROR_CHARS + 200]}
+                return {"status": "error", "error": str(header.get("error", ""))[: ERROR_CAP]}
         if run["raw_result"]:
             return {"status": "error", "error": f"{what} corrupted its result channel"}
         status = run["status"]
@@ -1314,7 +633,11 @@ class Server:
             resp["error"] = "request has no program source"
             return resp
         cap = int(self.limits["output_bytes"])
-        run = self.run_candidate(source, timeout, cap)
+        seed = req.get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            resp["error"] = f"request seed must be an int, got {seed!r}"
+            return resp
+        run = self.run_candidate(source, timeout, cap, seed)
         resp["run_s"] = run["elapsed"]
         resp["stdout_tail"] = run["tail"]
         resp["output_truncated"] = run["out_bytes"] > cap
@@ -1347,10 +670,10 @@ def main() -> int:
     os.close(null)
     os.dup2(2, 1)
     # Not dumpable: other processes of the same uid cannot ptrace us or open /proc/<pid>/fd.
-    _prctl(PR_SET_DUMPABLE, 0)
+    prctl(PR_SET_DUMPABLE, 0)
 
     # Orphans of candidates re-parent to us (where supported), so we can kill them.
-    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    prctl(PR_SET_CHILD_SUBREAPER, 1)
     t0 = time.monotonic()
     try:
         cfg = read_frame(proto_in)
@@ -1381,6 +704,7 @@ def main() -> int:
         "startup_s": time.monotonic() - t0,
         "pids_cgroup": server.cgroup is not None,
         "max_procs": server.max_procs,
+        "namespaces": server.namespaces_ok,
     })
     try:
         while True:

@@ -23,7 +23,8 @@ from elm.sandbox import EnvironmentSpec, SandboxLimits, SandboxUnavailable
 from elm.types import EvalStatus
 
 from ._pool import ForkServerPool, Slot, SlotLost, thread_env
-from .janitor import CGROUP_ROOT, DEFAULT_ROOT, janitor, owner_tag
+from .confine import CANDIDATE_NAMESPACES
+from .janitor import CGROUP_ROOT, DEFAULT_ROOT, Watchdog, janitor, owner_tag
 from .reaper import ensure_reaper
 
 log = logging.getLogger("sandbox")
@@ -288,6 +289,8 @@ class GVisorSandbox(ForkServerPool):
         self._tag = f"{owner_tag()}-{secrets.token_hex(4)}"
         self._dir = os.path.join(self._root, self._tag)
         os.makedirs(self._dir, mode=0o700)
+        # Removes this object's sandboxes if its process dies without close() (kill -9).
+        self._watchdog = Watchdog(owner_dir=self._dir, cgroup_prefix=f"elm-{self._tag}-")
         self._sandbox_cls = _make_sandbox_class()
         self._reaper = ensure_reaper()
         try:
@@ -346,6 +349,8 @@ class GVisorSandbox(ForkServerPool):
     def _server_config(self, slot: Slot) -> dict:
         cfg = super()._server_config(slot)
         cfg["pidns"] = True
+        cfg["unshare"] = CANDIDATE_NAMESPACES
+        cfg["unshare_required"] = True
         cfg["drop_uid"] = CANDIDATE_UID
         cfg["scorer_uid"] = SCORER_UID
         cfg["max_procs"] = self.max_procs
@@ -483,4 +488,7 @@ class GVisorSandbox(ForkServerPool):
                 clean_owner_dir(d)
             else:
                 shutil.rmtree(d, ignore_errors=True)
+        watchdog = getattr(self, "_watchdog", None)
+        if watchdog is not None:
+            watchdog.close()
 

@@ -18,8 +18,11 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
+
+from .procfs import start_time
 
 log = logging.getLogger(__name__)
 
@@ -29,28 +32,15 @@ _DIR_RE = re.compile(r"^(\d+)-(\d+)-[0-9a-f]+$")
 _ID_RE = re.compile(r"^elm-(\d+)-(\d+)-")
 
 
-def _start_time(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read().decode("ascii", "replace")
-    except OSError:
-        return None
-    fields = data[data.rfind(")") + 2:].split()
-    try:
-        return int(fields[19])  # field 22 of stat: starttime
-    except (IndexError, ValueError):
-        return None
-
-
 def owner_tag(pid: int | None = None) -> str:
     """``<pid>-<start time>`` of this (or the given) process."""
     pid = os.getpid() if pid is None else pid
-    return f"{pid}-{_start_time(pid) or 0}"
+    return f"{pid}-{start_time(pid) or 0}"
 
 
 def owner_alive(pid: int, start: int) -> bool:
     """True when process ``pid`` exists and started at ``start`` (so it is the same process)."""
-    current = _start_time(pid)
+    current = start_time(pid)
     return current is not None and (start == 0 or current == start)
 
 
@@ -79,13 +69,25 @@ def _processes_using(path: str) -> list[int]:
     return found
 
 
-def _remove_cgroups(is_dead) -> int:
-    """Kill the tasks in, then rmdir, cgroup directories named ``elm-<pid>-<start>-...`` whose owner is dead."""
+def _remove_cgroups(is_dead=None, *, prefix: str | None = None) -> int:
+    """Kill the tasks in, then rmdir, cgroup directories named ``elm-<pid>-<start>-...``.
+
+    Those whose owner ``is_dead(pid, start)``, or (``prefix``) whose name starts with it.
+    """
     removed = 0
     try:
         top = os.listdir(CGROUP_ROOT)
     except OSError:
         return 0
+
+    def chosen(name: str) -> bool:
+        m = _ID_RE.match(name)
+        if not m:
+            return False
+        if prefix is not None:
+            return name.startswith(prefix)
+        return is_dead(int(m.group(1)), int(m.group(2)))
+
     candidates = []
     for entry in top:
         path = os.path.join(CGROUP_ROOT, entry)
@@ -99,8 +101,7 @@ def _remove_cgroups(is_dead) -> int:
             except OSError:
                 continue
     for path in candidates:
-        m = _ID_RE.match(os.path.basename(path))
-        if not m or not is_dead(int(m.group(1)), int(m.group(2))):
+        if not chosen(os.path.basename(path)):
             continue
         # Whatever still runs in a dead owner's cgroup is its leftover (e.g. a process-backend
         # candidate that escaped its fork server with setsid(): it has no parent-death signal).
@@ -180,6 +181,82 @@ def clean_owner_dir(path: str, timeout: float = 30.0) -> int:
 def remove_dead_cgroups() -> int:
     """Kill what runs in, then rmdir, the cgroup directories ``elm-<pid>-<start>-...`` of dead owners."""
     return _remove_cgroups(lambda pid, start: not owner_alive(pid, start))
+
+
+#: the watchdog's program: this module's _watch, imported from where this package lives
+_WATCH = ("import sys; sys.path.insert(0, sys.argv[1]); from sandbox.janitor import _watch; "
+          "_watch(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5])")
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Watchdog:
+    """A helper process that removes one pool's sandboxes, cgroups and directory when its owner dies.
+
+    Without it, a worker killed with -9 leaves its runsc sandboxes and gofers running
+    (re-parented to init, ~65 MB each) until some later run's :func:`janitor` happens
+    to start. The watchdog (``python -I`` running :func:`_watch`, in its own session, standard
+    library only) holds the read end of a pipe whose only write end is the owner's
+    (close-on-exec: runsc and the fork servers do not inherit it); at EOF, or when
+    the owner's pid no longer names the same process (a child the owner forked
+    without exec may hold the write end), it runs :func:`clean_owner_dir` on
+    ``owner_dir`` and removes the cgroups whose names start with ``cgroup_prefix``.
+    The owner calls :meth:`close` at the end of its own clean-up: the watchdog then
+    finds nothing left and exits.
+    """
+
+    def __init__(self, *, owner_dir: str | None, cgroup_prefix: str | None) -> None:
+        read_fd, self._write_fd = os.pipe()
+        pid = os.getpid()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-I", "-c", _WATCH, _PACKAGE_PARENT, str(pid), str(start_time(pid) or 0),
+                 owner_dir or "", cgroup_prefix or ""],
+                stdin=read_fd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                close_fds=True, start_new_session=True,
+            )
+        except BaseException:
+            os.close(self._write_fd)
+            self._write_fd = -1
+            raise
+        finally:
+            os.close(read_fd)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Tell the watchdog the owner is done (it cleans what is left, normally nothing) and reap it."""
+        if self._write_fd >= 0:
+            os.close(self._write_fd)
+            self._write_fd = -1
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("sandbox watchdog %d still cleaning up after %g s; leaving it", self.proc.pid, timeout)
+
+
+def _watch(owner_pid: int, owner_start: int, owner_dir: str, cgroup_prefix: str) -> None:
+    """The watchdog's main: wait for EOF on stdin or the owner's death, then clean up after it."""
+    import select
+
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)  # only the owner's end of the pipe stops it
+    while True:
+        ready, _, _ = select.select([0], [], [], 1.0)
+        if ready:
+            try:
+                if not os.read(0, 4096):
+                    break
+            except OSError:
+                break
+        elif not owner_alive(owner_pid, owner_start):
+            break
+    if owner_dir and os.path.isdir(owner_dir):
+        clean_owner_dir(owner_dir)
+    if cgroup_prefix:
+        _remove_cgroups(prefix=cgroup_prefix)
+
 
 
 def janitor(runtime_dir: str = DEFAULT_ROOT) -> int:

@@ -27,9 +27,26 @@ import time
 from elm.sandbox import EnvironmentSpec, SandboxLimits
 
 from ._pool import FORKSERVER, ForkServerPool, Slot, thread_env
-from .janitor import CGROUP_ROOT, owner_tag, remove_dead_cgroups
+from .confine import CANDIDATE_NAMESPACES
+from .janitor import CGROUP_ROOT, Watchdog, owner_tag, remove_dead_cgroups
 
 log = logging.getLogger("sandbox")
+
+#: state one candidate can leave for the next that this backend does not isolate (docs/sandbox.md,
+#: "What a candidate can leave behind"); logged at construction
+NOT_ISOLATED = (
+    "kernel keyrings of the host user",
+    "files outside the scratch directory (/dev/shm, $HOME, anything the user may write)",
+    "signals and ptrace between processes of the host user, the next candidate's waiting spare included",
+    "host sysctls and cgroup files (when the evaluator runs as root)",
+    "processes that escaped with setsid() when there is no pids cgroup (not root)",
+)
+#: isolated only with per-candidate namespaces, which need root on the host
+NEEDS_NAMESPACES = (
+    "SysV IPC and POSIX message queues",
+    "abstract Unix sockets and loopback ports (the host's network is shared)",
+    "the hostname",
+)
 
 #: host environment variables passed to the fork server (everything else, API keys included, is dropped)
 _PASS_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONUSERBASE", "VIRTUAL_ENV")
@@ -107,6 +124,7 @@ class ProcessSandbox(ForkServerPool):
 
     backend = "process"
     unsafe = True
+    isolation_gaps = NOT_ISOLATED + tuple(f"{gap} (unless root)" for gap in NEEDS_NAMESPACES)
 
     def __init__(
         self,
@@ -133,8 +151,10 @@ class ProcessSandbox(ForkServerPool):
         self._tag = f"{owner_tag()}-{secrets.token_hex(4)}"
         if self._cgroup_parent:
             remove_dead_cgroups()
+        # Removes this object's cgroups (and what runs in them) if its process dies without close().
+        self._watchdog = Watchdog(owner_dir=self._workdir, cgroup_prefix=f"elm-{self._tag}-")
         top = env.target.split(".", 1)[0]
-        roots = package_roots(["elm", top])
+        roots = package_roots(["elm", "sandbox", top])  # the fork server imports sandbox.* and elm
         extra = os.environ.get("PYTHONPATH", "")
         self._pythonpath = os.pathsep.join(roots + ([extra] if extra else []))
         try:
@@ -142,6 +162,13 @@ class ProcessSandbox(ForkServerPool):
         except BaseException:
             self.close()
             raise
+        namespaces = all(slot.info.get("namespaces") for slot in self._slots)
+        log.warning(
+            "sandbox=process cannot isolate one candidate from the next: %s; per-candidate IPC, network and UTS "
+            "namespaces: %s (see docs/sandbox.md, 'What a candidate can leave behind')",
+            "; ".join(NOT_ISOLATED + (() if namespaces else NEEDS_NAMESPACES)),
+            "yes" if namespaces else "no (not root): candidates share the host's",
+        )
 
     def _spawn(self, slot: Slot) -> None:
         slot.handle = None
@@ -167,6 +194,10 @@ class ProcessSandbox(ForkServerPool):
     def _server_config(self, slot: Slot) -> dict:
         cfg = super()._server_config(slot)
         cfg["scratch_dirs"] = [self._scratch]
+        # Best effort: only root can unshare on the host; otherwise candidates share the host's
+        # IPC and network namespaces (the run log says so, see _limitations).
+        cfg["unshare"] = CANDIDATE_NAMESPACES
+        cfg["unshare_required"] = False
         if slot.handle:
             cfg["pids_cgroup_path"] = slot.handle
         return cfg
@@ -198,3 +229,6 @@ class ProcessSandbox(ForkServerPool):
 
     def _after_close(self) -> None:
         shutil.rmtree(getattr(self, "_workdir", ""), ignore_errors=True)
+        watchdog = getattr(self, "_watchdog", None)
+        if watchdog is not None:
+            watchdog.close()

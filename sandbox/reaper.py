@@ -23,36 +23,20 @@ import os
 import threading
 import time
 
+from .procfs import children, stat_fields
+
 log = logging.getLogger(__name__)
 
 PR_SET_CHILD_SUBREAPER = 36
 
 
 def _children_of_self() -> list[int]:
-    pid = os.getpid()
-    kids: list[int] = []
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return kids
-    for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                kids.extend(int(x) for x in f.read().split())
-        except OSError:
-            continue
-    return kids
+    return children(os.getpid()) or []
 
 
 def _is_exe_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read().decode("ascii", "replace")
-    except OSError:
-        return False
-    comm = data[data.find("(") + 1: data.rfind(")")]
-    state = data[data.rfind(")") + 2:].split(" ", 1)[0]
-    return comm == "exe" and state == "Z"
+    st = stat_fields(pid)
+    return st is not None and st[0] == "exe" and st[1][:1] == ["Z"]
 
 
 class Reaper:

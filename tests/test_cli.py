@@ -109,7 +109,9 @@ def test_config_mistakes_fail_fast_with_clear_messages(tmp_path):
 def test_process_backend_is_labelled_unsafe(tmp_path):
     proc = _run("budget.evaluations=30", "sandbox=process", f"hydra.run.dir={tmp_path / 'r'}", "loop.progress=false")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "UNSAFE" in (tmp_path / "r" / "run_elm.log").read_text()
+    text = (tmp_path / "r" / "run_elm.log").read_text()
+    assert "UNSAFE" in text
+    assert "does not keep these from passing between candidates" in text and "keyrings" in text
 
 
 def _have_runsc() -> bool:

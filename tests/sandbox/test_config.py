@@ -75,6 +75,10 @@ def test_process_backend_warns(sandbox_root, caplog):
     box.close()
     assert any("sandbox=process gives candidates full access to this machine" in r.getMessage()
                for r in caplog.records)
+    # and which kinds of state it cannot keep from passing between candidates (the run log shows it)
+    (limits,) = [r.getMessage() for r in caplog.records if "cannot isolate" in r.getMessage()]
+    assert "keyrings" in limits and "signals" in limits
+    assert ("SysV IPC" in limits) is not box._slots[0].info["namespaces"]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -557,3 +557,85 @@ def test_next_candidate_can_signal_nothing(worker):
         assert seen.status is EvalStatus.OK, seen.error
         assert seen.fitness == 0, seen.stdout_tail
     assert_contained(worker, seen, 0.0, EvalStatus.OK)
+
+
+@pytest.mark.gvisor
+def test_a_3000_level_deep_directory_tree(sandbox_root):
+    """The scrub removes it without recursion: no fork server internal error, no sandbox restart.
+
+    Its own sandbox, with a 4 s deadline: removing 3000 levels takes ~1 s under gVisor (~0.3 ms
+    a level, measured at load average 25), more than the shared worker's 5 s backstop leaves
+    on a loaded machine. (The process backend's scratch directory is on the host's disk;
+    test_forkserver.py covers the scrub itself.)
+    """
+    box = make("gvisor", sandbox_root, limits=dataclasses.replace(HOSTILE_LIMITS, timeout_s=4.0), workers=1)
+    try:
+        generation = box._slots[0].generation
+        deep, seen = box.evaluate([EvalRequest(1, prog("""
+            import os, tempfile
+            def main():
+                os.chdir(tempfile.gettempdir())
+                for _ in range(3000):
+                    os.mkdir("d")
+                    os.chdir("d")
+                return 1.0
+        """)), EvalRequest(2, prog("""
+            import os, tempfile
+            def main():
+                return float(len(os.listdir(tempfile.gettempdir())))
+        """))])
+        assert (deep.status, deep.fitness) == (EvalStatus.OK, 1.0), deep
+        assert (seen.status, seen.fitness) == (EvalStatus.OK, 0.0), seen
+        wait_idle(box)
+        assert box._slots[0].generation == generation  # the same sandbox served throughout
+    finally:
+        box.close()
+
+
+def test_fixed_programs_score_bit_identically_among_hostile_candidates(worker):
+    """Determinism: witnesses evaluated again and again in one slot, interleaved with candidates that plant
+    every kind of state of the inventory (test_isolation.py), get the same result every time."""
+    import random
+
+    from .test_isolation import _COMMON, ROWS, _fn, _programs
+
+    namespaces = worker.backend == "gvisor" or worker._slots[0].info.get("namespaces")
+    rows = [r for r in ROWS if (worker.backend == "gvisor" or r.host_safe) and (namespaces or not r.needs_namespaces)
+            and r.name not in ("timers", "signals-from-leftovers", "cgroup-files-and-sysctls")]  # slow observers
+    observer = _COMMON + "".join(_fn(f"observe_{i}", r.observe) for i, r in enumerate(rows)) + (
+        "def main():\n    return fingerprint([" + ", ".join(f"observe_{i}()" for i in range(len(rows))) + "])\n")
+    witnesses = [observer, prog("""
+        import random
+        import numpy as np
+        def main():
+            return random.random() + float(np.random.random(16).sum()) + hash("elm") % 1000
+    """), prog("""
+        def main():
+            return float(len({f"k{i}" for i in range(64)}) + sum(hash(f"k{i}") % 7 for i in range(64)))
+    """)]
+    hostile = [_programs(r)[0] for r in ROWS if worker.backend == "gvisor" or r.host_safe] + [
+        prog("""
+            import os, random, time
+            def main():
+                random.seed(1)
+                if os.fork() == 0:
+                    os.setsid()
+                    while True:
+                        time.sleep(0.01)
+                return len(bytearray(4 << 30))
+        """)]
+    rng = random.Random(16)
+    plan = []
+    for _ in range(2):  # each witness twice per round: 4 results to agree, ~20 s under gVisor at load 30
+        block = [("w", i) for i in range(len(witnesses))] * 2 + [("h", i) for i in range(len(hostile))]
+        rng.shuffle(block)
+        plan += block
+    sources = [witnesses[i] if kind == "w" else hostile[i] for kind, i in plan]
+    results = worker.evaluate([EvalRequest(j, src, seed=5) for j, src in enumerate(sources)])
+    seen: dict[int, tuple] = {}
+    for (kind, i), res in zip(plan, results):
+        if kind == "w":
+            outcome = (res.status, res.fitness, res.descriptor, res.stdout_tail)
+            assert res.status is EvalStatus.OK, res
+            assert seen.setdefault(i, outcome) == outcome, (i, outcome, seen[i])
+    assert len(seen) == len(witnesses)

@@ -1,11 +1,13 @@
-"""An evaluator worker killed with -9 leaves nothing running once its successor has started.
+"""An evaluator worker killed with -9 leaves nothing running: its watchdog cleans up at once.
 
 The owner runs in a subprocess and is SIGKILLed while a runaway candidate
 burns CPU (and, for the process backend, after the candidate left an escaped
-``setsid()`` process behind). The successor is a new sandbox object on the same
-runtime root, as a restarted evaluator would build it: its janitor must remove
-the dead owner's sandboxes, processes, state directories and cgroups, and
-leave live owners alone.
+``setsid()`` process behind). Its watchdog (``sandbox.janitor.Watchdog``) must
+remove the sandboxes, processes, state directories and cgroups within a few
+seconds, with no successor and no later run. If the watchdog is killed too, the
+successor (a new sandbox object on the same runtime root, as a restarted
+evaluator would build it) does it: its janitor must remove the dead owner's
+leftovers and leave live owners alone.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def _owner(backend: str, root: Path, program: str) -> tuple[subprocess.Popen, di
         state = {{"dir": getattr(sb, "_dir", None), "servers": [s.proc.pid for s in sb._slots],
                   "zygotes": [s.info["zygote_pid"] for s in sb._slots],
                   "cgroups": [s.handle if isinstance(s.handle, str) else None for s in sb._slots],
-                  "ids": [getattr(s.handle, "id", None) for s in sb._slots]}}
+                  "ids": [getattr(s.handle, "id", None) for s in sb._slots], "watchdog": sb._watchdog.pid}}
         threading.Thread(target=sb.evaluate, args=([EvalRequest(1, {program!r})],), daemon=True).start()
         time.sleep(1.0)
         print(json.dumps(state), flush=True)
@@ -71,7 +73,7 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.gvisor
-def test_gvisor_worker_killed_with_minus_9(tmp_path, caplog):
+def test_gvisor_worker_and_watchdog_killed_with_minus_9(tmp_path, caplog):
     from sandbox import janitor
     from sandbox.janitor import _processes_using
 
@@ -87,6 +89,7 @@ def test_gvisor_worker_killed_with_minus_9(tmp_path, caplog):
         assert janitor(str(root)) == 0  # a live owner's sandboxes are never touched
         assert len(_runsc_list(os.path.join(d, "state"))) == 2
     finally:
+        os.kill(state["watchdog"], signal.SIGKILL)  # no watchdog: the successor's janitor must do it
         owner.send_signal(signal.SIGKILL)
         owner.wait()
     # Without a janitor the runaway keeps burning CPU in a sandbox nobody owns.
@@ -109,7 +112,7 @@ def test_gvisor_worker_killed_with_minus_9(tmp_path, caplog):
     assert os.listdir(root) == []
 
 
-def test_process_worker_killed_with_minus_9(tmp_path):
+def test_process_worker_and_watchdog_killed_with_minus_9(tmp_path):
     marker = tmp_path / "escaped.pid"
     owner, state = _owner("process", tmp_path / "root", prog(f"""
         import os, time
@@ -126,6 +129,7 @@ def test_process_worker_killed_with_minus_9(tmp_path):
                 pass
     """))
     escaped = int(marker.read_text())
+    os.kill(state["watchdog"], signal.SIGKILL)  # no watchdog: the successor's janitor must do it
     owner.send_signal(signal.SIGKILL)
     owner.wait()
     # The fork servers notice that their parent is gone and take their zygotes and children along.
@@ -147,3 +151,78 @@ def test_process_worker_killed_with_minus_9(tmp_path):
         assert run1(successor, OK).status is EvalStatus.OK
     finally:
         successor.close()
+
+
+#: "within a few seconds": runsc delete of two sandboxes takes ~1-2 s; a loaded machine gets more
+WATCHDOG_BOUND_S = 15.0
+
+
+def _wait_until(condition, bound: float) -> float:
+    """Seconds until ``condition()`` held; fails after ``bound``."""
+    t0 = time.monotonic()
+    while not condition():
+        if time.monotonic() - t0 > bound:
+            pytest.fail(f"not done within {bound:g} s")
+        time.sleep(0.05)
+    return time.monotonic() - t0
+
+
+@pytest.mark.gvisor
+def test_gvisor_owner_killed_with_minus_9_leaves_nothing_running(tmp_path):
+    """No successor, no later run: the watchdog removes the sandboxes of the dead owner by itself."""
+    from sandbox.janitor import _processes_using
+
+    root = tmp_path / "root"
+    owner, state = _owner("gvisor", root, prog("""
+        def main():
+            while True:
+                pass
+    """))
+    d = state["dir"]
+    assert len(_runsc_list(os.path.join(d, "state"))) == 2
+    owner.send_signal(signal.SIGKILL)
+    owner.wait()
+    took = _wait_until(lambda: not _alive(state["watchdog"]), WATCHDOG_BOUND_S)
+    assert _processes_using(d) == []  # runsc sandboxes, gofers, exec clients
+    assert not os.path.exists(d)
+    for sid in state["ids"]:
+        assert list(Path("/sys/fs/cgroup").glob(f"*/{sid}")) == []
+    print(f"watchdog done {took:.2f} s after the owner's death")
+
+
+def test_process_owner_killed_with_minus_9_leaves_nothing_running(tmp_path):
+    marker = tmp_path / "escaped.pid"
+    owner, state = _owner("process", tmp_path / "root", prog(f"""
+        import os, time
+        def main():
+            if os.fork() == 0:
+                os.setsid()
+                if os.fork() == 0:
+                    with open({str(marker)!r}, "w") as f:
+                        f.write(str(os.getpid()))
+                    while True:
+                        time.sleep(0.01)
+                os._exit(0)
+            while True:
+                pass
+    """))
+    escaped = int(marker.read_text())
+    owner.send_signal(signal.SIGKILL)
+    owner.wait()
+    _wait_until(lambda: not _alive(state["watchdog"]), WATCHDOG_BOUND_S)
+    assert not any(_alive(p) for p in state["servers"] + state["zygotes"])
+    cgroups = [c for c in state["cgroups"] if c]
+    if cgroups:  # root: the escaped process sat in its slot's cgroup, which the watchdog emptied
+        assert not _alive(escaped)
+        assert [c for c in cgroups if os.path.exists(c)] == []
+    else:
+        os.kill(escaped, signal.SIGKILL)  # not root: nothing can find it (docs/sandbox.md)
+    assert list((tmp_path / "root").iterdir()) == []  # the scratch directory is gone too
+
+
+def test_close_stops_the_watchdog(sandbox_root):
+    box = make("process", sandbox_root, workers=1)
+    watchdog = box._watchdog.proc
+    assert watchdog.poll() is None
+    box.close()
+    assert watchdog.poll() is not None
