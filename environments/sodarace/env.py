@@ -70,7 +70,8 @@ class Sodarace(Environment):
 
     name: ClassVar[str] = "sodarace"
     entry_point: ClassVar[str] = "make_walker"
-    preload: ClassVar[tuple[str, ...]] = ("numpy", "environments.sodarace")
+    # warm: compiles the simulation kernel once in the fork server, before it forks the scorers
+    preload: ClassVar[tuple[str, ...]] = ("numpy", "environments.sodarace", "environments.sodarace.warm")
 
     def __init__(self, *, terrain: str = "flat", duration_s: float = 10.0) -> None:
         if terrain not in TERRAINS:
@@ -148,8 +149,10 @@ class Sodarace(Environment):
             descriptor=(height, width, mass),
             info={
                 "distance_m": rollout.distance,
-                "direction": 1 if rollout.com_end >= rollout.com_start else -1,
+                "net_displacement_m": rollout.net_displacement,
+                "direction": 1 if rollout.net_displacement >= 0 else -1,
                 "settle_shift_m": rollout.com_start,
+                "max_bone_strain": rollout.max_bone_strain,
                 "joints": int(len(xy)),
                 "bones": int(walker.n_bones),
                 "muscles": int(n_muscles),
