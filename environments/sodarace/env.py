@@ -46,9 +46,14 @@ class Sodarace(Environment):
     simulated seconds: 1 s of settling with locked muscles, then its muscles
     work for the rest.
 
-    Fitness: the distance in metres its centre of mass travels horizontally
-    (either way) while the muscles work. A walker without muscles scores about
-    0, whatever its shape or where it was built.
+    Fitness: sustained travel in metres (either way) while the muscles work:
+    the centre of mass is averaged over each muscle cycle (0.5 s), and the
+    median progress from one cycle to the next times the number of cycles is
+    the score (:func:`~environments.sodarace.physics.sustained_travel`). So a
+    gait scores the distance it covers at its typical pace, where the run
+    happens to stop in the cycle does not matter, and a body without a gait
+    scores about 0 even when it topples or folds once, whatever its shape or
+    where it was built.
 
     Descriptors (of the walker as built; bounds inclusive, every valid
     walker lies inside them), default grid 12 x 12 x 12:
@@ -112,9 +117,10 @@ class Sodarace(Environment):
                 "bones and muscles with the `Walker` API and returns it. The walker is dropped on "
                 f"{TERRAINS[self.terrain]} under gravity and simulated for {self.duration_s:g} s; after "
                 f"{SETTLE_S:g} s of settling its muscles start to contract and relax at {MUSCLE_HZ:g} Hz, "
-                "each with its own amplitude and phase. The score is the distance in metres its centre "
-                "of mass travels (left or right) while the muscles work, so muscles must be arranged and "
-                "phased into a gait: rolling, hopping, crawling or walking. Joints touching the ground "
+                "each with its own amplitude and phase. Bones are rigid; muscles are stiff springs. The score "
+                "is the distance in metres its centre of mass travels (left or right) at a steady pace, "
+                "cycle after cycle, while the muscles work (falling over once earns nothing), so muscles "
+                "must be arranged and phased into a gait: rolling, hopping, crawling or walking. Joints touching the ground "
                 "grip it by friction. Import the API with `from environments.sodarace import Walker`; "
                 "`math` and `numpy` may be used. The program must be deterministic."
             ),

@@ -74,6 +74,68 @@ def test_every_seed_moves_and_its_passive_twin_stays_put(env, name):
     assert env.evaluate_local(SEEDS[name]).fitness > 0.05
 
 
+def passive_bodies(seed: int, count: int) -> list[tuple[str, dict]]:
+    """(kind, walker JSON) of bodies without a gait: towers, ladders, leaning stacks and piles.
+
+    Towers and leaning stacks: levels of two joints, braced by diagonals or not (then they fold),
+    some with amplitude-0 muscles as diagonals; a leaning stack shifts each level sideways (up to
+    60 % of its width), a ladder (0.15-0.3 m wide, up to 3.9 m high) leans as a whole. Piles:
+    random joints each joined to its three nearest. Candidates that break a rule are dropped.
+    """
+    rng = np.random.default_rng(seed)
+    kinds = ("tower", "ladder", "leaning stack", "pile")
+    bodies = []
+    for k in range(count):
+        kind = kinds[k % 4]
+        joints, bones, springs = [], [], []
+        if kind == "pile":
+            xy = rng.uniform(0.0, 1.5, size=(int(rng.integers(6, 30)), 2))
+            for p in xy.tolist():
+                if all(math.dist(p, q) >= 0.08 for q in joints):
+                    joints.append(p)
+            for i in range(1, len(joints)):
+                near = np.argsort([math.dist(joints[i], joints[j]) for j in range(i)])[:3]
+                bones += [[int(j), i] for j in near]
+        else:
+            levels = int(rng.integers(3, 12))
+            width = float(rng.uniform(0.15, 0.3) if kind == "ladder" else rng.uniform(0.15, 1.0))
+            rise = float(rng.uniform(1.5, 3.9)) / levels
+            shift = float(rng.uniform(-0.6, 0.6)) * width if kind == "leaning stack" else 0.0
+            tilt = float(rng.uniform(-0.4, 0.4)) if kind == "ladder" else 0.0
+            braced = rng.random() < 0.7
+            for level in range(levels + 1):
+                x = level * (shift + rise * tilt)
+                joints += [[x, level * rise], [x + width, level * rise]]
+                left, right = 2 * level, 2 * level + 1
+                bones.append([left, right])
+                if level:
+                    bones += [[left - 2, left], [right - 2, right]]
+                    if braced:
+                        bones.append([left - 2, right])
+                    elif rng.random() < 0.5:
+                        springs.append([left - 2, right, 0.0, float(rng.random())])
+        body = {"joints": joints, "bones": bones, "muscles": springs}
+        try:
+            check_walker(body)
+        except InvalidProgram:
+            continue
+        bodies.append((kind, body))
+    return bodies
+
+
+def test_passive_bodies_of_every_shape_score_about_zero(env):
+    """Towers that topple, stacks that fold, ladders that fall flat move, but only once: ~0."""
+    bodies = passive_bodies(1, 96)
+    assert len(bodies) >= 70 and {kind for kind, _ in bodies} == {"tower", "ladder", "leaning stack", "pile"}
+    scores, moved = [], 0
+    for kind, body in bodies:
+        ev = env.score(body)
+        scores.append((ev.fitness, kind))
+        moved += abs(ev.info["net_displacement_m"]) > 0.3
+    assert max(scores)[0] < 0.05, sorted(scores)[-3:]
+    assert moved >= 5  # the family does fall over: a net-displacement fitness would reward these
+
+
 def test_fitness_does_not_depend_on_where_the_walker_is_built(env):
     source = inchworm(0.3)
     shifted = source.replace("w = Walker()", "w = Walker()\n    dx, dy = 123.25, 40.5").replace(
