@@ -27,7 +27,7 @@ FLAT, HILLS, UPHILL = 0, 1, 2  # terrain codes
 
 
 def _run(pos, vel, inv_mass, mass, a, b, n_bones, rest, target, terrain, hill_height, hill_period,
-         uphill_slope, steps, substeps, bone_sweeps, dt, gravity, friction, drag, muscle_soft, muscle_gamma,
+         uphill_slope, steps, substeps, min_sweeps, max_sweeps, tolerance, dt, gravity, friction, drag, muscle_soft, muscle_gamma,
          traj, com, strain):
     """Advance ``steps`` steps of ``dt`` seconds, each in ``substeps`` XPBD substeps; arrays are updated in place.
 
@@ -97,12 +97,14 @@ def _run(pos, vel, inv_mass, mass, a, b, n_bones, rest, target, terrain, hill_he
                 pos[q, 1] += wq * lam * ny
             # bones (exact distance constraints) and ground contacts (Coulomb friction on the
             # substep's tangential displacement, up to FRICTION times the normal push so far):
-            # ``bone_sweeps`` Gauss-Seidel sweeps of both, so that neither undoes the other; contacts
-            # come last, so joints end every substep on or above the ground
+            # Gauss-Seidel sweeps of both, so that neither undoes the other, until a sweep starts
+            # with every bone within ``tolerance`` of its length (at least ``min_sweeps``, at most
+            # ``max_sweeps``); contacts come last, so joints end every substep on or above the ground
             for i in range(n):
                 push[i] = 0.0
                 applied[i] = 0.0
-            for sweep in range(bone_sweeps):
+            for sweep in range(max_sweeps):
+                residual = 0.0  # largest relative bone error met in this sweep, before correcting it
                 for k in range(n_bones):
                     # alternate the order (symmetric Gauss-Seidel): corrections travel both ways along chains
                     j = k if sweep % 2 == 0 else n_bones - 1 - k
@@ -113,6 +115,9 @@ def _run(pos, vel, inv_mass, mass, a, b, n_bones, rest, target, terrain, hill_he
                     length = math.sqrt(dx * dx + dy * dy)
                     if length < 1e-9:
                         continue
+                    err = abs(length - rest[j]) / rest[j]
+                    if err > residual:
+                        residual = err
                     lam = -(length - rest[j]) / ((wp + wq) * length)  # per unit of (dx, dy)
                     pos[p, 0] -= wp * lam * dx
                     pos[p, 1] -= wp * lam * dy
@@ -160,6 +165,8 @@ def _run(pos, vel, inv_mass, mass, a, b, n_bones, rest, target, terrain, hill_he
                         applied[i] = kept - free
                         pos[i, 0] += (kept - cur) * ny
                         pos[i, 1] -= (kept - cur) * nx
+                if sweep + 1 >= min_sweeps and residual < tolerance:
+                    break  # the bones were within tolerance when this sweep began
             for i in range(n):
                 vel[i, 0] = (pos[i, 0] - prev[i, 0]) / h * drag
                 vel[i, 1] = (pos[i, 1] - prev[i, 1]) / h * drag
@@ -198,4 +205,4 @@ def warm_up() -> None:
     a = np.array([0, 0], dtype=np.int64)
     b = np.array([1, 1], dtype=np.int64)
     run(pos, np.zeros((2, 2)), 1.0 / mass, mass, a, b, 1, np.ones(2), np.ones((2, 2)), FLAT, 0.2, 2.0,
-        0.15, 1, 2, 1, 0.02, 9.81, 0.8, 1.0, 1.0, 1.0, np.empty((0, 2, 2)), np.empty(2), np.empty(1))
+        0.15, 1, 2, 1, 2, 1e-3, 0.02, 9.81, 0.8, 1.0, 1.0, 1.0, np.empty((0, 2, 2)), np.empty(2), np.empty(1))

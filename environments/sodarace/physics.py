@@ -64,7 +64,8 @@ __all__ = ["TERRAINS", "Rollout", "simulate", "sustained_travel", "DT", "MUSCLE_
 
 DT = 1.0 / 50.0  # s, one step (muscle lengths are given per step, positions recorded per step)
 SUBSTEPS = 10  # XPBD substeps per step
-BONE_SWEEPS = 4  # Gauss-Seidel sweeps over bones and ground contacts per substep
+BONE_SWEEPS = (2, 32)  # Gauss-Seidel sweeps over bones and ground contacts per substep: at least, at most
+BONE_TOLERANCE = 1e-3  # sweeps stop once every bone is within this fraction of its length
 GRAVITY = 9.81  # m/s^2
 MUSCLE_SPRING_HZ = 10.0  # own frequency of a muscle's spring
 MUSCLE_DAMPING = 0.3  # damping ratio of a muscle's spring (IESoR's dampingRatio)
@@ -214,7 +215,7 @@ def simulate(
     h = DT / SUBSTEPS
     kernel.run(pos, np.zeros((n, 2)), 1.0 / mass, mass, np.ascontiguousarray(walker.a, dtype=np.int64),
                np.ascontiguousarray(walker.b, dtype=np.int64), nb, np.ascontiguousarray(rest), target,
-               _TERRAIN_CODES[terrain], HILL_HEIGHT, HILL_PERIOD, UPHILL_SLOPE, steps, SUBSTEPS, BONE_SWEEPS, DT, GRAVITY,
+               _TERRAIN_CODES[terrain], HILL_HEIGHT, HILL_PERIOD, UPHILL_SLOPE, steps, SUBSTEPS, BONE_SWEEPS[0], BONE_SWEEPS[1], BONE_TOLERANCE, DT, GRAVITY,
                FRICTION, 1.0 - AIR_DRAG * h, 1.0 / (omega * omega * h * h), 2.0 * MUSCLE_DAMPING / (omega * h), traj, com, strain)
     if not (np.isfinite(pos).all() and np.isfinite(com).all()):
         raise FloatingPointError("the simulation state stopped being finite")

@@ -124,7 +124,8 @@ def passive_bodies(seed: int, count: int) -> list[tuple[str, dict]]:
 
 
 def test_passive_bodies_of_every_shape_score_about_zero(env):
-    """Towers that topple, stacks that fold, ladders that fall flat move, but only once: ~0."""
+    """Towers that topple, stacks that fold, ladders that fall flat move, but only once: ~0
+    (under 0.1 m; the seeds travel 0.7-8 m)."""
     bodies = passive_bodies(1, 96)
     assert len(bodies) >= 70 and {kind for kind, _ in bodies} == {"tower", "ladder", "leaning stack", "pile"}
     scores, moved = [], 0
@@ -132,7 +133,8 @@ def test_passive_bodies_of_every_shape_score_about_zero(env):
         ev = env.score(body)
         scores.append((ev.fitness, kind))
         moved += abs(ev.info["net_displacement_m"]) > 0.3
-    assert max(scores)[0] < 0.05, sorted(scores)[-3:]
+        assert ev.info["max_bone_strain"] < 0.01  # towers crashing down included
+    assert max(scores)[0] < 0.1, sorted(scores)[-3:]
     assert moved >= 5  # the family does fall over: a net-displacement fitness would reward these
 
 
@@ -437,15 +439,14 @@ def test_random_walkers_within_the_rules_never_blow_up():
 
 
 def test_bones_hold_their_length_over_whole_runs_of_every_seed_and_random_walkers():
-    """Worst |length / rest length - 1| of any bone at any step: under 1 % for the seeds on every
-    terrain; for crowded random walkers (bones of 6-20 cm with muscles of up to 50 % pulling across
-    them) under 1 % typically and under 3 % at worst (docs/environments.md gives the figures)."""
+    """Worst |length / rest length - 1| of any bone at any step stays under 1 %: the seeds on every
+    terrain, and crowded random walkers (bones of 6-20 cm, muscles of up to 50 % pulling across them)."""
     seeds = [simulate(check_walker(walker_output(source)), terrain=terrain).max_bone_strain
              for terrain in sorted(TERRAINS) for source in SEEDS.values()]
     assert max(seeds) < 0.01, seeds
     random = [simulate(check_walker(out)).max_bone_strain for out in random_walkers(11, 40)]
     assert len(random) >= 25
-    assert np.median(random) < 0.01 and max(random) < 0.03, sorted(random)[-3:]
+    assert max(random) < 0.01, sorted(random)[-3:]
 
 
 def test_strain_is_what_the_trajectory_shows():
