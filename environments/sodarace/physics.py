@@ -5,10 +5,12 @@ Model (SI units: metres, seconds, kilograms):
 * **Joints** are point masses (:func:`~environments.sodarace.walker.walker_mass`).
 * **Bones** are rigid: exact distance constraints (compliance 0), solved with
   position-based dynamics in ``SUBSTEPS`` substeps per step (XPBD, Macklin et
-  al. 2016 and "Small steps in physics simulation", 2019: many substeps of
-  one Gauss-Seidel sweep each). A bone keeps its length to within a fraction
-  of a percent under gravity, contact and muscle forces (the test suite
-  measures the worst strain over whole runs).
+  al. 2016 and "Small steps in physics simulation", 2019), each with
+  Gauss-Seidel sweeps over bones and ground contacts until every bone is
+  within ``BONE_TOLERANCE`` of its length (``BONE_SWEEPS``: at least, at
+  most). A bone keeps its length to within a fraction of a percent under
+  gravity, contact and muscle forces (the test suite measures the worst
+  strain over whole runs).
 * **Muscles** are damped springs whose rest length oscillates, as in
   Sodarace (IESoR's muscles are Box2D distance joints of 3 Hz and damping
   ratio 0.3): ``L0 * (1 + A sin(2 pi (f t' + phase)))`` with ``f =
