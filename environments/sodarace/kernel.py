@@ -27,8 +27,8 @@ FLAT, HILLS, UPHILL = 0, 1, 2  # terrain codes
 
 
 def _run(pos, vel, inv_mass, mass, a, b, n_bones, rest, target, terrain, hill_height, hill_period,
-         uphill_slope, steps, substeps, min_sweeps, max_sweeps, tolerance, dt, gravity, friction, drag, muscle_soft, muscle_gamma,
-         traj, com, strain):
+         uphill_slope, steps, substeps, min_sweeps, max_sweeps, tolerance, dt, gravity, friction, drag,
+         muscle_soft, muscle_gamma, traj, com, strain):
     """Advance ``steps`` steps of ``dt`` seconds, each in ``substeps`` XPBD substeps; arrays are updated in place.
 
     Shapes: ``pos``, ``vel`` (n, 2) metres and m/s; ``inv_mass``, ``mass`` (n,);
@@ -40,12 +40,14 @@ def _run(pos, vel, inv_mass, mass, a, b, n_bones, rest, target, terrain, hill_he
     ``|length / rest - 1|`` of any bone at any step boundary.
 
     Per substep of ``h = dt / substeps``: gravity and inertia predict the
-    positions; one Gauss-Seidel sweep moves every muscle (a damped XPBD spring,
-    compliance from ``muscle_soft = 1 / (k h^2)`` per unit inverse mass and
-    damping ``muscle_gamma``), then every bone (an exact distance constraint,
-    compliance 0, so bones are solved last and win); joints below the terrain
-    are projected onto it with Coulomb friction on the substep's tangential
-    displacement; velocities are the positional change over ``h``.
+    positions; one pass moves every muscle (a damped XPBD spring, compliance
+    ``muscle_soft = 1 / (k h^2)`` per unit inverse mass, damping
+    ``muscle_gamma``); then Gauss-Seidel sweeps over every bone (an exact
+    distance constraint, compliance 0) and every joint below the terrain
+    (projected onto it, with Coulomb friction ``friction`` on the substep's
+    tangential displacement) until a sweep begins with every bone within
+    ``tolerance`` of its length (``min_sweeps`` to ``max_sweeps`` sweeps);
+    velocities are the positional change over ``h``, times ``drag``.
     """
     n = pos.shape[0]
     m = a.shape[0]
@@ -193,9 +195,9 @@ try:  # numba is a declared dependency; the interpreted fallback gives the same 
 except ImportError:  # pragma: no cover - exercised only where numba cannot be installed
     _numba = None
 
-COMPILED: bool = _numba is not None
+#: True where numba compiles the loop (False without numba or with NUMBA_DISABLE_JIT=1)
+COMPILED: bool = _numba is not None and not _numba.config.DISABLE_JIT
 run = _numba.njit(cache=False, nogil=True)(_run) if _numba is not None else _run
-python_run = _run  # the interpreted version, for checking that both agree
 
 
 def warm_up() -> None:
