@@ -461,6 +461,9 @@ def test_strain_is_what_the_trajectory_shows():
     assert height[50] > 0.98 * height[0]
     wheel = simulate(check_walker(walker_output(SEEDS["wheel"])), record=True).trajectory
     assert np.ptp(wheel[50, :, 1]) > 0.85 * np.ptp(wheel[0, :, 1])  # soft bones made it 0.2 of it
+    for legged in ("runner", "galloper"):  # they stand on their legs (soft bones: 0.4-0.5 of their height)
+        traj = simulate(check_walker(walker_output(SEEDS[legged])), record=True).trajectory
+        assert np.ptp(traj[50, :, 1]) > 0.9 * np.ptp(traj[0, :, 1]), legged
 
 
 def test_interpreted_kernel_gives_the_compiled_kernels_numbers():
