@@ -15,13 +15,17 @@ from environments.sodarace.walker import RULES, Walker, check_walker, walker_mas
 
 __all__ = ["Sodarace"]
 
+#: top of the mass descriptor's range: most walkers weigh 1-40 kg; heavier ones (allowed up to
+#: RULES.max_mass) share the top bin, so the 12 bins stay fine where the walkers are
+MASS_AXIS_KG = 40.0
+
 API_DOC = f'''from environments.sodarace import Walker
 
 w = Walker()
 i = w.add_joint(x, y)          # a joint (point mass) at (x, y) metres, y up; returns its index 0, 1, 2...
-w.add_bone(i, j)               # a stiff spring keeping joints i and j at their distance as built
+w.add_bone(i, j)               # a rigid bone keeping joints i and j at their distance as built
 w.add_muscle(i, j, amplitude=0.3, phase=0.25)
-                               # a spring whose rest length oscillates at {MUSCLE_HZ:g} Hz:
+                               # a stiff spring whose rest length oscillates at {MUSCLE_HZ:g} Hz:
                                # L0 * (1 + amplitude * sin(2 pi ({MUSCLE_HZ:g} t + phase))),
                                # 0 <= amplitude <= {RULES.max_amplitude}, phase in cycles
 w.joints                       # tuple of (x, y) so far
@@ -29,11 +33,15 @@ w.joints                       # tuple of (x, y) so far
 def make_walker() -> Walker:
     """Build and return the walker."""
 
+The ELM paper's API works too: `from environments.sodarace.openelm import walker_creator`;
+wc = walker_creator(); j = wc.add_joint(x, y) (units of 0.22 m); wc.add_muscle(j0, j1, amplitude, phase)
+(amplitude 0 and phase 0: a bone); return wc.get_walker().
+
 Rules (otherwise the walker is invalid): {RULES.min_joints}-{RULES.max_joints} joints; at most \
 {RULES.max_bones} bones and {RULES.max_muscles} muscles; at most {RULES.max_connections_per_joint} \
 bones + muscles per joint; every two joints at least {RULES.min_joint_distance} m apart; the whole \
 walker within {RULES.max_size} m x {RULES.max_size} m; all joints connected into one body; total mass \
-(0.1 kg per joint + 1 kg per metre of bone or muscle) at most {RULES.max_mass:g} kg.
+(0.1 kg per joint + 1 kg per metre of bone or muscle) at most {RULES.max_mass:g} kg. Bones are rigid.
 '''
 
 
@@ -46,17 +54,27 @@ class Sodarace(Environment):
     simulated seconds: 1 s of settling with locked muscles, then its muscles
     work for the rest.
 
-    Fitness: the distance in metres its centre of mass travels horizontally
-    (either way) while the muscles work. A walker without muscles scores about
-    0, whatever its shape or where it was built.
+    Fitness: sustained travel in metres (either way) while the muscles work:
+    the centre of mass is averaged over each muscle cycle (0.5 s), and the
+    median progress from one cycle to the next times the number of cycles is
+    the score (:func:`~environments.sodarace.physics.sustained_travel`). So a
+    gait scores the distance it covers at its typical pace, where the run
+    happens to stop in the cycle does not matter, and a body without a gait
+    scores about 0 even when it topples or folds once, whatever its shape or
+    where it was built.
 
-    Descriptors (of the walker as built; bounds inclusive, every valid
-    walker lies inside them), default grid 12 x 12 x 12:
+    Descriptors (of the walker as built), default grid 12 x 12 x 12:
 
     * ``height`` in [0, 4] m: vertical extent of its joints;
     * ``width`` in [0, 4] m: horizontal extent of its joints;
     * ``mass`` in [0, 40] kg: 0.1 kg per joint plus 1 kg per metre of bones
-      and muscles.
+      and muscles. The rules allow up to 1,000 kg (dense lattices such as
+      the ELM paper's runner weigh hundreds); heavier than 40 kg lands in
+      the top mass bin (``qd.out_of_bounds=clip``, the default).
+
+    Programs written against the ELM paper's / OpenELM's ``walker_creator``
+    API run through :mod:`environments.sodarace.openelm` (change only their
+    import line).
 
     Validity rules: :class:`~environments.sodarace.walker.WalkerRules`; an
     invalid walker gets status ``invalid`` with the rule it broke.
@@ -70,7 +88,9 @@ class Sodarace(Environment):
 
     name: ClassVar[str] = "sodarace"
     entry_point: ClassVar[str] = "make_walker"
-    preload: ClassVar[tuple[str, ...]] = ("numpy", "environments.sodarace")
+    # warm: compiles the simulation kernel once in the fork server, before it forks the scorers
+    preload: ClassVar[tuple[str, ...]] = ("numpy", "environments.sodarace", "environments.sodarace.openelm",
+                                          "environments.sodarace.warm")
 
     def __init__(self, *, terrain: str = "flat", duration_s: float = 10.0) -> None:
         if terrain not in TERRAINS:
@@ -93,7 +113,7 @@ class Sodarace(Environment):
         return DescriptorSpace(
             names=("height", "width", "mass"),
             lower=(0.0, 0.0, 0.0),
-            upper=(RULES.max_size, RULES.max_size, RULES.max_mass),
+            upper=(RULES.max_size, RULES.max_size, MASS_AXIS_KG),
             bins=(12, 12, 12),
         )
 
@@ -111,9 +131,10 @@ class Sodarace(Environment):
                 "bones and muscles with the `Walker` API and returns it. The walker is dropped on "
                 f"{TERRAINS[self.terrain]} under gravity and simulated for {self.duration_s:g} s; after "
                 f"{SETTLE_S:g} s of settling its muscles start to contract and relax at {MUSCLE_HZ:g} Hz, "
-                "each with its own amplitude and phase. The score is the distance in metres its centre "
-                "of mass travels (left or right) while the muscles work, so muscles must be arranged and "
-                "phased into a gait: rolling, hopping, crawling or walking. Joints touching the ground "
+                "each with its own amplitude and phase. Bones are rigid; muscles are stiff springs. The score "
+                "is the distance in metres its centre of mass travels (left or right) at a steady pace, "
+                "cycle after cycle, while the muscles work (falling over once earns nothing), so muscles "
+                "must be arranged and phased into a gait: rolling, hopping, crawling or walking. Joints touching the ground "
                 "grip it by friction. Import the API with `from environments.sodarace import Walker`; "
                 "`math` and `numpy` may be used. The program must be deterministic."
             ),
@@ -148,8 +169,10 @@ class Sodarace(Environment):
             descriptor=(height, width, mass),
             info={
                 "distance_m": rollout.distance,
-                "direction": 1 if rollout.com_end >= rollout.com_start else -1,
+                "net_displacement_m": rollout.net_displacement,
+                "direction": 1 if rollout.net_displacement >= 0 else -1,
                 "settle_shift_m": rollout.com_start,
+                "max_bone_strain": rollout.max_bone_strain,
                 "joints": int(len(xy)),
                 "bones": int(walker.n_bones),
                 "muscles": int(n_muscles),

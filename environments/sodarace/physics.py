@@ -1,45 +1,55 @@
-"""Deterministic mass-spring physics for Sodarace walkers, vectorised with numpy.
+"""Deterministic Sodarace physics: rigid bones, springy muscles, ground with friction (XPBD substeps).
 
 Model (SI units: metres, seconds, kilograms):
 
 * **Joints** are point masses (:func:`~environments.sodarace.walker.walker_mass`).
-* **Bones and muscles** are damped springs between two joints. Spring ``j``
-  joining joints of masses ``m_a`` and ``m_b`` has stiffness
-  ``k_j = STIFFNESS * mu_j`` and damping ``c_j = 2 * DAMPING_RATIO * sqrt(STIFFNESS) * mu_j``
-  with ``mu_j = m_a m_b / (m_a + m_b)``, so every spring on its own oscillates
-  at ``sqrt(STIFFNESS)`` = 20 rad/s whatever the masses, and bones sag about
-  ``g / STIFFNESS`` = 2.5 cm per metre under gravity.
-* **Muscles** change their rest length: ``L0 * (1 + A sin(2 pi (f t' + phase)))``
-  with ``f = MUSCLE_HZ`` and ``t'`` the time since the muscles switched on;
-  the amplitude ``A`` ramps up linearly over ``RAMP_S`` to avoid a jolt.
-* **Ground**: a joint below the terrain is put back on it along the surface
-  normal and loses its velocity into the ground (inelastic contact);
-  Coulomb friction (coefficient ``FRICTION``) then removes up to
-  ``FRICTION`` times that normal velocity change from its tangential velocity,
-  so a joint pressed into the ground sticks unless it is pushed hard sideways.
-  That is what lets muscles push a body along.
-* **Integration**: semi-implicit (symplectic) Euler with a fixed step
-  ``DT`` = 1/50 s. With at most 10 connections per joint the stiffest mode stays
-  below the stability limit ``2 / DT``.
+* **Bones** are rigid: exact distance constraints (compliance 0), solved with
+  position-based dynamics in ``SUBSTEPS`` substeps per step (XPBD, Macklin et
+  al. 2016 and "Small steps in physics simulation", 2019), each with
+  Gauss-Seidel sweeps over bones and ground contacts until every bone is
+  within ``BONE_TOLERANCE`` of its length (``BONE_SWEEPS``: at least, at
+  most). A bone keeps its length to within a fraction of a percent under
+  gravity, contact and muscle forces (the test suite measures the worst
+  strain over whole runs).
+* **Muscles** are damped springs whose rest length oscillates, as in
+  Sodarace (IESoR's muscles are Box2D distance joints of 3 Hz and damping
+  ratio 0.3): ``L0 * (1 + A sin(2 pi (f t' + phase)))`` with ``f =
+  MUSCLE_HZ`` and ``t'`` the time since the muscles switched on; the
+  amplitude ``A`` ramps up linearly over ``RAMP_S``. Each muscle springs
+  towards its current length with own frequency ``MUSCLE_SPRING_HZ`` and
+  damping ratio ``MUSCLE_DAMPING`` whatever the masses (XPBD compliance
+  ``1 / (k h^2)`` with ``k = (2 pi MUSCLE_SPRING_HZ)^2 * reduced mass``).
+  Within a substep muscles are solved before bones, so a muscle that pulls
+  against a braced frame loads the frame without stretching it.
+* **Ground**: after the constraints, a joint below the terrain is put back on
+  it along the surface normal (inelastic contact), and Coulomb friction
+  (coefficient ``FRICTION``) cancels its tangential displacement over the
+  substep up to ``FRICTION`` times the normal correction: a joint pressed
+  into the ground grips it unless pushed hard sideways. That is what lets
+  muscles push a body along.
+* **Integration**: velocities are positional change over the substep
+  ``h = DT / SUBSTEPS`` (DT = 1/50 s). Why XPBD rather than stiff springs:
+  an explicit spring as stiff as a bone needs a step far below 1 ms for
+  stability, and an implicit spring needs a linear solve per step; exact
+  constraints with substeps are unconditionally stable, keep bones rigid at
+  any mass ratio and connection count, and cost a few flops per connection
+  and substep. The loop (:mod:`~environments.sodarace.kernel`) is compiled
+  with numba; without numba the same code runs interpreted, same numbers.
 
 A run: the walker is placed with its lowest joint on the terrain and its
 centre of mass at x = 0; it first settles for ``SETTLE_S`` seconds with its
-muscles locked at their rest lengths (so a body that topples over does so
-before the clock starts), then its muscles work until ``duration_s``. The
-distance is the horizontal displacement of the centre of mass between the end
-of settling and the end of the run.
+muscles locked at their rest lengths, then its muscles work until
+``duration_s``. The fitness (:func:`sustained_travel`) is the steady
+progress of the centre of mass per muscle cycle (median over the cycles)
+times the number of cycles.
 
 Determinism: the same walker gives bit-identical results in every process
-on a machine, the host and a gVisor sandbox alike, whatever BLAS kernel or
-SIMD extension numpy picks in each (a gVisor sandbox reports other CPU
-features, and a BLAS ``matmul`` then differs in the last bits). The
-simulation uses only correctly rounded operations (+, -, *, /, sqrt, min,
-max, comparisons), sums joint forces with ``np.bincount`` (one sequential sum
-in index order), and takes its few sines and cosines (muscle clocks and
-phases, computed once) from Python's ``math``; the one matrix product, spring
-vectors from an incidence matrix of 0 and +-1, is exact in any summation
-order. Across machines results can differ only through the C library's
-``sin``/``cos``.
+on a machine, the host and a gVisor sandbox alike, whatever CPU features
+each reports. The kernel uses only correctly rounded operations in a fixed
+order (numba without fastmath contracts no multiply-adds and reorders no
+sums); the muscles' sines come from Python's ``math`` and the wave products
+from elementwise numpy operations (exact whatever SIMD is used). Across
+machines results can differ only through the C library's ``sin``/``cos``.
 """
 
 from __future__ import annotations
@@ -49,18 +59,25 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from environments.sodarace import kernel
 from environments.sodarace.walker import RULES, WalkerArrays, WalkerRules, walker_mass
 
-__all__ = ["TERRAINS", "Rollout", "simulate", "DT", "MUSCLE_HZ", "SETTLE_S"]
+__all__ = ["TERRAINS", "Rollout", "simulate", "sustained_travel", "DT", "MUSCLE_HZ", "SETTLE_S", "CYCLE_STEPS"]
 
-DT = 1.0 / 50.0  # s, integration step
+DT = 1.0 / 50.0  # s, one step (muscle lengths are given per step, positions recorded per step)
+SUBSTEPS = 10  # XPBD substeps per step
+BONE_SWEEPS = (2, 32)  # Gauss-Seidel sweeps over bones and ground contacts per substep: at least, at most
+BONE_TOLERANCE = 1e-3  # sweeps stop once every bone is within this fraction of its length
 GRAVITY = 9.81  # m/s^2
-STIFFNESS = 400.0  # 1/s^2, spring stiffness per unit reduced mass
-DAMPING_RATIO = 0.3  # of each spring
+MUSCLE_SPRING_HZ = 10.0  # own frequency of a muscle's spring
+MUSCLE_DAMPING = 0.3  # damping ratio of a muscle's spring (IESoR's dampingRatio)
 FRICTION = 0.8  # Coulomb coefficient between joints and the ground
+AIR_DRAG = 1.0  # 1/s: velocities decay as exp(-AIR_DRAG t) when nothing else acts
 MUSCLE_HZ = 2.0  # every muscle's frequency
 SETTLE_S = 1.0  # muscles locked while the body settles
 RAMP_S = 1.0  # muscle amplitude ramps from 0 over this long after settling
+CYCLE_STEPS = 25  # steps per muscle cycle: 1 / (MUSCLE_HZ * DT)
+assert abs(CYCLE_STEPS * MUSCLE_HZ * DT - 1.0) < 1e-12
 
 #: terrain name -> (description, profile parameters); all are mirror-symmetric about x = 0,
 #: where the walker starts, so moving left or right is equally hard.
@@ -71,6 +88,8 @@ TERRAINS: dict[str, str] = {
 }
 HILL_HEIGHT = 0.2  # m
 HILL_PERIOD = 2.0  # m
+UPHILL_SLOPE = 0.15
+_TERRAIN_CODES = {"flat": kernel.FLAT, "hills": kernel.HILLS, "uphill": kernel.UPHILL}
 
 
 def _ground(terrain: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -87,24 +106,59 @@ def _ground(terrain: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         dw = np.where(f < 0.5, 2.0, -2.0) / HILL_PERIOD
         return HILL_HEIGHT * w * w * (3.0 - 2.0 * w), HILL_HEIGHT * 6.0 * w * (1.0 - w) * dw
     if terrain == "uphill":
-        return 0.15 * np.abs(x), 0.15 * np.sign(x)
+        return UPHILL_SLOPE * np.abs(x), UPHILL_SLOPE * np.sign(x)
     return np.zeros_like(x), np.zeros_like(x)
 
 
 @dataclass(frozen=True)
 class Rollout:
-    """Result of one simulation.
+    """Result of one simulation (metres unless stated).
 
-    ``distance`` (m) = ``|com_end - com_start|``, the horizontal displacement
-    of the centre of mass from the end of settling to the end of the run.
-    ``trajectory`` is None unless requested: (steps + 1, n, 2) joint positions.
+    ``distance``: the fitness, :func:`sustained_travel` of the centre of mass.
+    ``net_displacement``: signed displacement of the cycle-averaged centre of
+    mass from the first to the last muscle cycle. ``cycle_progress``: signed
+    progress of the cycle-averaged centre of mass from each cycle to the next.
+    ``com_start`` / ``com_end``: centre of mass x at the end of settling and at
+    the end (it starts at x = 0). ``max_bone_strain``: the largest
+    ``|length / rest length - 1|`` of any bone at any step. ``trajectory`` is
+    None unless requested: (steps + 1, n, 2) joint positions.
     """
 
     distance: float
-    com_start: float  # m; the centre of mass starts at x = 0, so this is how far settling moved it
+    net_displacement: float
+    cycle_progress: tuple[float, ...]
+    com_start: float
     com_end: float
+    max_bone_strain: float
     steps: int
     trajectory: np.ndarray | None = None
+
+
+def sustained_travel(com: np.ndarray, *, settle_steps: int, cycle_steps: int = CYCLE_STEPS) -> tuple[float, float, np.ndarray]:
+    """Fitness of a centre-of-mass trace: steady progress per muscle cycle times the number of cycles.
+
+    ``com`` (steps + 1,): centre of mass x after each step. The ``K`` whole
+    muscle cycles after settling are averaged, ``c_k`` = the mean of the
+    ``cycle_steps`` samples of cycle ``k`` (so where in its oscillation the
+    body happens to be at the end does not matter), and
+    ``d_k = c_{k+1} - c_k`` is the progress from one cycle to the next::
+
+        fitness = |median(d_1 .. d_{K-1})| * K
+
+    the distance a walker covers in ``K`` cycles at its typical pace. A
+    passive body that topples, slides or folds once moves in a few cycles
+    only; the median ignores them, so bodies without a gait score about 0.
+
+    Returns ``(fitness, net, d)``: ``net = c_K - c_1`` and the (K - 1,) array
+    ``d``. Needs ``K >= 2`` (``ValueError`` otherwise).
+    """
+    active = com[settle_steps + 1:]
+    cycles = len(active) // cycle_steps
+    if cycles < 2:
+        raise ValueError(f"need at least 2 muscle cycles after settling, got {cycles}")
+    means = active[:cycles * cycle_steps].reshape(cycles, cycle_steps).mean(axis=1)
+    d = np.diff(means)
+    return float(abs(np.median(d)) * cycles), float(means[-1] - means[0]), d
 
 
 def simulate(
@@ -120,112 +174,61 @@ def simulate(
     Args:
         walker: a walker checked by :func:`~environments.sodarace.walker.check_walker`.
         terrain: one of :data:`TERRAINS`.
-        duration_s: total simulated time in seconds, > ``SETTLE_S``; the
-            muscles work for ``duration_s - SETTLE_S`` seconds.
+        duration_s: total simulated time in seconds; the muscles work for
+            ``duration_s - SETTLE_S`` seconds, at least two cycles.
         rules: supply the joint mass and density (defaults: :data:`RULES`).
         record: keep every step's joint positions in ``Rollout.trajectory``.
 
     Raises:
-        ValueError: unknown terrain or a duration not above the settling time.
-        FloatingPointError: the state stopped being finite (cannot happen for
-            walkers within the rules; reported rather than returning garbage).
+        ValueError: unknown terrain or a duration shorter than settling plus two muscle cycles.
+        FloatingPointError: the state stopped being finite (reported rather than returning garbage).
     """
     if terrain not in TERRAINS:
         raise ValueError(f"unknown terrain {terrain!r}; choose one of {sorted(TERRAINS)}")
-    if not (math.isfinite(duration_s) and duration_s > SETTLE_S):
-        raise ValueError(f"duration_s must be a number above the settling time {SETTLE_S} s, got {duration_s!r}")
+    shortest = SETTLE_S + 2.0 / MUSCLE_HZ
+    if not (math.isfinite(duration_s) and duration_s >= shortest):
+        raise ValueError(f"duration_s must be at least {shortest:g} s (settling plus two muscle cycles), "
+                         f"got {duration_s!r}")
     n = len(walker.joints)
-    m = len(walker.a)
-    a, b = walker.a, walker.b
+    nb = walker.n_bones
     rest = walker.rest_length
     mass = walker_mass(walker, rules)
-    total_mass = math.fsum(mass.tolist())
-    reduced = mass[a] * mass[b] / (mass[a] + mass[b])
-    k = STIFFNESS * reduced
-    c = 2.0 * DAMPING_RATIO * math.sqrt(STIFFNESS) * reduced
-
-    # Incidence matrix: (S @ inc)[:, j] = S[:, b_j] - S[:, a_j], exact (one nonzero pair per column).
-    cols = np.arange(m)
-    inc = np.zeros((n, m))
-    inc[a, cols] = -1.0
-    inc[b, cols] = 1.0
-    # Spring forces back onto joints: +F_j on a_j, -F_j on b_j, x then y, each summed by bincount.
-    on_a = np.concatenate([a, a + n])
-    on_b = np.concatenate([b, b + n])
-    dt_per_mass2 = np.concatenate([DT / mass, DT / mass])
 
     steps = int(round(duration_s / DT))
     settle = int(round(SETTLE_S / DT))
-    t = (np.arange(steps) - settle) * DT  # time since the muscles switched on
+    t = (np.arange(steps + 1) - settle) * DT  # time since the muscles switched on
     ramp = np.clip(t / RAMP_S, 0.0, 1.0)[:, None]
     # sin(2 pi (f t + phase)) = sin(2 pi f t) cos(2 pi phase) + cos(2 pi f t) sin(2 pi phase)
     clock = [2.0 * math.pi * MUSCLE_HZ * v for v in t.tolist()]
     turns = [2.0 * math.pi * math.fmod(p, 1.0) for p in walker.phase.tolist()]
     wave = (np.array([math.sin(v) for v in clock])[:, None] * np.array([math.cos(v) for v in turns])[None, :]
             + np.array([math.cos(v) for v in clock])[:, None] * np.array([math.sin(v) for v in turns])[None, :])
-    k_rest = k * rest * (1.0 + ramp * walker.amplitude[None, :] * wave)  # (steps, m): k_j * L_j(t)
+    target = np.ascontiguousarray(rest * (1.0 + ramp * walker.amplitude[None, :] * wave))  # (steps + 1, m)
 
-    # State S = [x; y; vx; vy], shape (4, n). Centre of mass to x = 0, lowest joint on the ground.
-    S = np.zeros((4, n))
-    S[0] = walker.joints[:, 0] - math.fsum((walker.joints[:, 0] * mass).tolist()) / total_mass
-    h0, _ = _ground(terrain, S[0])
-    S[1] = walker.joints[:, 1] + float(np.max(h0 - walker.joints[:, 1]))
-    X, Y, VX, VY = S
-    P, V = S[:2], S[2:]
-    flat = terrain == "flat"
-    gdt = GRAVITY * DT
-    traj = np.empty((steps + 1, n, 2)) if record else None
-    if record:
-        traj[0] = S[:2].T
-    com_start = 0.0
-    for i in range(steps):
-        if i == settle:
-            com_start = math.fsum((X * mass).tolist()) / total_mass
-        D = S @ inc  # (4, m): dx, dy, dvx, dvy of each spring (b minus a)
-        sq = D[:2] * D[:2]
-        L = np.sqrt(sq[0] + sq[1])
-        np.maximum(L, 1e-9, out=L)  # joints never meet exactly, but never divide by 0
-        closing = D[:2] * D[2:]
-        # tension / length: (k (L - L_rest) + c * closing speed) / L, then along (dx, dy)
-        f = (k * L - k_rest[i] + c * (closing[0] + closing[1]) / L) / L
-        F = (D[:2] * f).ravel()
-        acc = np.bincount(on_a, F, 2 * n)
-        acc -= np.bincount(on_b, F, 2 * n)
-        acc *= dt_per_mass2
-        V += acc.reshape(2, n)
-        VY -= gdt
-        P += DT * V
-        if flat:
-            dvn = np.minimum(VY, 0.0)  # normal velocity lost into the ground (<= 0)
-            dvn *= Y < 0.0
-            VY -= dvn
-            np.maximum(Y, 0.0, out=Y)
-            dvn *= FRICTION  # minus the friction limit: |slip removed| <= FRICTION * |dvn|
-            VX -= np.maximum(np.minimum(VX, -dvn), dvn)
-        else:
-            h, slope = _ground(terrain, X)
-            pen = np.maximum(h - Y, 0.0)  # vertical depth below the surface
-            ny = 1.0 / np.sqrt(1.0 + slope * slope)
-            nx = -slope * ny  # (nx, ny): unit normal; (ny, -nx): unit tangent
-            X += pen * ny * nx
-            Y += pen * ny * ny
-            dvn = np.minimum(VX * nx + VY * ny, 0.0)
-            dvn *= pen > 0.0
-            VX -= dvn * nx
-            VY -= dvn * ny
-            dvn *= FRICTION  # minus the friction limit
-            slip = np.maximum(np.minimum(VX * ny - VY * nx, -dvn), dvn)
-            VX -= slip * ny
-            VY += slip * nx
-        if record:
-            traj[i + 1] = S[:2].T
-    if not np.isfinite(S).all():
+    # Centre of mass to x = 0, lowest joint on the ground.
+    pos = np.empty((n, 2))
+    pos[:, 0] = walker.joints[:, 0] - math.fsum((walker.joints[:, 0] * mass).tolist()) / math.fsum(mass.tolist())
+    h0, _ = _ground(terrain, pos[:, 0])
+    pos[:, 1] = walker.joints[:, 1] + float(np.max(h0 - walker.joints[:, 1]))
+    traj = np.empty((steps + 1 if record else 0, n, 2))
+    com = np.empty(steps + 1)
+    strain = np.empty(1)
+    omega = 2.0 * math.pi * MUSCLE_SPRING_HZ
+    h = DT / SUBSTEPS
+    kernel.run(pos, np.zeros((n, 2)), 1.0 / mass, mass, np.ascontiguousarray(walker.a, dtype=np.int64),
+               np.ascontiguousarray(walker.b, dtype=np.int64), nb, np.ascontiguousarray(rest), target,
+               _TERRAIN_CODES[terrain], HILL_HEIGHT, HILL_PERIOD, UPHILL_SLOPE, steps, SUBSTEPS, BONE_SWEEPS[0], BONE_SWEEPS[1], BONE_TOLERANCE, DT, GRAVITY,
+               FRICTION, 1.0 - AIR_DRAG * h, 1.0 / (omega * omega * h * h), 2.0 * MUSCLE_DAMPING / (omega * h), traj, com, strain)
+    if not (np.isfinite(pos).all() and np.isfinite(com).all()):
         raise FloatingPointError("the simulation state stopped being finite")
-    com_end = math.fsum((X * mass).tolist()) / total_mass
+    fitness, net, d = sustained_travel(com, settle_steps=settle)
     return Rollout(
-        distance=abs(com_end - com_start),
-        com_start=com_start,
-        com_end=com_end,
+        distance=fitness,
+        net_displacement=net,
+        cycle_progress=tuple(d.tolist()),
+        com_start=float(com[settle]),
+        com_end=float(com[-1]),
+        max_bone_strain=float(strain[0]),
         steps=steps,
-        trajectory=traj,
+        trajectory=traj if record else None,
     )

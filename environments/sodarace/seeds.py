@@ -112,6 +112,7 @@ def make_walker():
         w.add_muscle(hips[1], knee, amplitude=swing, phase=phase + 0.5)
         w.add_muscle(knee, foot, amplitude=lift, phase=phase + lag)
         w.add_bone(back[hip], knee)
+        w.add_bone(hips[1], foot)  # the foot's second connection: a leg is a triangle, not a hinge
     return w
 '''
 
@@ -145,6 +146,7 @@ def make_walker():
         w.add_muscle(neighbour, knee, amplitude=stride, phase=phase + 0.5)
         w.add_muscle(knee, foot, amplitude=stride, phase=phase + 0.25)
         w.add_bone(ridge[min(hip, 3)], knee)
+        w.add_bone(neighbour, foot)  # the foot's second connection: a leg is a triangle, not a hinge
     return w
 '''
 
