@@ -39,7 +39,8 @@ def main() -> None:
         (256, 8, 2, 2),
         (512, 8, 2, 2),
     ]
-    print(f"{'batch':>6} {'in-flight':>9} {'mut':>4} {'eval':>4} {'evals':>7} {'evals/s':>9} {'ms/eval':>9} {'driver CPU ms':>14} {'steady ev/s':>13} {'steady ms/ev':>13}")
+    print(f"{'batch':>6} {'in-flight':>9} {'mut':>4} {'eval':>4} {'evals':>7} {'evals/s':>9} {'ms/eval':>9} "
+          f"{'driver CPU ms':>14} {'steady ev/s':>13} {'steady ms/ev':>13}")
     for batch, in_flight, n_mut, n_eval in settings:
         cfg = compose([
             "sandbox._target_=benchmarks._instant.NoopSandbox", "loop.progress=false", "loop.export_elites=false",

@@ -27,7 +27,8 @@ Run by hand (~15 min for 10,000 on 2 cores)::
     python benchmarks/soak_sandbox.py [--n 10000] [--hostile 0.25] [--workers 2]
 
 Exits 1 when an acceptance figure fails (hung, escapes or unexpected > 0, or the
-soaked worker below 90 % of both its start throughput and a fresh worker's). ``tests/sandbox/test_soak.py`` runs a short one.
+soaked worker below 90 % of both its start throughput and a fresh worker's).
+``tests/sandbox/test_soak.py`` runs a short one.
 """
 
 from __future__ import annotations
@@ -43,9 +44,9 @@ import tempfile
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -285,8 +286,8 @@ def hostile_kinds(host: Host, keep_paths: tuple[str, ...]) -> list[Kind]:
             def main():
                 got = 0
                 home = os.path.expanduser("~")
-                for path in [{host.secret_path!r}, "/etc/shadow", {str(REPO / "pyproject.toml")!r}, home + "/.bash_history",
-                             "/root/.ssh/id_rsa", "/proc/1/root/etc/shadow"]:
+                for path in [{host.secret_path!r}, "/etc/shadow", {str(REPO / "pyproject.toml")!r},
+                             home + "/.bash_history", "/root/.ssh/id_rsa", "/proc/1/root/etc/shadow"]:
                     try:
                         with open(path, "rb") as f:
                             data = f.read()

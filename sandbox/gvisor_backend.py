@@ -200,7 +200,7 @@ def stage_harness(dest: str, names, visible_roots) -> list[str]:
         staged.append(name)
     compileall.compile_dir(dest, quiet=2, workers=1)
     # Readable by the unprivileged candidate uid (lazy imports happen in the candidate).
-    for dirpath, dirnames, filenames in os.walk(dest):
+    for dirpath, _dirnames, filenames in os.walk(dest):
         os.chmod(dirpath, 0o755)
         for fn in filenames:
             p = os.path.join(dirpath, fn)
@@ -421,7 +421,7 @@ class GVisorSandbox(ForkServerPool):
             sandbox = self._sandbox_cls(
                 patch=self._patch_spec, runtime_dir=self._dir, sandbox_id=sid, network="none",
             )
-        except Exception as exc:  # gvisor.Error, OSError
+        except Exception as exc:  # noqa: BLE001 (gvisor.Error, OSError)
             raise SandboxUnavailable(f"gvisor sandbox: could not create sandbox {sid}: {exc}") from None
         slot.handle = sandbox
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp",

@@ -120,7 +120,8 @@ def _outcomes(run_dir: Path) -> dict[str, tuple]:
     conn = sqlite3.connect(run_dir / "run.db")
     rows = conn.execute("SELECT source, status, error, cell FROM evaluations ORDER BY id").fetchall()
     conn.close()
-    return {re.search(r"return '(\w+)'", src).group(1): (status, error or "", cell) for src, status, error, cell in rows}
+    return {re.search(r"return '(\w+)'", src).group(1): (status, error or "", cell)
+            for src, status, error, cell in rows}
 
 
 @pytest.mark.parametrize("policy", ["clip", "reject"])
@@ -134,7 +135,8 @@ def test_each_mistake_in_score_is_a_per_candidate_status(ray_session, tmp_path, 
     assert got["ok"][0] == "ok"
     assert got["score_raises"][0] == "error"
     assert "environment score() raised" in got["score_raises"][1] and "KeyError" in got["score_raises"][1]
-    assert got["short_descriptor"][:2] == ("invalid", "descriptor has 1 values but the environment declares 2 (['a', 'b'])")
+    assert got["short_descriptor"][:2] == (
+        "invalid", "descriptor has 1 values but the environment declares 2 (['a', 'b'])")
     assert got["nan_fitness"][:2] == ("invalid", "fitness is not finite (nan)")
     assert got["inf_descriptor"][:2] == ("invalid", "descriptor values not finite for ['b']")
     assert got["not_evaluation"][:2] == ("invalid", "score() must return elm.Evaluation, got float")

@@ -23,14 +23,14 @@ import json
 import math
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from elm.analysis import Run
-from elm.types import SEED_MUTATOR
 from elm.dashboard import figures
+from elm.types import SEED_MUTATOR
 
 __all__ = ["export_report", "write_pngs"]
 

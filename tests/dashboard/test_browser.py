@@ -127,7 +127,7 @@ def test_page_loads_click_shows_elite_and_compare_shows_both_runs(small_runs, br
         for label, graph, at_least in (("Progress", "progress-graph", 6), ("Mutators", "mutator-graph", 4),
                                        ("Throughput & outcomes", "throughput-graph", 4)):
             _open_tab(browser, label)
-            _wait(browser, lambda d: len(_traces(d, graph) or []) >= at_least, f"the {label} figure")
+            _wait(browser, lambda d: len(_traces(d, graph) or []) >= at_least, f"the {label} figure")  # noqa: B023
             save_screenshot(browser, f"{graph.removesuffix('-graph')}.png", tmp_path)
         _open_tab(browser, "Config")
         _wait(browser, lambda d: "circle_packing" in (_text(d, "config-yaml") or ""), "the resolved config")
@@ -165,7 +165,8 @@ def test_open_page_follows_a_run_that_is_still_writing(small_runs, browser, tmp_
                                             source="def pack():\n    return 'new'\n", status="ok", fitness=9.5,
                                             descriptor=descriptor, cell=empty, archive_status="new_cell"))
             store.record(records, metrics=dict(
-                evaluations=before["evaluations"] + 30, wall_s=before["wall_s"] + 1, num_elites=before["num_elites"] + 1,
+                evaluations=before["evaluations"] + 30, wall_s=before["wall_s"] + 1,
+                num_elites=before["num_elites"] + 1,
                 coverage=(before["num_elites"] + 1) / 144, qd_score=before["qd_score"] + 9.5,
                 norm_qd_score=(before["qd_score"] + 9.5) / 144, max_fitness=9.5, mean_fitness=1.0))
         finally:

@@ -12,11 +12,11 @@ import pytest
 
 pytest.importorskip("dash")
 
-from benchmarks.bench_dashboard import dash_payload, make_synthetic_run  # noqa: E402
-from elm.analysis import load_run  # noqa: E402
-from elm.dashboard import figures  # noqa: E402
-from elm.dashboard.__main__ import main  # noqa: E402
-from elm.dashboard.app import create_app, open_runs  # noqa: E402
+from benchmarks.bench_dashboard import dash_payload, make_synthetic_run
+from elm.analysis import load_run
+from elm.dashboard import figures
+from elm.dashboard.__main__ import main
+from elm.dashboard.app import create_app, open_runs
 
 
 class Page:

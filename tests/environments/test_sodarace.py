@@ -195,7 +195,8 @@ def test_the_documented_example_builds_a_valid_walker():
 def test_task_documents_the_api_and_rules_for_prompts(env):
     task = env.task()
     assert task.entry_point == "make_walker" and "make_walker" in task.signature
-    for text in ("add_joint", "add_bone", "add_muscle", "amplitude", "phase", "from environments.sodarace import Walker"):
+    for text in ("add_joint", "add_bone", "add_muscle", "amplitude", "phase",
+                 "from environments.sodarace import Walker"):
         assert text in task.api_doc
     for number in (RULES.max_joints, RULES.max_muscles, RULES.max_connections_per_joint, RULES.min_joint_distance,
                    RULES.max_amplitude):
@@ -314,14 +315,14 @@ def test_random_walkers_within_the_rules_never_blow_up():
     rng = np.random.default_rng(5)
     env = Sodarace()
     scored = 0
-    for trial in range(25):
+    for _trial in range(25):
         n = int(rng.integers(3, 40))
         spacing = float(rng.choice([0.06, 0.12, 0.2]))  # from crowded to spread out
         cells = rng.permutation(49)[:n]
         xy = np.stack([cells % 7, cells // 7], axis=1) * spacing + rng.random((n, 2)) * 0.1 * spacing
         d = np.hypot(*(xy[:, None, :] - xy[None, :, :]).transpose(2, 0, 1))
         pairs, degree = [], np.zeros(n, int)
-        for i, j in sorted(((i, j) for i in range(n) for j in range(i + 1, n)), key=lambda p: d[p]):
+        for i, j in sorted(((a, b) for a in range(n) for b in range(a + 1, n)), key=lambda p: d[p]):
             if d[i, j] > 3 * spacing:
                 break
             if degree[i] < RULES.max_connections_per_joint and degree[j] < RULES.max_connections_per_joint:
