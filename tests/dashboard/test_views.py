@@ -12,11 +12,11 @@ import pytest
 
 pytest.importorskip("dash")
 
-from benchmarks.bench_dashboard import dash_payload, make_synthetic_run
 from elm.analysis import load_run
 from elm.dashboard import figures
 from elm.dashboard.__main__ import main
 from elm.dashboard.app import create_app, open_runs
+from elm.dashboard.testing import dash_payload, make_synthetic_run
 
 
 class Page:
