@@ -9,6 +9,7 @@ exit code on failure, and its timeout kills only the client.
 
 from __future__ import annotations
 
+import ast
 import compileall
 import importlib.util
 import json
@@ -166,29 +167,69 @@ _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".git", ".pytest_cache"
                                  ".ruff_cache", "*.egg-info")
 
 
-def stage_harness(dest: str, names, visible_roots) -> list[str]:
-    """Copy the top-level packages ``names`` that the sandbox cannot see into ``dest``.
+def _imported_packages(location: str) -> set[str]:
+    """Top-level names of the absolute imports in a module file, or in every module of a package
+    directory (any depth, function bodies included)."""
+    if os.path.isdir(location):
+        paths = [os.path.join(d, f) for d, _, files in os.walk(location) for f in files if f.endswith(".py")]
+    else:
+        paths = [location] if location.endswith(".py") else []
+    names: set[str] = set()
+    for path in paths:
+        try:
+            with open(path, "rb") as f:
+                tree = ast.parse(f.read(), path)
+        except (OSError, SyntaxError, ValueError):
+            continue  # it fails the same way on the host; nothing to follow
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names.update(a.name.split(".", 1)[0] for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".", 1)[0])
+    return names
 
-    A package that lives under one of ``visible_roots`` (installed in the venv)
-    is used in place. Returns the names that were staged.
+
+def _package_locations(name: str) -> list[str] | None:
+    """The files or directories of the top-level module or package ``name`` on this machine's sys.path
+    (None when it is not importable here)."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    locations = list(spec.submodule_search_locations or []) or ([spec.origin] if spec.origin else [])
+    return [loc for loc in locations if loc and os.path.exists(loc)]
+
+
+def stage_harness(dest: str, names, visible_roots) -> list[str]:
+    """Copy the top-level packages ``names``, and those their modules import, that the sandbox cannot
+    see into ``dest``.
+
+    A package that lives under one of ``visible_roots`` (installed in the venv) is used in place.
+    The imports of every staged package are followed (read from its source, not executed), so an
+    environment whose module imports another package of the user's project or of an editable
+    checkout (``from environments.circle_packing import CirclePacking``) finds it inside too; an
+    imported name that is not importable on the host either (an optional dependency) is skipped.
+    ``names`` must all be importable. Returns the names that were staged, in staging order.
     """
     os.makedirs(dest, exist_ok=True)
-    staged = []
-    for name in dict.fromkeys(names):
-        try:
-            spec = importlib.util.find_spec(name)
-        except (ImportError, ValueError):
-            spec = None
-        if spec is None:
+    staged: list[str] = []
+    required = list(dict.fromkeys(names))
+    todo, seen = list(required), set(required)
+    while todo:
+        name = todo.pop(0)
+        locations = _package_locations(name)
+        if locations is None and name in required:
             raise ValueError(
                 f"cannot find the package {name!r} on this machine's sys.path; it must be importable "
                 "here so that it can be staged into the sandbox (run from the project directory or "
                 "pip install it)"
             )
-        locations = list(spec.submodule_search_locations or []) or ([spec.origin] if spec.origin else [])
-        locations = [loc for loc in locations if loc and os.path.exists(loc)]
         if not locations:
-            raise ValueError(f"package {name!r} has no files on disk to stage into the sandbox")
+            if name in required:
+                raise ValueError(f"package {name!r} has no files on disk to stage into the sandbox")
+            continue
         if all(_under(loc, visible_roots) for loc in locations):
             continue
         for loc in locations:
@@ -198,6 +239,10 @@ def stage_harness(dest: str, names, visible_roots) -> list[str]:
             else:
                 shutil.copy2(loc, os.path.join(dest, os.path.basename(loc)))
         staged.append(name)
+        for imported in sorted(set().union(*(_imported_packages(loc) for loc in locations))):
+            if imported not in seen and imported not in sys.stdlib_module_names:
+                seen.add(imported)
+                todo.append(imported)
     compileall.compile_dir(dest, quiet=2, workers=1)
     # Readable by the unprivileged candidate uid (lazy imports happen in the candidate).
     for dirpath, _dirnames, filenames in os.walk(dest):
@@ -412,7 +457,8 @@ class GVisorSandbox(ForkServerPool):
         return (
             f"\n(Inside the gVisor sandbox only the Python runtime {self._binds} and the staged packages "
             f"{self._staged} (at {HARNESS_MOUNT}) are visible, besides /usr, /bin, /lib. Modules the "
-            "environment imports must be installed in this venv or live in its own top-level package.)"
+            "environment imports must be installed in this venv or importable on the host when the sandbox "
+            "starts: the packages its module imports are staged too.)"
         )
 
     def _spawn(self, slot: Slot) -> None:

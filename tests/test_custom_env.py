@@ -188,3 +188,42 @@ def test_a_broken_descriptor_space_or_seed_list_fails_before_anything_starts(tmp
         run(cfg, run_dir=tmp_path / "run")
     assert str(info.value).startswith("env: ")
     assert not (tmp_path / "run").exists() and ray.is_initialized() == was_running
+
+
+# ---------------------------------------------------------------- an environment built on a built-in one
+
+DERIVED = '''\
+# my_packing.py: the built-in circle packing with one seed of my own
+from environments.circle_packing import CirclePacking
+
+
+class MyPacking(CirclePacking):
+    name = "my_packing"
+
+    def seed_programs(self):
+        return [*super().seed_programs(), "import numpy as np\\ndef pack():\\n    return None\\n"]
+'''
+
+
+@pytest.mark.parametrize("backend", ["process", pytest.param("gvisor", marks=pytest.mark.gvisor)])
+def test_an_environment_that_imports_a_built_in_one_runs(tmp_path, backend):
+    """Its module imports ``environments`` (a package of this checkout, not the user's): the sandbox
+    must see that package too, whichever way the project is installed (here: editable)."""
+    if backend == "gvisor" and not HAVE_RUNSC:
+        pytest.skip("runsc is not installed")
+    project = tmp_path / "my_project"
+    project.mkdir()
+    (project / "my_packing.py").write_text(DERIVED)
+    run_dir = project / "run"
+    script = ("cd my_project\nPYTHONPATH=. $ELM/.venv/bin/python -m elm.cli env=circle_packing "
+              "env._target_=my_packing.MyPacking")
+    proc = _shell(script, project, f" sandbox={backend} mutator=gp budget.evaluations=12 loop.progress=false "
+                                   f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    conn = sqlite3.connect(run_dir / "run.db")
+    seeds = conn.execute("SELECT status FROM evaluations WHERE mutator='seed' ORDER BY id").fetchall()
+    environment = conn.execute("SELECT value FROM meta WHERE key='environment'").fetchone()[0]
+    conn.close()
+    assert environment == "my_packing"
+    # the four built-in seeds pack circles; the user's returns nothing, which score() rejects
+    assert [s for (s,) in seeds] == ["ok"] * 4 + ["invalid"], seeds
