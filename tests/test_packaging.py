@@ -66,3 +66,20 @@ def test_a_non_editable_install_runs_an_experiment_from_anywhere(installed, tmp_
     assert "stopped         evaluation budget after 40 evaluations" in proc.stdout
     assert f"elm-run resume={tmp_path / 'run'}" in proc.stdout
     assert (tmp_path / "run" / "run.db").exists() and (tmp_path / "run" / "run_elm.log").exists()
+
+
+def test_a_non_editable_install_runs_an_environment_built_on_a_built_in_one(installed, tmp_path):
+    """A user's module importing ``environments`` (installed in the venv, not the checkout) starts;
+    sandbox=process: this venv reaches its dependencies through a .pth line that a gVisor sandbox
+    does not bind (tests/test_custom_env.py runs gVisor with the editable install)."""
+    from tests.test_custom_env import DERIVED
+
+    (tmp_path / "my_packing.py").write_text(DERIVED)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled", PYTHONPATH=".")
+    proc = subprocess.run([str(installed / "bin" / "elm-run"), "env._target_=my_packing.MyPacking", "mutator=gp",
+                           "sandbox=process", "budget.evaluations=8", "loop.progress=false",
+                           f"hydra.run.dir={tmp_path / 'run'}"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "stopped         evaluation budget after 8 evaluations" in proc.stdout
