@@ -91,10 +91,15 @@ def combined_metrics(runs: Iterable[Run]) -> pd.DataFrame:
 
 def unified_diff(before: str | None, after: str | None, *, before_name: str = "parent",
                  after_name: str = "child") -> str:
-    """Unified diff of two program sources (empty when identical)."""
-    return "".join(difflib.unified_diff((before or "").splitlines(keepends=True),
-                                        (after or "").splitlines(keepends=True),
-                                        fromfile=before_name, tofile=after_name))
+    """Unified diff of two program sources (empty when identical).
+
+    A last line without a newline is marked as ``diff -u`` and git mark it (a line
+    ``\\ No newline at end of file`` after it), so every line of the diff ends in a newline and
+    ``-old`` and ``+new`` never share a line.
+    """
+    lines = difflib.unified_diff((before or "").splitlines(keepends=True), (after or "").splitlines(keepends=True),
+                                 fromfile=before_name, tofile=after_name)
+    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
 
 
 class _Tally:
