@@ -26,6 +26,15 @@ def _wait(driver, predicate, what: str, timeout: float = 60.0):
         lambda d: predicate(d), message=f"timed out waiting for {what}")
 
 
+def _layout(driver, graph_id: str, expression: str):
+    """``expression`` of the graph's current layout (e.g. ``"title.text"``), or None while the graph has
+    no such value: before its first figure arrives Dash draws an empty one (no title, no shapes), and
+    a refresh replaces the figure at any moment, so a wait must read through absent values."""
+    return driver.execute_script(
+        _PLOT.format(id=graph_id) + "try { const v = g.layout." + expression + "; return v === undefined ? null : v; }"
+        " catch (e) { if (e instanceof TypeError) return null; throw e; }")
+
+
 def _traces(driver, graph_id: str) -> list[dict] | None:
     return driver.execute_script(
         _PLOT.format(id=graph_id) + "return g && g.data ? g.data.map(t => ({type: t.type, name: t.name})) : null;")
@@ -107,8 +116,7 @@ def test_page_loads_click_shows_elite_and_compare_shows_both_runs(small_runs, br
         if expected["parent_ids"]:
             assert diff.startswith(f"--- #{expected['parent_ids'][0]}")
         # the clicked cell is outlined on the heatmap
-        _wait(browser, lambda d: d.execute_script(_PLOT.format(id="archive-graph") +
-                                                  "return (g.layout.shapes || []).length;") == 1, "the outline")
+        _wait(browser, lambda d: len(_layout(d, "archive-graph", "shapes") or []) == 1, "the outline")
         shot = save_screenshot(browser, "archive.png", tmp_path)
         assert shot.stat().st_size > 20_000
 
@@ -174,9 +182,8 @@ def test_open_page_follows_a_run_that_is_still_writing(small_runs, browser, tmp_
         after = before["evaluations"] + 30
         _wait(browser, lambda d: f"{after} evaluations" in (_text(d, "run-status") or ""), "the refreshed status",
               timeout=30)
-        _wait(browser, lambda d: d.execute_script(
-            _PLOT.format(id="archive-graph") + "return g.layout.title.text;").startswith(
-                f"grid archive: {before['num_elites'] + 1} of 144"), "the refreshed heatmap", timeout=30)
+        _wait(browser, lambda d: (_layout(d, "archive-graph", "title.text") or "").startswith(
+            f"grid archive: {before['num_elites'] + 1} of 144"), "the refreshed heatmap", timeout=30)
         # the new elite is the best now, so the panel shows it without a click
         _wait(browser, lambda d: (_text(d, "elite-title") or "").startswith(f"Elite #{first + 29}"),
               "the new best elite", timeout=30)
