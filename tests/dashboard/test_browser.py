@@ -6,7 +6,6 @@ Screenshots are kept as artefacts in artifacts/dashboard/ (archive.png, compare.
 from __future__ import annotations
 
 import shutil
-import time
 
 import pytest
 
@@ -82,12 +81,12 @@ def test_page_loads_click_shows_elite_and_compare_shows_both_runs(small_runs, br
 
     with dashboard(*small_runs) as url:
         browser.get_log("browser")  # drain what earlier pages logged
-        start = time.perf_counter()
         browser.get(url)
+        # Within the wait's 60 s: on 2 shared cores at load 40 the first heatmap took 12-30 s (the
+        # browser's rendering is starved, not the server); a 30 s limit failed 3 of 10 repeats there.
+        # How fast the page opens is benchmarks/bench_dashboard.py's figure, measured apart.
         _wait(browser, lambda d: (_traces(d, "archive-graph") or [{}])[0].get("type") == "heatmap",
-              "the archive heatmap")
-        loaded = time.perf_counter() - start
-        assert loaded < 30
+              "the archive heatmap", timeout=60)
         status = _text(browser, "run-status")
         assert "120 evaluations" in status and f"{len(elites)} / 144 cells" in status
         _wait(browser, lambda d: (_text(d, "elite-title") or "").startswith("Elite #"), "the best elite")
