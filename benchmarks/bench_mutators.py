@@ -107,7 +107,8 @@ def engine_vs_bare(args) -> None:
         op.instruction, op.body_lines, op.show_parent = "", 1, cfg["show_parent"]
         print(f"\n2. engine (Ray actor + operator + parsing) vs bare model.generate, batch {args.batch}, "
               f"max_new_tokens {args.tokens}, SmolLM2 on CPU")
-        print(f"temperature {temperature} ({'greedy: both sides generate the same tokens' if temperature == 0 else 'sampled'})")
+        mode = "greedy: both sides generate the same tokens" if temperature == 0 else "sampled"
+        print(f"temperature {temperature} ({mode})")
         print(f"{'round':>6}{'engine tok/s':>14}{'bare tok/s':>12}{'engine child/s':>16}{'bare child/s':>14}"
               f"{'tok/s ratio':>13}{'time ratio':>12}")
         time_ratios = []
@@ -166,7 +167,8 @@ def vllm_vs_raw(args) -> None:
         r_s = time.perf_counter() - start
         r_tokens = sum(len(o.outputs[0].token_ids) for o in outs)
         ratios.append((e_tokens / e_s) / (r_tokens / r_s))
-        print(f"round {r}: backend {e_tokens / e_s:.0f} tok/s, raw vLLM {r_tokens / r_s:.0f} tok/s, ratio {ratios[-1]:.2f}")
+        print(f"round {r}: backend {e_tokens / e_s:.0f} tok/s, raw vLLM {r_tokens / r_s:.0f} tok/s, "
+              f"ratio {ratios[-1]:.2f}")
     print(f"median vLLM backend/raw ratio: {statistics.median(ratios):.2f} (goal >= 0.9)")
 
 

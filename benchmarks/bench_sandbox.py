@@ -185,7 +185,7 @@ def measure(methods: dict, progs: dict[str, str], n: int, workers: int) -> dict:
         cpu = {m: 0.0 for m in methods}
         inner: dict[str, list[tuple[float, float]]] = {m: [] for m in methods}
         order = list(methods)
-        for m, (one, _) in methods.items():  # warm-up
+        for one, _ in methods.values():  # warm-up
             one.run(src) if isinstance(one, Host) else _check(one.evaluate([EvalRequest(0, src)]))
         for i in range(n):
             random.shuffle(order)
@@ -211,7 +211,7 @@ def measure(methods: dict, progs: dict[str, str], n: int, workers: int) -> dict:
                 t0 = time.perf_counter()
                 if isinstance(many, Host):
                     with ThreadPoolExecutor(workers) as pool:
-                        list(pool.map(lambda _: many.run(src), range(n)))
+                        list(pool.map(lambda _: many.run(src), range(n)))  # noqa: B023 (called here)
                 else:
                     _check(many.evaluate([EvalRequest(i, src) for i in range(n)]))
                 thr[m].append((time.perf_counter() - t0) / n)

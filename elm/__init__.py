@@ -4,6 +4,7 @@ from elm.environment import Environment, InvalidProgram, load_entry_point
 from elm.mutator import Mutator
 from elm.sandbox import EnvironmentSpec, Sandbox, SandboxLimits, SandboxUnavailable
 from elm.types import (
+    SEED_MUTATOR,
     AddStatus,
     DescriptorSpace,
     Elite,
@@ -14,7 +15,6 @@ from elm.types import (
     MutationStatus,
     Parent,
     Proposal,
-    SEED_MUTATOR,
     TaskContext,
 )
 

@@ -26,8 +26,9 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -73,12 +74,12 @@ def find_runs(path: str | os.PathLike) -> list[Path]:
     return found
 
 
-def load_run(path: str | os.PathLike) -> "Run":
+def load_run(path: str | os.PathLike) -> Run:
     """Open one run (its directory or its ``run.db``) read-only for analysis."""
     return Run(path)
 
 
-def combined_metrics(runs: Iterable["Run"]) -> pd.DataFrame:
+def combined_metrics(runs: Iterable[Run]) -> pd.DataFrame:
     """The :meth:`Run.metrics` of several runs stacked, with a ``run`` column (their labels)."""
     frames = []
     for run in runs:
@@ -90,10 +91,15 @@ def combined_metrics(runs: Iterable["Run"]) -> pd.DataFrame:
 
 def unified_diff(before: str | None, after: str | None, *, before_name: str = "parent",
                  after_name: str = "child") -> str:
-    """Unified diff of two program sources (empty when identical)."""
-    return "".join(difflib.unified_diff((before or "").splitlines(keepends=True),
-                                        (after or "").splitlines(keepends=True),
-                                        fromfile=before_name, tofile=after_name))
+    """Unified diff of two program sources (empty when identical).
+
+    A last line without a newline is marked as ``diff -u`` and git mark it (a line
+    ``\\ No newline at end of file`` after it), so every line of the diff ends in a newline and
+    ``-old`` and ``+new`` never share a line.
+    """
+    lines = difflib.unified_diff((before or "").splitlines(keepends=True), (after or "").splitlines(keepends=True),
+                                 fromfile=before_name, tofile=after_name)
+    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
 
 
 class _Tally:
@@ -197,7 +203,7 @@ class Run:
         with self._lock:
             self._conn.close()
 
-    def __enter__(self) -> "Run":
+    def __enter__(self) -> Run:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -371,7 +377,8 @@ class Run:
         cols = ["mutator", "evaluations", "valid", "inserted", "new_cells", "duplicates", "valid_rate",
                 "insertion_rate", "new_cell_rate", "tokens_in", "tokens_out", "tokens", "model_s"]
         rows = [{"mutator": s.mutator, "evaluations": s.proposals, "valid": s.valid, "inserted": s.inserted,
-                 "new_cells": s.new_cells, "duplicates": s.duplicates, "valid_rate": s.valid_rate, "insertion_rate": s.insertion_rate,
+                 "new_cells": s.new_cells, "duplicates": s.duplicates, "valid_rate": s.valid_rate,
+                 "insertion_rate": s.insertion_rate,
                  "new_cell_rate": s.new_cell_rate, "tokens_in": s.tokens_in, "tokens_out": s.tokens_out,
                  "tokens": s.tokens_in + s.tokens_out, "model_s": s.model_s / s.proposals if s.proposals else 0.0}
                 for s in stats]

@@ -23,10 +23,11 @@ import dataclasses
 import math
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from difflib import get_close_matches
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Tuple, TypeVar, Union
+from typing import Any, TypeVar, Union
 
 from elm.sandbox import SandboxLimits
 
@@ -52,14 +53,14 @@ class QDConfig:
     """Archive and parent selection."""
 
     kind: str = "grid"  # "grid" or "cvt"
-    bins: Optional[Tuple[int, ...]] = None  # grid bins per descriptor; default: the environment's
-    bounds: Optional[Tuple[Tuple[float, float], ...]] = None  # [[lo, hi], ...]; default: the environment's
+    bins: tuple[int, ...] | None = None  # grid bins per descriptor; default: the environment's
+    bounds: tuple[tuple[float, float], ...] | None = None  # [[lo, hi], ...]; default: the environment's
     cells: int = 1000  # CVT only
     cvt_samples: int = 50_000  # CVT only: uniform samples for k-means
-    qd_offset: Optional[float] = None  # QD score = sum(fitness - qd_offset); None: the environment's own
+    qd_offset: float | None = None  # QD score = sum(fitness - qd_offset); None: the environment's own
     out_of_bounds: str = "clip"  # "clip" into the edge cell, or "reject" (status out_of_bounds)
     selection: str = "uniform"  # "uniform", "curiosity", or a dotted path to a ParentSelector class
-    selection_args: Dict[str, Any] = field(default_factory=dict)  # keyword arguments of the selector
+    selection_args: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the selector
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class SandboxConfig(SandboxLimits):
 
     _target_: str = "sandbox.GVisorSandbox"  # a Sandbox subclass; sandbox=process selects the unsafe one
     workers: int = 2  # warm sandboxes per evaluator actor (= cores the actor owns); more gives nothing
-    runtime_dir: Optional[str] = None  # where sandbox state lives; None: the backend's default
+    runtime_dir: str | None = None  # where sandbox state lives; None: the backend's default
 
     @property
     def limits(self) -> SandboxLimits:
@@ -84,26 +85,26 @@ class BudgetConfig:
     laptop's CPU) within ~10 minutes however loaded the machine is."""
 
     evaluations: int = 3000  # finished evaluations, seeds included
-    wall_seconds: Optional[float] = 450.0
-    tokens: Optional[int] = None  # model tokens in + out, once mutators report them
+    wall_seconds: float | None = 450.0
+    tokens: int | None = None  # model tokens in + out, once mutators report them
 
 
 @dataclass(frozen=True)
 class RayConfig:
     """Ray cluster connection and actor placement (docs/cluster.md)."""
 
-    address: Optional[str] = None  # None: start a local Ray; "auto": join a running cluster
-    num_cpus: Optional[int] = None  # local Ray only; None: all cores
-    num_gpus: Optional[int] = None
+    address: str | None = None  # None: start a local Ray; "auto": join a running cluster
+    num_cpus: int | None = None  # local Ray only; None: all cores
+    num_gpus: int | None = None
     object_store_memory_mb: int = 256
     include_dashboard: bool = False
     mutator_actors: int = 1
     mutator_num_cpus: float = 0.0
     mutator_num_gpus: float = 0.0  # fractional allowed; the worker caps its CUDA memory to match
-    mutator_resources: Dict[str, float] = field(default_factory=dict)  # custom resources, e.g. {llm_node: 1}
+    mutator_resources: dict[str, float] = field(default_factory=dict)  # custom resources, e.g. {llm_node: 1}
     evaluator_actors: int = 1
     evaluator_num_cpus: float = 1.0
-    evaluator_resources: Dict[str, float] = field(default_factory=dict)  # e.g. {sandbox: 1} on clusters
+    evaluator_resources: dict[str, float] = field(default_factory=dict)  # e.g. {sandbox: 1} on clusters
     spread: bool = False  # place actors of each role on different nodes where possible
 
 
@@ -114,7 +115,7 @@ class LoopConfig:
     batch_size: int = 16  # children per mutator call (and per evaluator call)
     max_in_flight: int = 4  # cap on batches proposed or being evaluated at once
     adaptive: bool = True  # adapt the in-flight limit to keep evaluators fed (not in ordered mode)
-    ordered: Optional[bool] = None  # absorb batches in submission order; None: when 1 mutator + 1 evaluator
+    ordered: bool | None = None  # absorb batches in submission order; None: when 1 mutator + 1 evaluator
     progress: bool = True  # progress bar with live QD metrics
     export_elites: bool = True  # write elites.jsonl at the end
 
@@ -157,8 +158,8 @@ class SearchConfig:
 class RunConfig:
     """A whole run. ``env`` and ``mutator`` are plugin nodes (``{"_target_": ..., **arguments}``)."""
 
-    env: Dict[str, Any] = MISSING  # type: ignore[assignment]
-    mutator: Dict[str, Any] = MISSING  # type: ignore[assignment]
+    env: dict[str, Any] = MISSING  # type: ignore[assignment]
+    mutator: dict[str, Any] = MISSING  # type: ignore[assignment]
     qd: QDConfig = field(default_factory=QDConfig)
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
@@ -166,7 +167,7 @@ class RunConfig:
     loop: LoopConfig = field(default_factory=LoopConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     seed: int = 0
-    resume: Optional[str] = None  # a run directory to continue
+    resume: str | None = None  # a run directory to continue
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable containers (tuples as lists), as stored in the run store."""
@@ -199,14 +200,14 @@ class ImageEvolutionEnvConfig:
 @dataclass(frozen=True)
 class BinPackingEnvConfig:
     _target_: str = "environments.bin_packing.BinPacking"
-    suites: Tuple[str, ...] = ("or3", "weibull5k")
+    suites: tuple[str, ...] = ("or3", "weibull5k")
     seed: int = 0  # instance generator seed
 
 
 @dataclass(frozen=True)
 class GPMutatorConfig:
     _target_: str = "mutators.gp.GPMutator"
-    name: Optional[str] = None
+    name: str | None = None
     constant_sigma: float = 0.1
     p_constant: float = 0.6
     p_operator: float = 0.15
@@ -220,28 +221,28 @@ class LMBackendConfig:
     """One schema for every backend kind; keys left null take the backend's own default."""
 
     kind: str = "hf"  # "hf" (transformers), "vllm" (GPU, optional extra) or "openai" (HTTP endpoint)
-    model: Optional[str] = None  # hub id, local directory, "smollm2" (embedded), or the served model's name
-    revision: Optional[str] = None
-    trust_remote_code: Optional[bool] = None  # only for models without a native class (Refact)
-    gguf_file: Optional[str] = None  # hf
-    device: Optional[str] = None  # hf: auto / cpu / cuda / cuda:N
-    dtype: Optional[str] = None  # hf, vllm: auto / float32 / bfloat16 / float16
-    max_batch: Optional[int] = None  # hf: prompts per generate() call
-    threads: Optional[int] = None  # hf on CPU: torch threads (null: all cores)
-    eos_tokens: Optional[Tuple[str, ...]] = None  # hf: extra tokens that end a completion
-    cache_dir: Optional[str] = None  # hf: where "smollm2" is converted to
-    gpu_memory_utilization: Optional[float] = None  # vllm
-    tensor_parallel_size: Optional[int] = None  # vllm
-    max_model_len: Optional[int] = None  # vllm
-    enforce_eager: Optional[bool] = None  # vllm
-    base_url: Optional[str] = None  # openai: e.g. http://127.0.0.1:8000/v1
-    api_key_env: Optional[str] = None  # openai: environment variable holding the key
-    concurrency: Optional[int] = None  # openai: requests in flight
-    timeout_s: Optional[float] = None  # openai: per request
-    retries: Optional[int] = None  # openai
-    backoff_s: Optional[float] = None  # openai
-    max_backoff_s: Optional[float] = None  # openai
-    max_stop: Optional[int] = None  # openai: stop strings sent to the server
+    model: str | None = None  # hub id, local directory, "smollm2" (embedded), or the served model's name
+    revision: str | None = None
+    trust_remote_code: bool | None = None  # only for models without a native class (Refact)
+    gguf_file: str | None = None  # hf
+    device: str | None = None  # hf: auto / cpu / cuda / cuda:N
+    dtype: str | None = None  # hf, vllm: auto / float32 / bfloat16 / float16
+    max_batch: int | None = None  # hf: prompts per generate() call
+    threads: int | None = None  # hf on CPU: torch threads (null: all cores)
+    eos_tokens: tuple[str, ...] | None = None  # hf: extra tokens that end a completion
+    cache_dir: str | None = None  # hf: where "smollm2" is converted to
+    gpu_memory_utilization: float | None = None  # vllm
+    tensor_parallel_size: int | None = None  # vllm
+    max_model_len: int | None = None  # vllm
+    enforce_eager: bool | None = None  # vllm
+    base_url: str | None = None  # openai: e.g. http://127.0.0.1:8000/v1
+    api_key_env: str | None = None  # openai: environment variable holding the key
+    concurrency: int | None = None  # openai: requests in flight
+    timeout_s: float | None = None  # openai: per request
+    retries: int | None = None  # openai
+    backoff_s: float | None = None  # openai
+    max_backoff_s: float | None = None  # openai
+    max_stop: int | None = None  # openai: stop strings sent to the server
 
 
 @dataclass(frozen=True)
@@ -255,11 +256,11 @@ class SamplingConfig:
 @dataclass(frozen=True)
 class DiffMutatorConfig:
     _target_: str = "mutators.lm.DiffMutator"
-    name: Optional[str] = None
+    name: str | None = None
     backend: LMBackendConfig = field(default_factory=LMBackendConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     file_name: str = "program.py"
-    messages: Tuple[str, ...] = ("Fixed bugs", "Improved the packing", "Changed the layout constants")
+    messages: tuple[str, ...] = ("Fixed bugs", "Improved the packing", "Changed the layout constants")
     hunk_header: bool = False
     max_anchor_lines: int = 6
     record_completion: bool = True
@@ -268,30 +269,30 @@ class DiffMutatorConfig:
 @dataclass(frozen=True)
 class FIMMutatorConfig:
     _target_: str = "mutators.lm.FIMMutator"
-    name: Optional[str] = None
+    name: str | None = None
     backend: LMBackendConfig = field(default_factory=LMBackendConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     format: str = MISSING  # santacoder / fim_neox / refact / refact_psm
-    order: Optional[str] = None  # psm / spm override
-    spans: Dict[str, float] = field(default_factory=lambda: {"block": 0.5, "lines": 0.3, "body": 0.2})
+    order: str | None = None  # psm / spm override
+    spans: dict[str, float] = field(default_factory=lambda: {"block": 0.5, "lines": 0.3, "body": 0.2})
     max_lines: int = 8
     entry_point_only: bool = True
     check_tokens: bool = True
-    expected_ids: Optional[Dict[str, int]] = None
+    expected_ids: dict[str, int] | None = None
     record_completion: bool = True
 
 
 @dataclass(frozen=True)
 class RewriteMutatorConfig:
     _target_: str = "mutators.lm.RewriteMutator"
-    name: Optional[str] = None
+    name: str | None = None
     backend: LMBackendConfig = field(default_factory=LMBackendConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     style: str = "body"  # chat / body / body_chat / region / lines
-    instruction: Optional[str] = None
+    instruction: str | None = None
     max_region_lines: int = 6  # region / lines
     body_lines: int = 1  # body / body_chat: parent body lines the new body starts with
-    parents: Optional[int] = None
+    parents: int | None = None
     show_parent: bool = False  # lines: show the parent's whole entry function first
     inspirations: int = 0  # chat / body / body_chat: other elites shown per child (best + diverse)
     record_completion: bool = True
@@ -300,11 +301,11 @@ class RewriteMutatorConfig:
 @dataclass(frozen=True)
 class CrossoverMutatorConfig:
     _target_: str = "mutators.lm.CrossoverMutator"
-    name: Optional[str] = None
+    name: str | None = None
     backend: LMBackendConfig = field(default_factory=LMBackendConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     style: str = "body"  # chat / body / body_chat
-    instruction: Optional[str] = None
+    instruction: str | None = None
     parents: int = 2
     body_lines: int = 1
     inspirations: int = 0
@@ -314,8 +315,8 @@ class CrossoverMutatorConfig:
 @dataclass(frozen=True)
 class MixtureMutatorConfig:
     _target_: str = "mutators.mixture.MixtureMutator"
-    name: Optional[str] = None
-    components: Dict[str, Any] = field(default_factory=dict)  # {name: {weight: w, _target_: ..., ...}}
+    name: str | None = None
+    components: dict[str, Any] = field(default_factory=dict)  # {name: {weight: w, _target_: ..., ...}}
 
 
 #: group -> {option name in conf/schema/<group>/: schema}
@@ -465,7 +466,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if isinstance(value, tp):
             return value
         return _parse(tp, value, key)
-    if origin in (tuple, Tuple):
+    if origin in (tuple, tuple):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key} must be a list, got {value!r}")
         if len(args) == 2 and args[1] is Ellipsis:
@@ -473,7 +474,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if len(value) != len(args):
             raise ConfigError(f"{key} must have {len(args)} entries, got {list(value)!r}")
         return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-    if origin in (dict, Dict, Mapping):
+    if origin in (dict, dict, Mapping):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key} must be a mapping, got {value!r}")
         vt = args[1] if len(args) == 2 else Any

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
-from typing import Iterable
+from collections.abc import Iterable
 
 from elm.types import EvalStatus
 

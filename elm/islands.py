@@ -12,7 +12,7 @@ Migrations and resets are recorded (``island_events``), so a resumed run rebuild
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 

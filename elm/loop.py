@@ -28,7 +28,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -45,8 +45,7 @@ from elm.qd import build_archive, build_selector, descriptor_space_for
 from elm.sandbox import EnvironmentSpec
 from elm.store import EvaluationRecord, RunStore
 from elm.summary import RunSummary
-from elm.types import (SEED_MUTATOR, AddStatus, Elite, EvalResult, EvalStatus, MutationStatus, Parent,
-                       Proposal)
+from elm.types import SEED_MUTATOR, AddStatus, Elite, EvalResult, EvalStatus, MutationStatus, Parent, Proposal
 from elm.workers import EvaluatorWorker, MutatorWorker, syntax_error
 
 log = logging.getLogger("elm")
@@ -302,7 +301,7 @@ class Driver:
         for actor in [a for s in self.lanes for a in s.actors] + getattr(self, "evaluators", []):
             try:
                 ray.get(actor.close.remote(), timeout=30)
-            except Exception:  # a dead actor has nothing left to close
+            except Exception:  # noqa: BLE001 (a dead actor has nothing left to close)
                 pass
             ray.kill(actor)
 
@@ -594,7 +593,7 @@ class Driver:
             else:
                 try:
                     proposals = ray.get(job.proposals_ref, timeout=30)
-                except Exception:  # the mutation's result is gone with its worker: no programs to keep
+                except Exception:  # noqa: BLE001 (the mutation's result is gone with its worker: no programs to keep)
                     proposals = None
         if proposals is None:
             name = job.operator.split("/", 1)[0] if job.lane >= 0 else job.operator
@@ -793,7 +792,7 @@ class Driver:
             self._stop_actors()
             try:
                 self.store.end_session(end_reason)
-            except Exception as exc:  # e.g. the disk is full: keep the original error visible
+            except Exception as exc:  # noqa: BLE001 (e.g. the disk is full: keep the original error visible)
                 log.error("could not record the end of the session: %s", exc)
         if self.loop_cfg.export_elites:
             self.store.export_elites(f"{self.run_dir}/elites.jsonl", self.archive.elites())
@@ -817,7 +816,7 @@ class Driver:
         try:
             stats = mutator_stats(self.store)
             self.store.set_meta(mutator_stats=[s.to_dict() for s in stats])
-        except Exception as exc:  # statistics must never turn a finished run into a failed one
+        except Exception as exc:  # noqa: BLE001 (statistics must never fail a finished run)
             log.warning("could not record per-mutator statistics: %s", exc)
             return ""
         return format_stats(stats)

@@ -14,8 +14,8 @@ the others (the scheduler is work-conserving).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
 
 from elm.config import BanditConfig
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from difflib import get_close_matches
-from typing import Any, Mapping, TypeVar
+from typing import Any, TypeVar
 
 __all__ = ["PluginSpec", "check_arguments", "import_target", "resolve_class"]
 
@@ -89,7 +90,7 @@ class PluginSpec:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_config(cls, node: Mapping[str, Any], *, what: str = "plugin") -> "PluginSpec":
+    def from_config(cls, node: Mapping[str, Any], *, what: str = "plugin") -> PluginSpec:
         """From a resolved config node such as ``{"_target_": "...", "n": 26}`` (keys starting with ``_`` dropped)."""
         if not isinstance(node, Mapping) or "_target_" not in node:
             raise ValueError(f"{what} config needs a '_target_' key naming its class, e.g. "

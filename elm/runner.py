@@ -14,20 +14,21 @@ import os
 import platform
 import shutil
 import subprocess
+from collections.abc import Mapping
+from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
-from dataclasses import replace
-from typing import Any, Mapping
+from typing import Any
 
 from elm.config import ConfigError, RayConfig, RunConfig, load_config
 from elm.environment import Environment
-from elm.loop import Driver, RunError
-from elm.qd import build_archive, build_selector, descriptor_space_for
-from elm.summary import RunSummary
+from elm.loop import Driver
 from elm.mutator import Mutator
 from elm.plugins import resolve_class
+from elm.qd import build_archive, build_selector, descriptor_space_for
 from elm.sandbox import EnvironmentSpec
 from elm.store import DB_NAME, RunStore, StoreError
+from elm.summary import RunSummary
 from elm.workers import sandbox_class
 
 log = logging.getLogger("elm")

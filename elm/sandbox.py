@@ -14,8 +14,9 @@ them and checked by ``tests/sandbox/test_contract.py``:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
 from elm.plugins import PluginSpec
 from elm.types import EvalRequest, EvalResult
@@ -34,7 +35,7 @@ class EnvironmentSpec(PluginSpec):
     """
 
     @classmethod
-    def from_config(cls, cfg: Mapping[str, Any], *, what: str = "environment") -> "EnvironmentSpec":
+    def from_config(cls, cfg: Mapping[str, Any], *, what: str = "environment") -> EnvironmentSpec:
         """Build from a resolved config node such as ``{"_target_": "...", "n": 26}``."""
         spec = PluginSpec.from_config(cfg, what=what)
         return cls(target=spec.target, kwargs=spec.kwargs)
@@ -117,7 +118,7 @@ class Sandbox(ABC):
     def close(self) -> None:
         """Stop every sandbox process this object started. Idempotent."""
 
-    def __enter__(self) -> "Sandbox":
+    def __enter__(self) -> Sandbox:
         return self
 
     def __exit__(self, *exc: object) -> None:

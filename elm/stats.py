@@ -9,8 +9,9 @@ exact across resumes. Rates are fractions of the mutator's proposals.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from elm.types import SEED_MUTATOR as _SEED
 

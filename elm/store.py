@@ -28,9 +28,10 @@ import os
 import socket
 import sqlite3
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 SCHEMA_VERSION = 2  # 2: program_key, duplicate_of, variant, island; operators, islands tables
 DB_NAME = "run.db"
@@ -327,14 +328,15 @@ class RunStore:
         return conn
 
     @classmethod
-    def create(cls, run_dir: str | os.PathLike, *, meta: Mapping[str, Any]) -> "RunStore":
+    def create(cls, run_dir: str | os.PathLike, *, meta: Mapping[str, Any]) -> RunStore:
         """Create ``run_dir/run.db`` for a new run; refuses to overwrite an existing store."""
         run_dir = Path(run_dir)
         path = run_dir / DB_NAME
         if path.exists():
             raise StoreError(
                 f"{path} already exists: this directory holds a run. Resume it with "
-                f"`elm-run resume={run_dir}` (or `python run_elm.py resume=...` in a checkout), or choose another hydra.run.dir"
+                f"`elm-run resume={run_dir}` (or `python run_elm.py resume=...` in a checkout), "
+                f"or choose another hydra.run.dir"
             )
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -354,7 +356,7 @@ class RunStore:
         return store
 
     @classmethod
-    def open(cls, run_dir: str | os.PathLike, *, readonly: bool = True) -> "RunStore":
+    def open(cls, run_dir: str | os.PathLike, *, readonly: bool = True) -> RunStore:
         """Open an existing run (a run directory or the ``run.db`` path itself)."""
         path = Path(run_dir)
         if path.is_dir():
@@ -398,7 +400,7 @@ class RunStore:
         except sqlite3.Error:
             pass
 
-    def __enter__(self) -> "RunStore":
+    def __enter__(self) -> RunStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -424,7 +426,7 @@ class RunStore:
                 self.conn.execute("ROLLBACK")
             return False
 
-    def _transaction(self) -> "_Tx":
+    def _transaction(self) -> _Tx:
         if self.readonly:
             raise StoreError(f"{self.path} was opened read-only")
         return RunStore._Tx(self._conn)

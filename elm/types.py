@@ -8,9 +8,10 @@ cheaply and persist to the run store as JSON without pickling.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Mapping
+from typing import Any
 
 
 class EvalStatus(str, Enum):

@@ -11,7 +11,8 @@ import ast
 import os
 import socket
 import time
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from elm.config import SandboxConfig
 from elm.dedup import program_key
@@ -125,7 +126,7 @@ def _node_id() -> str | None:
         import ray
 
         return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
-    except Exception:  # outside a Ray worker
+    except Exception:  # noqa: BLE001 (outside a Ray worker)
         return None
 
 

@@ -18,8 +18,9 @@ best-fit figures *of these instances* (:data:`BEST_FIT_EXCESS` and
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -314,7 +315,8 @@ def _check_packing(assignment: Any, items: np.ndarray, capacity: float, where: s
     over = np.flatnonzero(loads > capacity)
     if over.size:
         b = int(over[0])
-        raise InvalidProgram(f"{where}: bin {b} holds {loads[b]:g} > capacity {capacity:g} ({over.size} overfull bin(s))")
+        raise InvalidProgram(
+            f"{where}: bin {b} holds {loads[b]:g} > capacity {capacity:g} ({over.size} overfull bin(s))")
     _, first = np.unique(a, return_index=True)
     order = np.empty(n, dtype=np.int64)
     order[a[np.sort(first)]] = np.arange(len(first))

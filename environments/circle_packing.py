@@ -10,7 +10,8 @@ n = 26 by default. Published bests for n = 26: 2.635983 (ShinkaEvolve),
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 

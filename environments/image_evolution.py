@@ -12,8 +12,9 @@ from __future__ import annotations
 import math
 import struct
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 

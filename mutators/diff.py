@@ -138,7 +138,8 @@ def parse_diff(text: str) -> list[Hunk]:
     cleaned = []
     for h in hunks:
         body = list(h.lines)
-        while body and body[-1] == (" ", "") and (h.old_len is None or len([1 for t, _ in body if t != "+"]) > h.old_len):
+        while body and body[-1] == (" ", "") and (
+                h.old_len is None or len([1 for t, _ in body if t != "+"]) > h.old_len):
             body.pop()
         if body:
             cleaned.append(Hunk(tuple(body), h.old_start, h.old_len, h.new_start, h.new_len))
@@ -210,7 +211,8 @@ def apply_diff(source: str, diff: str, *, truncated: bool = False) -> DiffResult
     return DiffResult(DiffStatus.APPLIED, new, len(hunks))
 
 
-def _locate(lines: list[str], before: list[str], pointer: int, hint: int | None) -> tuple[int, str | tuple[int, str]] | None:
+def _locate(lines: list[str], before: list[str], pointer: int,
+            hint: int | None) -> tuple[int, str | tuple[int, str]] | None:
     """Start index of ``before`` in ``lines[pointer:]`` and the indentation shift, or None.
 
     Tries exact, then trailing-whitespace-insensitive, then indentation-shifted

@@ -25,8 +25,9 @@ tokens shifts FIM-NeoX's sentinels silently.
 from __future__ import annotations
 
 import ast
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -49,7 +50,7 @@ class FIMFormat:
         if self.order not in ("psm", "spm"):
             raise ValueError(f"FIM order must be 'psm' or 'spm', got {self.order!r}")
 
-    def with_order(self, order: str) -> "FIMFormat":
+    def with_order(self, order: str) -> FIMFormat:
         from dataclasses import replace
 
         return replace(self, order=order, name=f"{self.name}:{order}")

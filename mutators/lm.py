@@ -28,8 +28,9 @@ run store (``info.mutation``).
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -92,7 +93,8 @@ class LMMutator(Mutator):
         """The prompt for one child (or a failure)."""
 
     @abstractmethod
-    def _child(self, plan: _Plan, group: Sequence[Parent], text: str, completion: Completion) -> tuple[str | None, str, dict]:
+    def _child(self, plan: _Plan, group: Sequence[Parent], text: str,
+               completion: Completion) -> tuple[str | None, str, dict]:
         """``(source, status, meta)`` of the child built from a completion's text."""
 
     def _stops(self) -> tuple[str, ...]:

@@ -38,13 +38,13 @@ from __future__ import annotations
 import ast
 import re
 import textwrap
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
-from mutators.backends.base import ChatPrompt
 from elm.types import TaskContext
+from mutators.backends.base import ChatPrompt
 
 __all__ = ["STYLES", "EntryFunction", "find_entry", "extract_code", "body_from_completion"]
 
@@ -242,7 +242,7 @@ def lines_prompt(entry: EntryFunction, name: str, first: int, head: str = "", sh
     Helper functions are left out: the lines to vary are in the entry
     function, and on a CPU the prompt's length is most of the cost.
     """
-    imports = "".join(l for l in entry.lines[:entry.start] if l.startswith(("import ", "from ")))
+    imports = "".join(line for line in entry.lines[:entry.start] if line.startswith(("import ", "from ")))
     # Both copies keep the function's own name: with renamed versions (FunSearch's _v0, _v1) a
     # small model writes calls to pack_v0() into the new lines, which do not exist in the child.
     v0 = entry.function_text().rstrip("\n") + "\n\n\n" if show_parent else ""
@@ -279,10 +279,10 @@ def region_prompt(entry: EntryFunction, first: int, last: int, task: TaskContext
 
 def splice_region(entry: EntryFunction, first: int, last: int, reply: str) -> str:
     """The program with lines ``[first, last)`` replaced by ``reply`` re-indented to the region's indent."""
-    kept = [l for l in reply.splitlines() if l.strip() not in (REGION_BEGIN, REGION_END)]
+    kept = [line for line in reply.splitlines() if line.strip() not in (REGION_BEGIN, REGION_END)]
     block = textwrap.dedent("\n".join(kept)).strip("\n")
     indent = _line_indent(entry.lines[first])
-    new = "".join(indent + l + "\n" if l.strip() else "\n" for l in block.split("\n")) if block else ""
+    new = "".join(indent + line + "\n" if line.strip() else "\n" for line in block.split("\n")) if block else ""
     return "".join(entry.lines[:first]) + new + "".join(entry.lines[last:])
 
 

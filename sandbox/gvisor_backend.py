@@ -9,6 +9,7 @@ exit code on failure, and its timeout kills only the client.
 
 from __future__ import annotations
 
+import ast
 import compileall
 import importlib.util
 import json
@@ -167,31 +168,108 @@ _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".git", ".pytest_cache"
                                  ".ruff_cache", "*.egg-info")
 
 
-def stage_harness(dest: str, names, visible_roots) -> list[str]:
-    """Copy the top-level packages ``names`` that the sandbox cannot see into ``dest``.
+def _package_locations(name: str) -> list[str] | None:
+    """The files or directories of the top-level module or package ``name`` on this machine's sys.path
+    (None when it is not importable here). Nothing is imported."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    locations = list(spec.submodule_search_locations or []) or ([spec.origin] if spec.origin else [])
+    return [loc for loc in locations if loc and os.path.exists(loc)]
 
-    A package that lives under one of ``visible_roots`` (installed in the venv)
-    is used in place. Returns the names that were staged.
+
+def _module_files(locations: list[str], module: str) -> list[tuple[str, str]]:
+    """``(source file, dotted name)`` of what importing the dotted ``module`` runs inside its
+    top-level package (each package's ``__init__.py`` on the way, then the module), found on disk
+    from the package's ``locations``; a name that does not resolve (an attribute imported by
+    name) ends the walk."""
+    parts = module.split(".")
+    files: list[tuple[str, str]] = []
+    for loc in locations:
+        if not os.path.isdir(loc):
+            if len(parts) == 1 and loc.endswith(".py"):
+                files.append((loc, module))
+            continue
+        path = loc
+        files.append((os.path.join(loc, "__init__.py"), parts[0]))
+        for k, part in enumerate(parts[1:], start=2):
+            path = os.path.join(path, part)
+            if os.path.isdir(path):
+                files.append((os.path.join(path, "__init__.py"), ".".join(parts[:k])))
+            elif os.path.isfile(path + ".py"):
+                files.append((path + ".py", ".".join(parts[:k])))
+                break
+            else:
+                break
+    return [(f, name) for f, name in files if os.path.isfile(f)]
+
+
+def _imports(path: str, module: str) -> set[str]:
+    """Dotted names the module at ``path`` (named ``module``) may import: absolute imports, relative
+    ones resolved, and ``from x import y`` also as ``x.y`` (y may be a submodule)."""
+    try:
+        with open(path, "rb") as f:
+            tree = ast.parse(f.read(), path)
+    except (OSError, SyntaxError, ValueError):
+        return set()  # it fails the same way on the host; nothing to follow
+    package = module if path.endswith("__init__.py") else module.rpartition(".")[0]
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: max(0, len(package.split(".")) - node.level + 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target:
+                names.add(target)
+                names.update(f"{target}.{a.name}" for a in node.names if a.name != "*")
+    return names
+
+
+#: packages of the harness itself: their imports are the project's installed dependencies
+#: (tests/test_layers.py keeps it so), so they are staged but their imports are not followed
+_HARNESS_PACKAGES = ("elm", "sandbox")
+
+
+def stage_harness(dest: str, names, visible_roots, *, follow=()) -> list[str]:
+    """Copy the top-level packages ``names``, and those the modules ``follow`` import, that the
+    sandbox cannot see into ``dest``.
+
+    A package that lives under one of ``visible_roots`` (installed in the venv) is used in place.
+    The imports of the dotted modules ``follow`` (the environment's module) are followed, module
+    by module and transitively, through every staged package (read from the source, not
+    executed), so an environment whose module imports another package of the user's project or
+    of an editable checkout (``from environments.circle_packing import CirclePacking``) finds it
+    inside too; an imported name not importable on the host either (an optional dependency) is
+    skipped. ``names`` must all be importable. Returns the names that were staged, in order.
     """
     os.makedirs(dest, exist_ok=True)
-    staged = []
-    for name in dict.fromkeys(names):
-        try:
-            spec = importlib.util.find_spec(name)
-        except (ImportError, ValueError):
-            spec = None
-        if spec is None:
+    staged: list[str] = []
+    checked: dict[str, list[str] | None] = {}  # top-level name -> its locations if staged, else None
+
+    def stage(name: str, required: bool) -> list[str] | None:
+        if name in checked:
+            return checked[name]
+        checked[name] = None
+        locations = _package_locations(name)
+        if locations is None and required:
             raise ValueError(
                 f"cannot find the package {name!r} on this machine's sys.path; it must be importable "
                 "here so that it can be staged into the sandbox (run from the project directory or "
                 "pip install it)"
             )
-        locations = list(spec.submodule_search_locations or []) or ([spec.origin] if spec.origin else [])
-        locations = [loc for loc in locations if loc and os.path.exists(loc)]
         if not locations:
-            raise ValueError(f"package {name!r} has no files on disk to stage into the sandbox")
+            if required:
+                raise ValueError(f"package {name!r} has no files on disk to stage into the sandbox")
+            return None
         if all(_under(loc, visible_roots) for loc in locations):
-            continue
+            return None
         for loc in locations:
             if os.path.isdir(loc):
                 shutil.copytree(loc, os.path.join(dest, name), symlinks=True, ignore=_IGNORE,
@@ -199,9 +277,28 @@ def stage_harness(dest: str, names, visible_roots) -> list[str]:
             else:
                 shutil.copy2(loc, os.path.join(dest, os.path.basename(loc)))
         staged.append(name)
+        checked[name] = locations
+        return locations
+
+    for name in dict.fromkeys(names):
+        stage(name, required=True)
+    todo, seen = list(follow), set(follow)
+    while todo:
+        module = todo.pop()
+        top = module.split(".", 1)[0]
+        if top in sys.stdlib_module_names or top in _HARNESS_PACKAGES:
+            continue
+        locations = stage(top, required=False)
+        if locations is None:  # visible in place, or not importable: installed packages bring their own
+            continue
+        for path, name in _module_files(locations, module):
+            for imported in _imports(path, name):
+                if imported not in seen:
+                    seen.add(imported)
+                    todo.append(imported)
     compileall.compile_dir(dest, quiet=2, workers=1)
     # Readable by the unprivileged candidate uid (lazy imports happen in the candidate).
-    for dirpath, dirnames, filenames in os.walk(dest):
+    for dirpath, _dirnames, filenames in os.walk(dest):
         os.chmod(dirpath, 0o755)
         for fn in filenames:
             p = os.path.join(dirpath, fn)
@@ -299,7 +396,8 @@ class GVisorSandbox(ForkServerPool):
             visible = list(SYSTEM_DIRS) + self._binds
             harness = os.path.join(self._dir, "harness")
             top = env.target.split(".", 1)[0]
-            self._staged = stage_harness(harness, ["elm", "sandbox", top], visible)
+            self._staged = stage_harness(harness, ["elm", "sandbox", top], visible,
+                                         follow=[env.target.rpartition(".")[0]])
             self._harness = harness
             if "sandbox" in self._staged:
                 self._forkserver = f"{HARNESS_MOUNT}/sandbox/forkserver.py"
@@ -417,7 +515,8 @@ class GVisorSandbox(ForkServerPool):
         return (
             f"\n(Inside the gVisor sandbox only the Python runtime {self._binds} and the staged packages "
             f"{self._staged} (at {HARNESS_MOUNT}) are visible, besides /usr, /bin, /lib. Modules the "
-            "environment imports must be installed in this venv or live in its own top-level package.)"
+            "environment imports must be installed in this venv or importable on the host when the sandbox "
+            "starts: the packages its module imports are staged too.)"
         )
 
     def _spawn(self, slot: Slot) -> None:
@@ -426,7 +525,7 @@ class GVisorSandbox(ForkServerPool):
             sandbox = self._sandbox_cls(
                 patch=self._patch_spec, runtime_dir=self._dir, sandbox_id=sid, network="none",
             )
-        except Exception as exc:  # gvisor.Error, OSError
+        except Exception as exc:  # noqa: BLE001 (gvisor.Error, OSError)
             raise SandboxUnavailable(f"gvisor sandbox: could not create sandbox {sid}: {exc}") from None
         slot.handle = sandbox
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp",

@@ -81,7 +81,7 @@ class Reaper:
                 return
             try:
                 self.reap_once()
-            except Exception:  # noqa: BLE001 - never let the reaper die
+            except Exception:
                 log.debug("reaper pass failed", exc_info=True)
 
 

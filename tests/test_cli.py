@@ -35,7 +35,8 @@ def _count(run_dir: Path) -> int:
 def _rows(run_dir: Path) -> list[tuple]:
     conn = sqlite3.connect(f"file:{run_dir / 'run.db'}?mode=ro", uri=True, timeout=30)
     try:
-        return conn.execute("SELECT id, parent_ids, source, status, fitness, cell FROM evaluations ORDER BY id").fetchall()
+        return conn.execute(
+            "SELECT id, parent_ids, source, status, fitness, cell FROM evaluations ORDER BY id").fetchall()
     finally:
         conn.close()
 
@@ -52,7 +53,8 @@ def test_default_run_in_gvisor_beats_its_seeds(tmp_path):
     rows = _rows(run_dir)
     assert sum(r[3] == "ok" for r in rows) > 50
     conn = sqlite3.connect(run_dir / "run.db")
-    seeds = conn.execute("SELECT COUNT(DISTINCT cell), SUM(fitness) FROM evaluations WHERE mutator='seed' AND status='ok'").fetchone()
+    seeds = conn.execute("SELECT COUNT(DISTINCT cell), SUM(fitness) FROM evaluations "
+                         "WHERE mutator='seed' AND status='ok'").fetchone()
     final = conn.execute("SELECT num_elites, qd_score FROM metrics ORDER BY evaluations DESC LIMIT 1").fetchone()
     assert final[0] > seeds[0] and final[1] > seeds[1]
     backend = conn.execute("SELECT value FROM meta WHERE key='sandbox_backend'").fetchone()[0]

@@ -120,7 +120,8 @@ def _outcomes(run_dir: Path) -> dict[str, tuple]:
     conn = sqlite3.connect(run_dir / "run.db")
     rows = conn.execute("SELECT source, status, error, cell FROM evaluations ORDER BY id").fetchall()
     conn.close()
-    return {re.search(r"return '(\w+)'", src).group(1): (status, error or "", cell) for src, status, error, cell in rows}
+    return {re.search(r"return '(\w+)'", src).group(1): (status, error or "", cell)
+            for src, status, error, cell in rows}
 
 
 @pytest.mark.parametrize("policy", ["clip", "reject"])
@@ -134,7 +135,8 @@ def test_each_mistake_in_score_is_a_per_candidate_status(ray_session, tmp_path, 
     assert got["ok"][0] == "ok"
     assert got["score_raises"][0] == "error"
     assert "environment score() raised" in got["score_raises"][1] and "KeyError" in got["score_raises"][1]
-    assert got["short_descriptor"][:2] == ("invalid", "descriptor has 1 values but the environment declares 2 (['a', 'b'])")
+    assert got["short_descriptor"][:2] == (
+        "invalid", "descriptor has 1 values but the environment declares 2 (['a', 'b'])")
     assert got["nan_fitness"][:2] == ("invalid", "fitness is not finite (nan)")
     assert got["inf_descriptor"][:2] == ("invalid", "descriptor values not finite for ['b']")
     assert got["not_evaluation"][:2] == ("invalid", "score() must return elm.Evaluation, got float")
@@ -186,3 +188,42 @@ def test_a_broken_descriptor_space_or_seed_list_fails_before_anything_starts(tmp
         run(cfg, run_dir=tmp_path / "run")
     assert str(info.value).startswith("env: ")
     assert not (tmp_path / "run").exists() and ray.is_initialized() == was_running
+
+
+# ---------------------------------------------------------------- an environment built on a built-in one
+
+DERIVED = '''\
+# my_packing.py: the built-in circle packing with one seed of my own
+from environments.circle_packing import CirclePacking
+
+
+class MyPacking(CirclePacking):
+    name = "my_packing"
+
+    def seed_programs(self):
+        return [*super().seed_programs(), "import numpy as np\\ndef pack():\\n    return None\\n"]
+'''
+
+
+@pytest.mark.parametrize("backend", ["process", pytest.param("gvisor", marks=pytest.mark.gvisor)])
+def test_an_environment_that_imports_a_built_in_one_runs(tmp_path, backend):
+    """Its module imports ``environments`` (a package of this checkout, not the user's): the sandbox
+    must see that package too, whichever way the project is installed (here: editable)."""
+    if backend == "gvisor" and not HAVE_RUNSC:
+        pytest.skip("runsc is not installed")
+    project = tmp_path / "my_project"
+    project.mkdir()
+    (project / "my_packing.py").write_text(DERIVED)
+    run_dir = project / "run"
+    script = ("cd my_project\nPYTHONPATH=. $ELM/.venv/bin/python -m elm.cli env=circle_packing "
+              "env._target_=my_packing.MyPacking")
+    proc = _shell(script, project, f" sandbox={backend} mutator=gp budget.evaluations=12 loop.progress=false "
+                                   f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    conn = sqlite3.connect(run_dir / "run.db")
+    seeds = conn.execute("SELECT status FROM evaluations WHERE mutator='seed' ORDER BY id").fetchall()
+    environment = conn.execute("SELECT value FROM meta WHERE key='environment'").fetchone()[0]
+    conn.close()
+    assert environment == "my_packing"
+    # the four built-in seeds pack circles; the user's returns nothing, which score() rejects
+    assert [s for (s,) in seeds] == ["ok"] * 4 + ["invalid"], seeds

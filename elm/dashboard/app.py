@@ -16,8 +16,9 @@ import os
 import re
 import socket
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -139,7 +140,7 @@ def _layout(runs: list[Run], labels: list[str], refresh_s: float):
             html.Div([
                 html.H2("ELM run dashboard", style={"margin": "0 24px 0 0", "display": "inline-block",
                                                     "verticalAlign": "middle"}),
-                html.Div(dcc.Dropdown(id="run", options=[{"label": l, "value": i} for i, l in enumerate(labels)],
+                html.Div(dcc.Dropdown(id="run", options=[{"label": name, "value": i} for i, name in enumerate(labels)],
                                       value=0, clearable=False, style={"width": "340px"}), style=_CTRL),
                 html.Span(id="run-status", style={"fontSize": "14px", "color": "#333", "verticalAlign": "middle"}),
             ], style={"padding": "10px 16px", "borderBottom": "1px solid #ddd", "background": "#fafafa"}),
@@ -209,8 +210,8 @@ def _archive_tab() -> list:
                 html.Div(id="elite-diff-box"),
                 html.Div("Lineage (first parent at each step, back to a seed)", style={"fontWeight": "600"}),
                 html.Div(id="elite-lineage"),
-            ], style={**_CARD, "flex": "0 0 42%", "minWidth": "380px", "boxSizing": "border-box", "margin": "8px 16px 8px 0",
-                      "overflow": "auto", "maxHeight": "1400px"}),
+            ], style={**_CARD, "flex": "0 0 42%", "minWidth": "380px", "boxSizing": "border-box",
+                      "margin": "8px 16px 8px 0", "overflow": "auto", "maxHeight": "1400px"}),
         ], style={"display": "flex", "flexWrap": "wrap", "alignItems": "flex-start"}),
     ]
 

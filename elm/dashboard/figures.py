@@ -9,7 +9,8 @@ entry when it is a list), which is what a click reports.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd

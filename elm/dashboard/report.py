@@ -23,14 +23,14 @@ import json
 import math
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from elm.analysis import Run
-from elm.types import SEED_MUTATOR
 from elm.dashboard import figures
+from elm.types import SEED_MUTATOR
 
 __all__ = ["export_report", "write_pngs"]
 
@@ -279,9 +279,33 @@ def _progress_png(run: Run):
 
 
 def _percent():
-    from matplotlib.ticker import PercentFormatter
+    """Fractions as percentages with the fewest decimals that write every tick exactly.
 
-    return PercentFormatter(1.0, decimals=0)
+    A fixed number of decimals repeats labels on a narrow range (ticks 0.010, 0.015, 0.020 with
+    no decimals read 1%, 2%, 2%) or clutters a wide one; the tick values are known when they are
+    labelled, so the decimals follow them (at most 4).
+    """
+    from matplotlib.ticker import Formatter
+
+    class _Percent(Formatter):
+        decimals = 0
+
+        def __call__(self, x, pos=None):
+            return f"{x * 100:.{self.decimals}f}%"
+
+        def format_ticks(self, values):
+            self.decimals = percent_decimals(values)
+            return [self(v) for v in values]
+
+    return _Percent()
+
+
+def percent_decimals(values: Sequence[float], *, most: int = 4) -> int:
+    """The fewest decimals (0..``most``) that write every fraction in ``values`` as an exact percentage."""
+    for decimals in range(most + 1):
+        if all(abs(round(v * 100, decimals) - v * 100) < 1e-9 * max(1.0, abs(v * 100)) for v in values):
+            return decimals
+    return most
 
 
 def _mutators_png(run: Run):

@@ -8,7 +8,7 @@ and define ``make_walker()``. :class:`Sodarace` is the environment;
 package only defines names: no simulation, file access or argument parsing.
 """
 
-from environments.sodarace.walker import Walker
 from environments.sodarace.env import Sodarace
+from environments.sodarace.walker import Walker
 
 __all__ = ["Sodarace", "Walker"]

@@ -177,7 +177,10 @@ class Walker:
         return len(self._bones) + len(self._muscles) - 1
 
     def to_dict(self) -> dict[str, list]:
-        """The walker as plain JSON data: ``{"joints": [[x, y]], "bones": [[a, b]], "muscles": [[a, b, amp, phase]]}``."""
+        """The walker as plain JSON data.
+
+        ``{"joints": [[x, y]], "bones": [[a, b]], "muscles": [[a, b, amp, phase]]}``.
+        """
         return {
             "joints": [list(j) for j in self._joints],
             "bones": [list(b) for b in self._bones],

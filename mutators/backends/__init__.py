@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from mutators.backends.base import Backend, ChatPrompt, Completion, Prompt, Sampling, cut_at_stop
 

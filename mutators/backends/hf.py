@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from mutators.backends.base import Backend, ChatPrompt, Completion, Prompt, Sampling, cut_at_stop
 

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Sequence
+from typing import Any
 
 from mutators.backends.base import Backend, ChatPrompt, Completion, Prompt, Sampling, cut_at_stop
 
@@ -77,7 +77,8 @@ class OpenAIBackend(Backend):
             if isinstance(value, bool) or not isinstance(value, int) or value < lo:
                 raise ValueError(f"backend.{key} must be an int >= {lo}, got {value!r}")
         for key, value in (("timeout_s", timeout_s), ("backoff_s", backoff_s), ("max_backoff_s", max_backoff_s)):
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or (key == "timeout_s" and value == 0):
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not number or value < 0 or (key == "timeout_s" and value == 0):
                 raise ValueError(f"backend.{key} must be a number > 0, got {value!r}")
         self.base_url = base_url.rstrip("/")
         self.model = model
@@ -167,7 +168,7 @@ class OpenAIBackend(Backend):
                     wait = None
                 raise _Retryable(f"HTTP {exc.code}: {detail}", wait) from None
             raise ValueError(f"HTTP {exc.code}: {detail}") from None
-        except (urllib.error.URLError, ConnectionError, socket.timeout, TimeoutError) as exc:
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
             reason = getattr(exc, "reason", exc)
             raise _Retryable(f"{type(exc).__name__}: {reason}") from None
         try:

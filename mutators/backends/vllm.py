@@ -13,7 +13,8 @@ operator) and exclude the stop string, as the ``hf`` backend's do.
 from __future__ import annotations
 
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from mutators.backends.base import Backend, ChatPrompt, Completion, Prompt, Sampling, cut_at_stop
 

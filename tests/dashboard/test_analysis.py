@@ -9,8 +9,8 @@ import pytest
 
 pd = pytest.importorskip("pandas")
 
-from benchmarks.bench_dashboard import make_synthetic_run  # noqa: E402
 from elm.analysis import combined_metrics, find_runs, load_run  # noqa: E402
+from elm.dashboard.testing import make_synthetic_run  # noqa: E402
 from elm.store import EvaluationRecord, RunStore, StoreError  # noqa: E402
 
 

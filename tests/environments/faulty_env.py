@@ -8,7 +8,8 @@ constructor raise; ``fault`` breaks the environment's start-up surface
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from elm.environment import Environment, load_entry_point
 from elm.types import DescriptorSpace, Evaluation

@@ -25,7 +25,8 @@ FIRST_FIT = "import numpy as np\ndef priority(item, bins):\n    return -np.arang
 # worst fit among the bins already in use (a new bin only when none has room)
 WORST_USED_FIT = "import numpy as np\ndef priority(item, bins):\n    return (bins - item) * (bins < bins.max())\n"
 # the newest bin in use that has room
-LAST_FIT = "import numpy as np\ndef priority(item, bins):\n    return np.arange(len(bins), dtype=float) * (bins < bins.max())\n"
+LAST_FIT = ("import numpy as np\ndef priority(item, bins):\n"
+            "    return np.arange(len(bins), dtype=float) * (bins < bins.max())\n")
 
 
 @pytest.fixture(scope="module")

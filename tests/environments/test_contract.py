@@ -65,7 +65,7 @@ def test_seeds_and_broken_programs_in_the_sandbox(env_name, backend, tmp_path):
                       runtime_dir=str(tmp_path / "rt")) as sb:
         first = sb.evaluate(requests)
         again = sb.evaluate(requests[: len(seeds)])
-    for source, result, local in zip(seeds, first, (env.evaluate_local(s) for s in seeds)):
+    for _source, result, local in zip(seeds, first, (env.evaluate_local(s) for s in seeds)):
         assert result.status is EvalStatus.OK, result.error
         assert result.fitness == local.fitness and tuple(result.descriptor) == tuple(local.descriptor)
     assert [r.fitness for r in again] == [r.fitness for r in first[: len(seeds)]]

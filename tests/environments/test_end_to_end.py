@@ -46,7 +46,8 @@ def test_environment_runs_end_to_end_with_the_baseline_mutator(ray_session, tmp_
     assert summary.evaluations == budget and summary.stop_reason == "evaluation budget"
     conn = sqlite3.connect(tmp_path / "run" / "run.db")
     statuses = dict(conn.execute("SELECT status, COUNT(*) FROM evaluations GROUP BY status").fetchall())
-    seeds = conn.execute("SELECT COUNT(*), MAX(fitness) FROM evaluations WHERE mutator='seed' AND status='ok'").fetchone()
+    seeds = conn.execute(
+        "SELECT COUNT(*), MAX(fitness) FROM evaluations WHERE mutator='seed' AND status='ok'").fetchone()
     backend = conn.execute("SELECT value FROM meta WHERE key='sandbox_backend'").fetchone()[0]
     conn.close()
     assert backend == BACKEND
@@ -95,8 +96,8 @@ def test_environment_runs_end_to_end_with_the_smollm2_mutator(ray_session, tmp_p
 
     conn = sqlite3.connect(tmp_path / "run" / "run.db")
     rows = conn.execute("SELECT mutator, mutation_status, status, fitness, descriptor, error, info, tokens_in, "
-                        "tokens_out, model_s, eval_s, source FROM evaluations WHERE mutator != 'seed' AND status != 'duplicate'"
-                        ).fetchall()
+                        "tokens_out, model_s, eval_s, source FROM evaluations "
+                        "WHERE mutator != 'seed' AND status != 'duplicate'").fetchall()
     seed_ok = conn.execute("SELECT COUNT(*) FROM evaluations WHERE mutator = 'seed' AND status = 'ok'").fetchone()[0]
     backend = conn.execute("SELECT value FROM meta WHERE key='sandbox_backend'").fetchone()[0]
     conn.close()
@@ -105,7 +106,7 @@ def test_environment_runs_end_to_end_with_the_smollm2_mutator(ray_session, tmp_p
     env = EnvironmentSpec.from_config(cfg["env"]).build()
     name = cfg["mutator"].get("name") or "rewrite"  # the operator's own name unless the config gives one
     reached = []
-    for mutator, mutation_status, status, fitness, descriptor, error, info, t_in, t_out, model_s, eval_s, source \
+    for mutator, mutation_status, status, fitness, descriptor, error, info, t_in, _t_out, model_s, eval_s, source \
             in rows:
         mutation = json.loads(info or "{}").get("mutation", {})
         # every child is the model's: a prompt was built from the environment's entry function

@@ -51,7 +51,8 @@ def unavailable(mutator: dict) -> str | None:
         from huggingface_hub import try_to_load_from_cache
 
         if not isinstance(try_to_load_from_cache(str(model), "config.json"), str):
-            return f"needs the weights of {model} (not in the local cache; tiny stand-ins cover it in test_seed_models.py)"
+            return (f"needs the weights of {model} (not in the local cache; "
+                    "tiny stand-ins cover it in test_seed_models.py)")
     return None
 
 

@@ -11,8 +11,8 @@ import pytest
 
 from elm.config import compose
 from elm.runner import run
-from elm.store import RunStore
 from elm.stats import mutator_stats
+from elm.store import RunStore
 from tests.conftest import HAVE_RUNSC
 
 pytestmark = pytest.mark.skipif(

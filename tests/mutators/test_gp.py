@@ -105,7 +105,7 @@ def test_most_children_of_the_circle_packing_seeds_stay_valid(env):
             try:
                 fitnesses.append(env.evaluate_local(p.source).fitness)
                 valid += 1
-            except Exception:  # InvalidProgram, or a crash of the child
+            except Exception:  # noqa: BLE001 (InvalidProgram, or a crash of the child)
                 pass
     rate = valid / len(proposals)
     print(f"\nGP valid-child rate over {len(proposals)} children of the circle-packing seeds: {rate:.3f}")

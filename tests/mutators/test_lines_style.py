@@ -11,10 +11,10 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from elm.types import Parent, TaskContext  # noqa: E402
-from mutators import RewriteMutator  # noqa: E402
-from mutators import prompts as P  # noqa: E402
-from tests.mutators import tiny_models as tiny  # noqa: E402
+from elm.types import Parent, TaskContext
+from mutators import RewriteMutator
+from mutators import prompts as P
+from tests.mutators import tiny_models as tiny
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

@@ -10,10 +10,10 @@ import pytest
 
 from elm.config import compose
 from elm.runner import run
+from elm.stats import mutator_stats
 from elm.store import RunStore
 from elm.types import Parent
 from environments.circle_packing import CirclePacking
-from elm.stats import mutator_stats
 from mutators import CrossoverMutator, MixtureMutator
 from mutators.backends.openai import OpenAIBackend
 

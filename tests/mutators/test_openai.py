@@ -199,7 +199,8 @@ def test_diff_operator_over_completions_endpoint(server):
     url, state = server
     m = DiffMutator(backend={"kind": "openai", "base_url": url, "model": "tiny"}, messages=["Fixed bugs"])
     [p] = m.mutate(parents=[[Parent(id=3, source=PARENT, fitness=0.0, descriptor=(0.0,))]], task=TASK, seed=1)
-    assert state.bodies[0]["prompt"] == "<NME> program.py\n<BEF> def f():\n    x = 1\n    return x\n<MSG> Fixed bugs\n<DFF>"
+    assert state.bodies[0]["prompt"] == (
+        "<NME> program.py\n<BEF> def f():\n    x = 1\n    return x\n<MSG> Fixed bugs\n<DFF>")
     assert p.status == "ok" and p.meta["diff_status"] == "applied"
     assert p.source == "def f():\n    x = 4\n    return x\n"
     m.close()

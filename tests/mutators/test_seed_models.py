@@ -16,11 +16,11 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from elm.types import Parent, TaskContext  # noqa: E402
-from mutators import DiffMutator, FIMMutator  # noqa: E402
-from mutators.backends import build_backend  # noqa: E402
-from mutators.fim import FORMATS  # noqa: E402
-from tests.mutators import tiny_models as tiny  # noqa: E402
+from elm.types import Parent, TaskContext
+from mutators import DiffMutator, FIMMutator
+from mutators.backends import build_backend
+from mutators.fim import FORMATS
+from tests.mutators import tiny_models as tiny
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything here is local; never try the hub
 

@@ -226,7 +226,7 @@ def teach(path: Path, prompt: str, completion: str, *, steps: int = 300, lr: flo
     optim = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     torch.manual_seed(0)
-    for step in range(steps):
+    for _step in range(steps):
         loss = model(input_ids=ids, labels=labels).loss
         optim.zero_grad()
         loss.backward()

@@ -8,7 +8,7 @@ import pytest
 @pytest.mark.slow
 @pytest.mark.gvisor
 def test_short_soak(sandbox_root):
-    from benchmarks.soak_sandbox import run_soak
+    from sandbox.soak import run_soak
 
     rep = run_soak(n=300, hostile=0.3, calibration=60, runtime_dir=sandbox_root, seed=1, log=lambda _: None)
     assert rep.hostile >= 0.2 * rep.candidates

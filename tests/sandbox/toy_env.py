@@ -9,7 +9,8 @@ error at sandbox construction).
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from elm.environment import Environment, InvalidProgram, load_entry_point, to_jsonable
 from elm.types import DescriptorSpace, Evaluation
