@@ -230,6 +230,7 @@ class LMBackendConfig:
     threads: Optional[int] = None  # hf on CPU: torch threads (null: all cores)
     eos_tokens: Optional[Tuple[str, ...]] = None  # hf: extra tokens that end a completion
     cache_dir: Optional[str] = None  # hf: where "smollm2" is converted to
+    context_length: Optional[int] = None  # hf: prompt + completion tokens (null: from the model config)
     gpu_memory_utilization: Optional[float] = None  # vllm
     tensor_parallel_size: Optional[int] = None  # vllm
     max_model_len: Optional[int] = None  # vllm

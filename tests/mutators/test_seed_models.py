@@ -196,3 +196,138 @@ def test_refact_needs_trust_remote_code_and_natives_never_get_it(models):
         from mutators.backends import release_backend
 
         release_backend(b)
+
+
+# ------------------------------------------------------- what real models write (issue 14)
+
+
+def test_trim_suffix_overlap():
+    from mutators.lm import trim_suffix_overlap
+
+    suffix = "\n\ndef g(x):\n    return f(x) - 1\n"
+    new = "    return x * 3\n"
+    assert trim_suffix_overlap(new + suffix, suffix) == (new, 4)  # the whole suffix again
+    assert trim_suffix_overlap(new + "\n\ndef g(x):\n", suffix) == (new, 3)  # its start
+    assert trim_suffix_overlap(new + "\n\ndef g(x):   \n", suffix) == (new, 3)  # trailing spaces do not count
+    assert trim_suffix_overlap(new + "\n", suffix) == (new + "\n", 0)  # blank lines alone are not a repeat
+    assert trim_suffix_overlap(new, suffix) == (new, 0)
+    assert trim_suffix_overlap("    y = 1\n    return y\n", "    return y\n") == ("    y = 1\n", 1)
+    assert trim_suffix_overlap("", suffix) == ("", 0)
+    assert trim_suffix_overlap(new, "") == (new, 0)
+
+
+@pytest.mark.parametrize("kind,fmt", [("refact", "refact")])  # Refact's card: it "likes to repeat itself"
+def test_fim_middle_that_repeats_the_suffix_is_trimmed(models, kind, fmt):
+    path = models[kind]
+    trust = kind == "refact"
+    backend = {"kind": "hf", "model": str(path), **({"trust_remote_code": True} if trust else {})}
+    source = PARENT + "\n\ndef g(x):\n    return f(x) - 1\n"
+    prefix = 'def f(x):\n    """Scale x."""\n'
+    suffix = "\n\ndef g(x):\n    return f(x) - 1\n"
+    new = "    return x * 4\n"
+    # the model writes the hole, then goes on into the code after it (the start of the suffix)
+    tiny.teach(path, FORMATS[fmt].prompt(prefix, suffix), new + "\n\ndef g(x):\n", trust_remote_code=trust)
+    m = FIMMutator(backend=backend, format=fmt, spans={"body": 1.0}, sampling=GREEDY)
+    try:
+        [p] = m.mutate(parents=group(source), task=TASK, seed=3)
+    finally:
+        m.close()
+    assert p.status == "ok" and p.meta["suffix_overlap_lines"] == 3, p.meta
+    assert p.source == prefix + new + suffix  # not "def g(x):" twice
+
+
+def test_fim_empty_middle_has_its_own_status(models):
+    path = models["neox"]
+    prefix = 'def f(x):\n    """Scale x."""\n'
+    tiny.teach(path, FORMATS["fim_neox"].prompt(prefix, ""), "")  # EOS at once
+    m = FIMMutator(backend={"kind": "hf", "model": str(path)}, format="fim_neox", spans={"body": 1.0},
+                   sampling=GREEDY)
+    try:
+        [p] = m.mutate(parents=group(), task=TASK, seed=3)
+    finally:
+        m.close()
+    assert p.status == "empty_middle" and p.source is None and p.meta["finish"] == "stop"
+    assert p.meta["completion"] == ""
+
+
+LONG_FILLER = "".join(f"ROW_{i} = ({i}, {i * 7 % 13}, {i * 3 % 11})  # row {i}\n" for i in range(300))
+LONG_PARENT = "import math\n" + LONG_FILLER + "\n\n" + PARENT + "\n\n" + LONG_FILLER.replace("ROW_", "COL_")
+
+
+def test_hf_backend_skips_rows_past_the_context_and_runs_the_rest(models):
+    from mutators.backends import Sampling, release_backend
+
+    b = build_backend({"kind": "hf", "model": str(models["codegen"]), "context_length": 64})
+    try:
+        assert b.context_length == 64
+        long, short = "x = 1\n" * 40, "def f(x):\n"
+        assert b.prompt_tokens(long) > 56
+        done = b.generate([long, short], sampling=Sampling(max_new_tokens=8, temperature=0.0), seed=0)
+        assert done[0].finish == "prompt_too_long" and "context length 64" in done[0].error
+        assert done[0].text == "" and done[0].tokens_in == b.prompt_tokens(long)
+        assert done[1].finish in ("stop", "length") and done[1].tokens_out > 0
+    finally:
+        release_backend(b)
+    b = build_backend({"kind": "hf", "model": str(models["codegen"])})
+    try:
+        assert b.context_length == 2048  # from the config (n_positions)
+    finally:
+        release_backend(b)
+    with pytest.raises(ValueError, match="context_length"):
+        build_backend({"kind": "hf", "model": str(models["codegen"]), "context_length": 0})
+
+
+def test_long_parent_is_windowed_around_the_edit_and_the_batch_runs(models):
+    # CodeGen has 2,048 learned-length positions: the whole parent (~5,000 tokens) would fail the batch
+    m = DiffMutator(backend={"kind": "hf", "model": str(models["codegen"])}, sampling={"max_new_tokens": 8},
+                    hunk_header=True)
+    try:
+        assert m.backend.prompt_tokens(m.prompt(LONG_PARENT, "Fixed bugs")) > 2048
+        out = m.mutate(parents=group(LONG_PARENT) + group(PARENT, pid=8), task=TASK, seed=1)
+        long, short = out
+        first, last = long.meta["window"]
+        shown = "".join(LONG_PARENT.splitlines(keepends=True)[first - 1:last])
+        assert PARENT in shown and 2000 < long.meta["prompt_tokens_unwindowed"]
+        assert long.tokens_in <= 2048 - 8 and long.status != "prompt_too_long"
+        assert "window" not in short.meta and short.tokens_in < 200
+        # the anchor is renumbered into the window
+        anchored = int(long.meta["anchor"].split()[1].split(",")[0][1:])
+        assert shown.splitlines()[anchored - 1] in PARENT
+    finally:
+        m.close()
+
+
+def test_diff_applied_inside_a_window_edits_the_whole_parent():
+    from mutators.lm import DiffMutator as D, _DiffWindow, _Plan
+    from mutators.backends import Completion
+
+    lines = LONG_PARENT.splitlines(keepends=True)
+    start = lines.index('def f(x):\n') - 2
+    window = _DiffWindow(anchor="", message="m", focus=(start + 2, start + 6), start=start, end=start + 8)
+    plan = _Plan(prompt="", context=window)
+    diff = " @@ -5,1 +5,1 @@\n-    y = x * 2\n+    y = x * 3\n"
+    done = Completion(text=diff, tokens_in=1, tokens_out=1, seconds=0.0, finish="stop")
+    source, status, meta = D._child(object.__new__(D), plan, [Parent(1, LONG_PARENT, 0.0, (0.0,))], diff, done)
+    assert status == "ok" and source == LONG_PARENT.replace("y = x * 2", "y = x * 3")
+
+
+@pytest.mark.parametrize("kind,fmt", [("neox", "fim_neox"), ("santacoder", "santacoder")])
+def test_fim_prompt_is_windowed_and_too_long_is_a_status(models, kind, fmt):
+    m = FIMMutator(backend={"kind": "hf", "model": str(models[kind]), "context_length": 256}, format=fmt,
+                   spans={"body": 1.0}, sampling={"max_new_tokens": 8})
+    try:
+        long, short = m.mutate(parents=group(LONG_PARENT) + group(PARENT, pid=8), task=TASK, seed=1)
+        assert long.tokens_in <= 256 - 8 and "window" in long.meta and long.status != "prompt_too_long"
+        first, last = long.meta["window"]
+        assert first < LONG_PARENT.splitlines().index("def f(x):") + 1 < last
+        assert "window" not in short.meta
+    finally:
+        m.close()
+    # no room even for the short parent (6 tokens): each child says so, nothing is generated
+    m = FIMMutator(backend={"kind": "hf", "model": str(models[kind]), "context_length": 256}, format=fmt,
+                   spans={"body": 1.0}, sampling={"max_new_tokens": 250})
+    try:
+        for p in m.mutate(parents=group(LONG_PARENT) + group(PARENT, pid=8), task=TASK, seed=1):
+            assert p.status == "prompt_too_long" and p.source is None and "context length 256" in p.meta["error"]
+    finally:
+        m.close()
