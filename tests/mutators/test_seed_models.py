@@ -216,38 +216,45 @@ def test_trim_suffix_overlap():
     assert trim_suffix_overlap(new, "") == (new, 0)
 
 
-@pytest.mark.parametrize("kind,fmt", [("refact", "refact")])  # Refact's card: it "likes to repeat itself"
-def test_fim_middle_that_repeats_the_suffix_is_trimmed(models, kind, fmt):
-    path = models[kind]
-    trust = kind == "refact"
-    backend = {"kind": "hf", "model": str(path), **({"trust_remote_code": True} if trust else {})}
-    source = PARENT + "\n\ndef g(x):\n    return f(x) - 1\n"
-    prefix = 'def f(x):\n    """Scale x."""\n'
-    suffix = "\n\ndef g(x):\n    return f(x) - 1\n"
-    new = "    return x * 4\n"
-    # the model writes the hole, then goes on into the code after it (the start of the suffix)
-    tiny.teach(path, FORMATS[fmt].prompt(prefix, suffix), new + "\n\ndef g(x):\n", trust_remote_code=trust)
-    m = FIMMutator(backend=backend, format=fmt, spans={"body": 1.0}, sampling=GREEDY)
-    try:
-        [p] = m.mutate(parents=group(source), task=TASK, seed=3)
-    finally:
-        m.close()
-    assert p.status == "ok" and p.meta["suffix_overlap_lines"] == 3, p.meta
-    assert p.source == prefix + new + suffix  # not "def g(x):" twice
-
-
-def test_fim_empty_middle_has_its_own_status(models):
-    path = models["neox"]
-    prefix = 'def f(x):\n    """Scale x."""\n'
-    tiny.teach(path, FORMATS["fim_neox"].prompt(prefix, ""), "")  # EOS at once
-    m = FIMMutator(backend={"kind": "hf", "model": str(path)}, format="fim_neox", spans={"body": 1.0},
+@pytest.fixture(scope="module")
+def fim_neox(models):
+    m = FIMMutator(backend={"kind": "hf", "model": str(models["neox"])}, format="fim_neox", spans={"body": 1.0},
                    sampling=GREEDY)
-    try:
-        [p] = m.mutate(parents=group(), task=TASK, seed=3)
-    finally:
-        m.close()
-    assert p.status == "empty_middle" and p.source is None and p.meta["finish"] == "stop"
-    assert p.meta["completion"] == ""
+    yield m
+    m.close()
+
+
+def _fim_child(m, source, middle, finish="stop"):
+    """The child the operator builds from ``middle`` for the hole at f's body (what a model wrote)."""
+    import numpy as np
+
+    from mutators.backends import Completion
+
+    [plan] = [m._plan(g, TASK, np.random.default_rng(0)) for g in group(source)]
+    done = Completion(text=middle, tokens_in=1, tokens_out=1, seconds=0.0, finish=finish)
+    return m._child(plan, group(source)[0], middle, done)
+
+
+def test_fim_middle_that_repeats_the_suffix_is_trimmed(fim_neox):
+    suffix = "\n\ndef g(x):\n    return f(x) - 1\n"
+    source = PARENT + suffix
+    prefix = 'def f(x):\n    """Scale x."""\n'
+    new = "    return x * 4\n"
+    for middle, k in ((new + suffix, 4), (new + "\n\ndef g(x):\n", 3), (new + "\n\ndef g(x):", 3)):
+        child, status, meta = _fim_child(fim_neox, source, middle)
+        assert (status, meta["suffix_overlap_lines"]) == ("ok", k)
+        assert child == prefix + new + suffix  # not "def g(x):" twice
+    child, status, meta = _fim_child(fim_neox, source, new)
+    assert status == "ok" and "suffix_overlap_lines" not in meta and child == prefix + new + suffix
+    # a middle that is only the suffix again wrote nothing for the hole
+    assert _fim_child(fim_neox, source, suffix)[1] == "empty_middle"
+
+
+def test_fim_empty_middle_has_its_own_status(fim_neox):
+    for middle in ("", "\n", "  \n\n"):
+        child, status, meta = _fim_child(fim_neox, PARENT, middle)
+        assert status == "empty_middle" and child is None and meta["detail"]
+    assert _fim_child(fim_neox, PARENT, "", finish="length")[1] == "malformed"  # cut, not empty
 
 
 LONG_FILLER = "".join(f"ROW_{i} = ({i}, {i * 7 % 13}, {i * 3 % 11})  # row {i}\n" for i in range(300))
