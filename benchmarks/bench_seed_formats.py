@@ -11,7 +11,8 @@ number, a middle that rewrites the start of the suffix, an empty middle, a paren
 the context...). Every case has the child a correct operator would build (or None), so besides
 the per-status counts the table shows ``ok`` children that are *wrong* (silently misplaced or
 duplicated code). A batch whose generation raises counts as ``mutator_error`` for all its
-children, as the engine records it.
+children, as the engine records it: the parent past the context goes in a second batch with a
+copy of the first case, to show what it does to the other children of its batch.
 
     .venv/bin/python -m benchmarks.bench_seed_formats [--json out.json]
 
@@ -29,6 +30,7 @@ import tempfile
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from elm.types import Parent, TaskContext  # noqa: E402
@@ -179,19 +181,24 @@ def run(root: Path) -> list[dict]:
         backend = ScriptedCompletions(inner, script)
         extra = {} if cls is DiffMutator else {"spans": {"body": 1.0}}
         op = cls(backend=backend, sampling={"temperature": 0.0, "max_new_tokens": 16}, **args, **extra)
-        groups = [[Parent(id=i, source=c[1], fitness=0.0, descriptor=(0.0,))] for i, c in enumerate(cases)]
-        try:
-            proposals = op.mutate(parents=groups, task=TASK, seed=0)
-            results = [(p.status.value, p.source) for p in proposals]
-            error = ""
-        except Exception as exc:  # what the engine does: the whole batch is mutator_error
-            results = [("mutator_error", None)] * len(cases)
-            error = f"{type(exc).__name__}: {str(exc)[:120]}"
+        # the long parent goes in a second batch with a copy of the first case, to show what it does to a batch
+        long = [c for c in cases if "long" in c[1].split("(case ", 1)[1][:40]]
+        batches = [[c for c in cases if c not in long], long + [cases[0]]]
+        for b, batch in enumerate(batches, 1):
+            groups = [[Parent(id=i, source=c[1], fitness=0.0, descriptor=(0.0,))] for i, c in enumerate(batch)]
+            try:
+                proposals = op.mutate(parents=groups, task=TASK, seed=0)
+                results = [(p.status.value, p.source) for p in proposals]
+                error = ""
+            except Exception as exc:  # what the engine does: the whole batch is mutator_error
+                results = [("mutator_error", None)] * len(batch)
+                error = f"{type(exc).__name__}: {str(exc)[:120]}"
+            for (case, _, _, intended, _), (status, source) in zip(batch, results):
+                wrong = status == "ok" and source != intended
+                rows.append({"operator": label, "batch": b, "case": case, "status": status, "wrong_ok": wrong,
+                             "error": error})
         op.close()
         release_backend(inner)
-        for (case, _, _, intended, _), (status, source) in zip(cases, results):
-            wrong = status == "ok" and source != intended
-            rows.append({"operator": label, "case": case, "status": status, "wrong_ok": wrong, "error": error})
     return rows
 
 
@@ -199,10 +206,12 @@ def report(rows: list[dict]) -> None:
     width = max(len(r["case"]) for r in rows)
     current = None
     for r in rows:
-        if r["operator"] != current:
-            current = r["operator"]
-            print(f"\n{current}" + (f"   (batch failed: {r['error']})" if r["error"] else ""))
-        print(f"  {r['case']:<{width}}  {r['status']}{'  (WRONG child)' if r['wrong_ok'] else ''}")
+        if (r["operator"], r["batch"]) != current:
+            if r["operator"] != (current or ("",))[0]:
+                print(f"\n{r['operator']}")
+            current = (r["operator"], r["batch"])
+            print(f"  batch {r['batch']}" + (f" failed: {r['error']}" if r["error"] else ""))
+        print(f"    {r['case']:<{width}}  {r['status']}{'  (WRONG child)' if r['wrong_ok'] else ''}")
     print("\nper-status counts (all operators):")
     counts = collections.Counter(r["status"] for r in rows)
     for status, n in sorted(counts.items()):

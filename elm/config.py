@@ -231,6 +231,7 @@ class LMBackendConfig:
     eos_tokens: Optional[Tuple[str, ...]] = None  # hf: extra tokens that end a completion
     cache_dir: Optional[str] = None  # hf: where "smollm2" is converted to
     context_length: Optional[int] = None  # hf: prompt + completion tokens (null: from the model config)
+    batching: Optional[str] = None  # hf: padded / equal_length / single (models that ignore attention_mask)
     gpu_memory_utilization: Optional[float] = None  # vllm
     tensor_parallel_size: Optional[int] = None  # vllm
     max_model_len: Optional[int] = None  # vllm

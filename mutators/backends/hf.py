@@ -19,6 +19,7 @@ from mutators.backends.base import Backend, ChatPrompt, Completion, Prompt, Samp
 __all__ = ["HFBackend"]
 
 _DTYPES = ("auto", "float32", "bfloat16", "float16")
+_BATCHING = ("padded", "equal_length", "single")
 
 
 def _import_torch_transformers():
@@ -52,6 +53,11 @@ class HFBackend(Backend):
         eos_tokens: extra token strings that also end a completion (e.g.
             ``"<|endoftext|>"`` for a chat model used for plain completion).
         cache_dir: where ``"smollm2"`` is converted to (default ``$ELM_CACHE`` or ``~/.cache/elm``).
+        batching: how prompts share a ``generate`` call: ``"padded"`` (left-padded with an
+            attention mask, up to ``max_batch`` rows), ``"equal_length"`` (only prompts of
+            the same token length share a call, so nothing is padded: for models whose
+            code ignores ``attention_mask`` in generation, e.g. remote-code Refact, where
+            padded rows would attend to the padding) or ``"single"`` (one prompt per call).
         context_length: tokens of prompt + completion the model can take (None: the model
             config's ``max_position_embeddings``/``n_positions``/``n_ctx``/``seq_length``).
             A row whose prompt plus ``max_new_tokens`` exceeds it is not run: its completion
@@ -59,8 +65,8 @@ class HFBackend(Backend):
             their prompts to fit before that, see :mod:`mutators.lm`).
 
     Generation: prompts are tokenised without adding special tokens (the
-    prompt string is exactly what the model sees), left-padded with an
-    attention mask, sampled with ``temperature``/``top_p`` (greedy at
+    prompt string is exactly what the model sees), batched as ``batching``
+    says (left-padded with an attention mask by default), sampled with ``temperature``/``top_p`` (greedy at
     temperature 0) after ``torch.manual_seed``. A row stops at any EOS id or
     when its generated text contains a stop string; the other rows of the
     batch continue. Text is decoded with ``skip_special_tokens=False`` (FIM
@@ -84,6 +90,7 @@ class HFBackend(Backend):
         eos_tokens: Sequence[str] = (),
         cache_dir: str | None = None,
         context_length: int | None = None,
+        batching: str = "padded",
     ) -> None:
         if not isinstance(model, str) or not model:
             raise ValueError(f"backend.model must be a hub id, a local directory or 'smollm2', got {model!r}")
@@ -97,6 +104,9 @@ class HFBackend(Backend):
                                            or context_length < 2):
             raise ValueError(f"backend.context_length must be an int >= 2 or None (from the model config), "
                              f"got {context_length!r}")
+        if batching not in _BATCHING:
+            raise ValueError(f"backend.batching must be one of {_BATCHING}, got {batching!r} "
+                             "(equal_length or single for models that ignore the attention mask)")
         if not isinstance(trust_remote_code, bool):
             raise ValueError(f"backend.trust_remote_code must be true or false, got {trust_remote_code!r}")
         torch, transformers = _import_torch_transformers()
@@ -147,6 +157,7 @@ class HFBackend(Backend):
         self.eos_ids = tuple(sorted(eos))
         self.context_length = context_length or _config_context(self.model.config)
         self.max_batch = max_batch
+        self.batching = batching
         self.label = f"hf:{model}"
 
     # ------------------------------------------------------------------ API
@@ -186,8 +197,16 @@ class HFBackend(Backend):
         return out  # type: ignore[return-value]
 
     def _chunks(self, rows: list[int], lengths: list[int]) -> list[list[int]]:
-        """The rows to run, in ``generate`` calls of at most ``max_batch``."""
-        return [rows[k:k + self.max_batch] for k in range(0, len(rows), self.max_batch)]
+        """The rows to run, in ``generate`` calls of at most ``max_batch`` (see ``batching``)."""
+        if self.batching == "single":
+            return [[i] for i in rows]
+        groups = [rows]
+        if self.batching == "equal_length":
+            by_length: dict[int, list[int]] = {}
+            for i in rows:
+                by_length.setdefault(lengths[i], []).append(i)
+            groups = list(by_length.values())
+        return [g[k:k + self.max_batch] for g in groups for k in range(0, len(g), self.max_batch)]
 
     def close(self) -> None:
         self.model = None

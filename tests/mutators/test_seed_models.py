@@ -338,3 +338,38 @@ def test_fim_prompt_is_windowed_and_too_long_is_a_status(models, kind, fmt):
             assert p.status == "prompt_too_long" and p.source is None and "context length 256" in p.meta["error"]
     finally:
         m.close()
+
+
+def test_equal_length_batching_is_safe_for_a_model_that_ignores_the_attention_mask(tmp_path):
+    from mutators.backends import Sampling, release_backend
+
+    path = tiny.build("refact", tmp_path, ignore_attention_mask=True)
+    prompts = ["def f(x):\n    return", "import math\n\n\ndef area(r):\n    return", "def g(y):\n    return",
+               "x = 1\n"]
+    sampling = Sampling(max_new_tokens=12, temperature=0.0)
+    out = {}
+    for batching in ("single", "equal_length", "padded"):
+        b = build_backend({"kind": "hf", "model": str(path), "trust_remote_code": True, "batching": batching})
+        try:
+            lengths = [b.prompt_tokens(p) for p in prompts]
+            chunks = b._chunks(list(range(len(prompts))), lengths)
+            out[batching] = [c.text for c in b.generate(prompts, sampling=sampling, seed=0)]
+        finally:
+            release_backend(b)
+        if batching == "equal_length":  # only prompts of one length share a call: nothing is padded
+            assert all(len({lengths[i] for i in c}) == 1 for c in chunks) and len(chunks) < len(prompts)
+    assert lengths[0] == lengths[2] != lengths[1]
+    assert out["equal_length"] == out["single"]
+    # what equal-length batching avoids: padded rows of this model attend to their padding
+    assert out["padded"] != out["single"]
+
+
+def test_refact_config_batches_equal_lengths_and_bad_batching_is_named():
+    from elm.config import compose
+
+    assert compose(["mutator=refact_1b6"])["mutator"]["backend"]["batching"] == "equal_length"
+    assert compose(["mutator=santacoder"])["mutator"]["backend"].get("batching") is None  # padded
+    with pytest.raises(ValueError, match="batching must be one of"):
+        from mutators.backends.hf import HFBackend
+
+        HFBackend(model="x", batching="ragged")

@@ -60,6 +60,11 @@ from .configuration_tinyrefact import TinyRefactConfig
 
 class TinyRefactForCausalLM(FalconForCausalLM):
     config_class = TinyRefactConfig
+
+    def forward(self, input_ids=None, attention_mask=None, **kwargs):
+        if getattr(self.config, "ignore_attention_mask", False):  # as remote code may: padding is attended to
+            attention_mask = None
+        return super().forward(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
 '''
 
 
@@ -141,13 +146,19 @@ def refact_tokenizer():
     return _fast(tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>", unk_token="<|endoftext|>")
 
 
-def build(kind: str, root: Path, *, seed: int = 0) -> Path:
-    """Save tokenizer + tiny random model of ``kind`` (codegen/neox/santacoder/refact) under ``root``."""
+def build(kind: str, root: Path, *, seed: int = 0, ignore_attention_mask: bool = False) -> Path:
+    """Save tokenizer + tiny random model of ``kind`` (codegen/neox/santacoder/refact) under ``root``.
+
+    ``ignore_attention_mask`` (refact only): the model's forward drops ``attention_mask``, as a
+    checkpoint's own code may; saved under ``root / "refact_nomask"``.
+    """
     import torch
     import transformers as tf
 
     torch.manual_seed(seed)
-    path = root / kind
+    if ignore_attention_mask and kind != "refact":
+        raise ValueError("ignore_attention_mask is for the remote-code refact stand-in only")
+    path = root / (kind + ("_nomask" if ignore_attention_mask else ""))
     path.mkdir(parents=True, exist_ok=True)
     if kind == "codegen":
         tok = codegen_tokenizer()
@@ -168,7 +179,7 @@ def build(kind: str, root: Path, *, seed: int = 0) -> Path:
         model = tf.GPTBigCodeForCausalLM(config)
     elif kind == "refact":
         tok = refact_tokenizer()
-        model = _refact_remote_code_model(path)
+        model = _refact_remote_code_model(path, ignore_attention_mask)
     else:
         raise ValueError(f"unknown tiny model kind {kind!r}")
     tok.save_pretrained(path)
@@ -176,7 +187,7 @@ def build(kind: str, root: Path, *, seed: int = 0) -> Path:
     return path
 
 
-def _refact_remote_code_model(path: Path):
+def _refact_remote_code_model(path: Path, ignore_attention_mask: bool = False):
     """A model whose classes live in the checkpoint directory (``auto_map``), as Refact's do."""
     import importlib.util
     import sys
@@ -201,7 +212,7 @@ def _refact_remote_code_model(path: Path):
     config = conf_mod.TinyRefactConfig(
         vocab_size=49216, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, alibi=True, multi_query=True,
         new_decoder_architecture=False, parallel_attn=False, bias=False, max_position_embeddings=4096,
-        bos_token_id=0, eos_token_id=0)
+        bos_token_id=0, eos_token_id=0, ignore_attention_mask=ignore_attention_mask)
     return model_mod.TinyRefactForCausalLM(config)
 
 
