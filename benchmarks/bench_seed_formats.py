@@ -182,7 +182,7 @@ def run(root: Path) -> list[dict]:
         extra = {} if cls is DiffMutator else {"spans": {"body": 1.0}}
         op = cls(backend=backend, sampling={"temperature": 0.0, "max_new_tokens": 16}, **args, **extra)
         # the long parent goes in a second batch with a copy of the first case, to show what it does to a batch
-        long = [c for c in cases if "long" in c[1].split("(case ", 1)[1][:40]]
+        long = [c for c in cases if LONG_FILLER in c[1]]
         batches = [[c for c in cases if c not in long], long + [cases[0]]]
         for b, batch in enumerate(batches, 1):
             groups = [[Parent(id=i, source=c[1], fitness=0.0, descriptor=(0.0,))] for i, c in enumerate(batch)]

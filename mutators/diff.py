@@ -178,7 +178,8 @@ def apply_diff(source: str, diff: str, *, truncated: bool = False) -> DiffResult
         diff: the diff text (what follows ``<DFF>`` in a diff model's output).
         truncated: the generation hit its length limit, so the last hunk may be
             cut short: it is then accepted only if its header counts match its
-            body exactly (otherwise the result is ``malformed``).
+            body exactly and its last line is whole (ends with a newline);
+            otherwise the result is ``malformed``.
     """
     try:
         hunks, cut = read_diff(diff)
@@ -186,7 +187,8 @@ def apply_diff(source: str, diff: str, *, truncated: bool = False) -> DiffResult
         return DiffResult(DiffStatus.MALFORMED, None, detail=str(exc))
     if not hunks:
         return DiffResult(DiffStatus.MALFORMED, None, detail="no hunk in the diff")
-    if truncated and cut is None and not hunks[-1].complete:
+    if truncated and cut is None and (not hunks[-1].complete or not diff.endswith("\n")):
+        # counts can match a body whose last line was cut mid-line ("+    z = y" of "+    z = y + 3")
         return DiffResult(DiffStatus.MALFORMED, None, len(hunks),
                           "output was cut at the length limit inside the last hunk")
     note = "" if cut is None else f"text from line {cut} of the diff on is not diff syntax and was ignored"

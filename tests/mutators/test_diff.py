@@ -75,6 +75,8 @@ CASES = [
      True, "malformed", None),
     ("truncated after a complete hunk", "@@ -5,2 +5,2 @@\n     n = 26\n-    x0, y0 = 0.5, 0.5\n"
      "+    x0, y0 = 0.5, 0.9\n", True, "applied", changed("x0, y0 = 0.5, 0.5", "x0, y0 = 0.5, 0.9")),
+    ("truncated mid-line, counts match", "@@ -5,2 +5,2 @@\n     n = 26\n-    x0, y0 = 0.5, 0.5\n+    x0, y0 = 0.",
+     True, "malformed", None),
     ("prose instead of a diff", "I changed the constants to improve the packing.", False, "malformed", None),
     ("garbage inside a hunk", "@@ -5,2 +5,2 @@\n     n = 26\nthen some prose\n", False, "malformed", None),
     ("empty", "", False, "malformed", None),
