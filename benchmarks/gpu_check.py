@@ -23,12 +23,14 @@ and 64 children: generated tokens/s, children/s, peak GPU memory and the childre
 quality). The same prompts then go through a bare ``model.generate(do_sample=True, ...)`` loop
 with the same sampling settings, token limit and stop strings, padded into one call per batch;
 ``ratio`` is the mutator path's tokens/s over the bare loop's (goal >= 0.9). The two alternate
-``--rounds`` times and the medians are reported.
+``--rounds`` times and the medians are reported. Every model gets an equal share of
+``--budget-s`` (default 420 s, so the whole run, model builds included, stays under 8 minutes);
+batches left when its share is spent are recorded as skipped.
 
 Writes ``gpu_check.json`` and ``gpu_check.log`` into ``--out``. Needs torch and transformers
 only (no Ray, no Hydra, no downloads); the JSON lists which of those heavy modules got imported.
 
-    python -m benchmarks.gpu_check --out $OUT                 # H200/H100: about 4-6 minutes
+    python -m benchmarks.gpu_check --out $OUT                 # H200/H100: at most ~8 minutes
     python -m benchmarks.gpu_check --tiny --device cpu --out /tmp/x   # the test suite's run: seconds
 """
 
@@ -211,10 +213,12 @@ def check_model(kind: str, args, work: Path, log: Log, deadline: float) -> dict:
                 for _ in range(args.rounds):  # alternate: the machine's state drifts over time
                     engine.append(_engine(op, groups(batch), task, batch, torch, args.device))
                     bare.append(_bare(backend, prompts, stops, op.sampling, torch, args.device) if prompts else None)
+                    if time.perf_counter() > deadline:
+                        break  # one round is a figure; more would eat the next model's share
                 e = _median_run(engine)
                 b = _median_run(bare) if bare[0] else None
                 row = {"operator": label, "format": getattr(getattr(op, "format", None), "name", "diff"),
-                       "batch": batch, "engine": e, "bare": b,
+                       "batch": batch, "rounds": len(engine), "engine": e, "bare": b,
                        "ratio": round(e["tokens_per_s"] / b["tokens_per_s"], 3) if b and b["tokens_per_s"] else None,
                        "prompt_tokens_max": max((backend.prompt_tokens(p) for p in prompts), default=0),
                        "peak_gpu_mib": round(torch.cuda.max_memory_allocated() / 2**20) if args.device.startswith("cuda")
@@ -238,14 +242,14 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--tiny", action="store_true", help="tiny models (the test suite's run on CPU)")
     ap.add_argument("--batches", type=int, nargs="+", default=None, help="default 1 8 32 64 (tiny: 1 2)")
-    ap.add_argument("--tokens", type=int, default=None, help="max_new_tokens (default 96; tiny: 6)")
+    ap.add_argument("--tokens", type=int, default=None, help="max_new_tokens (default 64; tiny: 6)")
     ap.add_argument("--rounds", type=int, default=None, help="engine/bare alternations (default 2; tiny: 1)")
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     ap.add_argument("--budget-s", type=float, default=None,
                     help="skip the batches left after this many seconds (default 420; tiny: no limit)")
     args = ap.parse_args(argv)
     args.batches = args.batches or ([1, 2] if args.tiny else [1, 8, 32, 64])
-    args.tokens = args.tokens or (6 if args.tiny else 96)
+    args.tokens = args.tokens or (6 if args.tiny else 64)
     args.rounds = args.rounds or (1 if args.tiny else 2)
     args.budget_s = args.budget_s or (float("inf") if args.tiny else 420.0)
     out = Path(args.out)
@@ -266,10 +270,12 @@ def main(argv=None) -> int:
               "batches": args.batches, "max_new_tokens": args.tokens, "rounds": args.rounds, "models": {}}
     log(f"gpu_check: {report['gpu'] or args.device}, torch {torch.__version__}, transformers {transformers.__version__}, "
         f"batches {args.batches}, max_new_tokens {args.tokens}, rounds {args.rounds}")
-    deadline = t0 + args.budget_s
     status = 0
     with tempfile.TemporaryDirectory(prefix="elm-gpu-check-") as d:
-        for kind in args.models:
+        for k, kind in enumerate(args.models):
+            # each model gets an equal share of the time left, so a slow one cannot starve the next
+            left = t0 + args.budget_s - time.perf_counter()
+            deadline = time.perf_counter() + left / (len(args.models) - k)
             try:
                 report["models"][kind] = check_model(kind, args, Path(d), log, deadline)
             except Exception as exc:  # one architecture failing must not hide the others' figures
