@@ -231,6 +231,8 @@ class LMBackendConfig:
     threads: int | None = None  # hf on CPU: torch threads (null: all cores)
     eos_tokens: tuple[str, ...] | None = None  # hf: extra tokens that end a completion
     cache_dir: str | None = None  # hf: where "smollm2" is converted to
+    context_length: int | None = None  # hf: prompt + completion tokens (null: from the model config)
+    batching: str | None = None  # hf: padded / equal_length / single (models that ignore attention_mask)
     gpu_memory_utilization: float | None = None  # vllm
     tensor_parallel_size: int | None = None  # vllm
     max_model_len: int | None = None  # vllm

@@ -50,6 +50,8 @@ class MutationStatus(str, Enum):
     NO_OP = "no_op"  # the child reproduces its parent
     MALFORMED = "malformed"  # no usable diff / code block / body, or cut at max_new_tokens mid-edit
     CONTEXT_NOT_FOUND = "context_not_found"  # (diff) a hunk's context is not in the parent
+    EMPTY_MIDDLE = "empty_middle"  # (FIM) the model wrote nothing for the hole
+    PROMPT_TOO_LONG = "prompt_too_long"  # the prompt (even windowed) leaves no room in the model's context
     MODEL_ERROR = "model_error"  # the model backend failed for this child (e.g. HTTP retries exhausted)
     SYNTAX_ERROR = "syntax_error"  # the child does not parse (set by the engine, never sandboxed)
     MUTATOR_ERROR = "mutator_error"  # the mutator raised for the whole batch (set by the engine)

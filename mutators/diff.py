@@ -10,10 +10,18 @@ matches, and applies all hunks or none:
 * ``applied``: every hunk located and applied; ``source`` is the new program.
 * ``no_op``: the diff applies but changes nothing (only context, or ``-x``/``+x`` pairs).
 * ``malformed``: no hunk, a truncated hunk, a line that is not diff syntax
-  inside a hunk, or a pure insertion without a usable line number.
+  before any change, or a pure insertion without a usable line number.
 * ``context_not_found``: some hunk's context/removed lines are not in the
-  parent (after whitespace normalisation), hunks overlap, or a headerless
-  hunk matches in several places (ambiguous).
+  parent (after whitespace normalisation), hunks overlap, a headerless
+  hunk matches in several places (ambiguous), or a pure insertion (no
+  context at all) whose header numbers disagree or whose lines do not fit
+  the indentation where the header puts them.
+
+Models go on after a diff (prose, another record): the first line that is
+not diff syntax ends the diff once a hunk changed something (``detail``
+says so). Blank lines around a hunk (a completion starting with a newline
+after ``<DFF>``) are layout: a hunk not found with them is looked up again
+without them.
 
 Matching tries, in order: exact lines; lines equal after stripping trailing
 whitespace; lines equal after stripping all leading and trailing whitespace,
@@ -30,7 +38,7 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
-__all__ = ["DiffResult", "DiffStatus", "Hunk", "apply_diff", "parse_diff"]
+__all__ = ["DiffResult", "DiffStatus", "Hunk", "apply_diff", "parse_diff", "read_diff"]
 
 _HEADER = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 
@@ -90,14 +98,25 @@ class _Malformed(ValueError):
 
 
 def parse_diff(text: str) -> list[Hunk]:
-    """Hunks of a unified diff; text before the first ``@@`` header (``---``/``+++`` lines) is skipped.
+    """Hunks of a unified diff (see :func:`read_diff`, which also says where the diff was cut)."""
+    return read_diff(text)[0]
 
-    A diff without any ``@@`` header is read as one headerless hunk if its
-    lines are diff syntax. Trailing blank context lines (the blank line that
-    often ends a model's output) are dropped unless the header counts them.
+
+def read_diff(text: str) -> tuple[list[Hunk], int | None]:
+    """Hunks of a unified diff and the 1-based line where trailing non-diff text was cut (None: not cut).
+
+    Text before the first ``@@`` header (``---``/``+++`` lines) is skipped. A
+    diff without any ``@@`` header is read as one headerless hunk if its lines
+    are diff syntax; blank lines before its first line are layout (a completion
+    often starts with a newline after ``<DFF>``), not context. The first line
+    that is not diff syntax ends the diff when the hunks before it change
+    something (models go on with prose or another record after a valid hunk);
+    before any change it makes the diff malformed. Trailing blank context
+    lines (the blank line that often ends a model's output) are dropped unless
+    the header counts them.
 
     Raises:
-        ValueError: a line inside a hunk is not ``" "``/``"-"``/``"+"``/blank/``"\\"``.
+        ValueError: a line that is not ``" "``/``"-"``/``"+"``/blank/``"\\"`` comes before any change.
     """
     lines = text.split("\n")
     if lines and lines[-1] == "":
@@ -108,6 +127,9 @@ def parse_diff(text: str) -> list[Hunk]:
     saw_header = any(line.startswith("@@") for line in lines)
     if not saw_header:
         current = []
+        while lines and lines[0].strip() == "":
+            lines.pop(0)  # layout before a headerless diff
+    cut: int | None = None
     for n, line in enumerate(lines, 1):
         if line.startswith("@@"):
             if current:
@@ -130,6 +152,9 @@ def parse_diff(text: str) -> list[Hunk]:
             if line.startswith(("--- ", "+++ ")) and not current:
                 continue  # file headers of a second file section
             current.append((line[0], line[1:]))
+        elif any(tag != " " for h in [*hunks, Hunk(tuple(current))] for tag, _ in h.lines):
+            cut = n  # prose or another record after a hunk that changes something: the diff ends here
+            break
         else:
             raise _Malformed(f"line {n} of the diff is not diff syntax: {line[:60]!r}")
     if current:
@@ -143,7 +168,7 @@ def parse_diff(text: str) -> list[Hunk]:
             body.pop()
         if body:
             cleaned.append(Hunk(tuple(body), h.old_start, h.old_len, h.new_start, h.new_len))
-    return cleaned
+    return cleaned, cut
 
 
 def apply_diff(source: str, diff: str, *, truncated: bool = False) -> DiffResult:
@@ -154,27 +179,32 @@ def apply_diff(source: str, diff: str, *, truncated: bool = False) -> DiffResult
         diff: the diff text (what follows ``<DFF>`` in a diff model's output).
         truncated: the generation hit its length limit, so the last hunk may be
             cut short: it is then accepted only if its header counts match its
-            body exactly (otherwise the result is ``malformed``).
+            body exactly and its last line is whole (ends with a newline);
+            otherwise the result is ``malformed``.
     """
     try:
-        hunks = parse_diff(diff)
+        hunks, cut = read_diff(diff)
     except _Malformed as exc:
         return DiffResult(DiffStatus.MALFORMED, None, detail=str(exc))
     if not hunks:
         return DiffResult(DiffStatus.MALFORMED, None, detail="no hunk in the diff")
-    if truncated and not hunks[-1].complete:
+    if truncated and cut is None and (not hunks[-1].complete or not diff.endswith("\n")):
+        # counts can match a body whose last line was cut mid-line ("+    z = y" of "+    z = y + 3")
         return DiffResult(DiffStatus.MALFORMED, None, len(hunks),
                           "output was cut at the length limit inside the last hunk")
+    note = "" if cut is None else f"text from line {cut} of the diff on is not diff syntax and was ignored"
     ends_with_newline = source.endswith("\n")
     lines = source.split("\n")
     if ends_with_newline:
         lines.pop()
     out: list[str] = []
     pointer = 0  # hunks apply left to right and may not overlap
+    offset = 0  # lines added minus lines removed by the hunks before (new = old + offset)
     for k, hunk in enumerate(hunks, 1):
         before, after = hunk.before, hunk.after
         if not before:
-            # A pure insertion has no content to anchor it: only a header line number can place it.
+            # A pure insertion has no content to anchor it: only the header can place it, so both
+            # of its numbers must agree and the inserted lines must fit the indentation there.
             if hunk.old_start is None:
                 return DiffResult(DiffStatus.MALFORMED, None, len(hunks),
                                   f"hunk {k} only adds lines and has no line number to place them")
@@ -182,11 +212,27 @@ def apply_diff(source: str, diff: str, *, truncated: bool = False) -> DiffResult
             if not pointer <= at <= len(lines):
                 return DiffResult(DiffStatus.CONTEXT_NOT_FOUND, None, len(hunks),
                                   f"hunk {k} inserts at line {at} outside the file or before an earlier hunk")
+            if hunk.new_start is not None and hunk.new_start - offset not in (at, at + 1):
+                return DiffResult(DiffStatus.CONTEXT_NOT_FOUND, None, len(hunks),
+                                  f"hunk {k} only adds lines and its header numbers disagree "
+                                  f"(-{hunk.old_start} vs +{hunk.new_start}): no place to trust")
+            if not _fits(lines[:at], lines[at:], after):
+                return DiffResult(DiffStatus.CONTEXT_NOT_FOUND, None, len(hunks),
+                                  f"hunk {k} only adds lines and they do not fit the indentation after line {at} "
+                                  f"(its header number is likely wrong)")
             out.extend(lines[pointer:at])
             out.extend(after)
             pointer = at
+            offset += len(after)
             continue
+        body = hunk.lines
         found = _locate(lines, before, pointer, hunk.old_start)
+        trimmed = _trim_blank_edges(body)
+        if found is None and trimmed != body and any(t != "+" for t, _ in trimmed):
+            # a blank line the model put first/last (e.g. a newline after <DFF>) is layout, not context
+            body = trimmed
+            before = [t for tag, t in body if tag != "+"]
+            found = _locate(lines, before, pointer, hunk.old_start)
         if found is None:
             where = "" if hunk.old_start is None else f" (header says line {hunk.old_start})"
             return DiffResult(DiffStatus.CONTEXT_NOT_FOUND, None, len(hunks),
@@ -195,7 +241,7 @@ def apply_diff(source: str, diff: str, *, truncated: bool = False) -> DiffResult
         start, shift = found
         out.extend(lines[pointer:start])
         j = start
-        for tag, text in hunk.lines:  # context lines keep the parent's exact text, not the diff's drifted copy
+        for tag, text in body:  # context lines keep the parent's exact text, not the diff's drifted copy
             if tag == " ":
                 out.append(lines[j])
                 j += 1
@@ -204,11 +250,53 @@ def apply_diff(source: str, diff: str, *, truncated: bool = False) -> DiffResult
             else:
                 out.extend(_reindent([text], shift))
         pointer = j
+        offset += sum(t == "+" for t, _ in body) - sum(t == "-" for t, _ in body)
     out.extend(lines[pointer:])
     new = "\n".join(out) + ("\n" if ends_with_newline else "")
     if new == source:
-        return DiffResult(DiffStatus.NO_OP, source, len(hunks), "the diff changes nothing")
-    return DiffResult(DiffStatus.APPLIED, new, len(hunks))
+        return DiffResult(DiffStatus.NO_OP, source, len(hunks), "; ".join(filter(None, ["the diff changes nothing", note])))
+    return DiffResult(DiffStatus.APPLIED, new, len(hunks), note)
+
+
+def _trim_blank_edges(body: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """``body`` without its leading and trailing blank context lines."""
+    first, last = 0, len(body)
+    while first < last and body[first] == (" ", ""):
+        first += 1
+    while last > first and body[last - 1] == (" ", ""):
+        last -= 1
+    return body[first:last]
+
+
+_OPENS = (":", "{")
+_CONTINUES = ("(", "[", ",", "\\")
+
+
+def _fits(above: list[str], below: list[str], inserted: list[str]) -> bool:
+    """Whether ``inserted`` lines fit the indentation between ``above`` and ``below`` (Python-like blocks).
+
+    The first inserted line must be deeper than the line above if that one
+    opens a block (ends with ``:`` or ``{``), else no deeper than it; the line
+    below may not be deeper than the last inserted line unless that one opens
+    a block. Inside an open bracket anything fits.
+    """
+    new = [x for x in inserted if x.strip()]
+    if not new:
+        return True
+    prev = next((x for x in reversed(above) if x.strip()), None)
+    nxt = next((x for x in below if x.strip()), None)
+    first, last = _width(_indent(new[0])), _width(_indent(new[-1]))
+    if prev is not None:
+        if prev.rstrip().endswith(_CONTINUES):
+            return True
+        p = _width(_indent(prev))
+        if (first <= p) if prev.rstrip().endswith(_OPENS) else (first > p):
+            return False
+    elif first > 0:
+        return False
+    if nxt is not None and _width(_indent(nxt)) > last and not new[-1].rstrip().endswith(_OPENS):
+        return False
+    return True
 
 
 def _locate(lines: list[str], before: list[str], pointer: int,

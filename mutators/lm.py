@@ -16,6 +16,9 @@ status                 meaning
 ``malformed``          the completion has no usable diff / code block / body, or
                        was cut at ``max_new_tokens`` mid-edit
 ``context_not_found``  (diff) a hunk's context is not in the parent
+``empty_middle``       (FIM) the model wrote nothing (or only the suffix again)
+``prompt_too_long``    the prompt, windowed as far as the operator can, does not
+                       fit the model's context with ``max_new_tokens``
 ``model_error``        the backend failed for this child (e.g. HTTP retries exhausted)
 =====================  ===========================================================
 
@@ -56,6 +59,7 @@ class _Plan:
     failure: str = ""
     meta: Mapping[str, Any] = None  # type: ignore[assignment]
     stops: tuple[str, ...] | None = None  # this child's stop strings (None: the operator's)
+    too_long: bool = False  # no request because the prompt does not fit the model's context
 
 
 class LMMutator(Mutator):
@@ -100,6 +104,36 @@ class LMMutator(Mutator):
     def _stops(self) -> tuple[str, ...]:
         return ()
 
+    def _fit(self, plan: _Plan, group: Sequence[Parent], room: int) -> _Plan | None:
+        """A plan whose prompt takes at most ``room`` tokens (e.g. the parent windowed around the
+        edit), or None when this operator cannot shorten it (the child is then ``prompt_too_long``)."""
+        return None
+
+    def _tokens(self, prompt: Prompt) -> int | None:
+        return self.backend.prompt_tokens(prompt)
+
+    def _guard(self, plans: list[_Plan], groups: Sequence[Sequence[Parent]]) -> list[_Plan]:
+        """Plans whose prompts fit the backend's context with ``max_new_tokens`` (windowed by :meth:`_fit`),
+        or a failure saying the prompt is too long; unchanged where the backend states no context length."""
+        context = getattr(self.backend, "context_length", None)
+        if context is None:
+            return plans
+        room = context - self.sampling.max_new_tokens
+        out = []
+        for plan, group in zip(plans, groups):
+            n = None if plan.prompt is None else self._tokens(plan.prompt)
+            if n is None or n <= room:
+                out.append(plan)
+                continue
+            fitted = self._fit(plan, group, room) if room > 0 else None
+            if fitted is None:
+                out.append(_Plan(prompt=None, failure=f"prompt of {n} tokens + max_new_tokens "
+                                 f"{self.sampling.max_new_tokens} > context length {context}",
+                                 meta={**dict(plan.meta or {}), "prompt_tokens": n}, too_long=True))
+            else:
+                out.append(replace(fitted, meta={**dict(fitted.meta or {}), "prompt_tokens_unwindowed": n}))
+        return out
+
     # ---------------------------------------------------------------------- API
 
     def _plan_inspired(self, group: Sequence[Parent], others: Sequence[Parent], task: TaskContext,
@@ -117,8 +151,8 @@ class LMMutator(Mutator):
             if len(group) < 1:
                 raise ValueError(f"parent group {index} is empty; each group needs at least one Parent")
         shown = list(inspirations or [])
-        plans = [self._plan_inspired(list(group), list(shown[i]), task, rng) if i < len(shown) and shown[i]
-                 else self._plan(list(group), task, rng) for i, group in enumerate(parents)]
+        plans = self._guard([self._plan_inspired(list(group), list(shown[i]), task, rng) if i < len(shown) and shown[i]
+                             else self._plan(list(group), task, rng) for i, group in enumerate(parents)], parents)
         asked = [i for i, plan in enumerate(plans) if plan.prompt is not None]
         model_seed = int(rng.integers(2**31 - 1))
         # one backend call per set of stop strings (normally a single call for the whole batch)
@@ -139,14 +173,16 @@ class LMMutator(Mutator):
             meta = dict(plan.meta or {})
             completion = by_index.get(i)
             if completion is None:
-                out.append(Proposal(source=None, parent_ids=ids, mutator=self.name, status=MutationStatus.MALFORMED,
+                status = MutationStatus.PROMPT_TOO_LONG if plan.too_long else MutationStatus.MALFORMED
+                out.append(Proposal(source=None, parent_ids=ids, mutator=self.name, status=status,
                                     meta={**meta, "error": plan.failure}))
                 continue
             meta.update(finish=completion.finish, backend=self.backend.label)
             if self.record_completion:
                 meta["completion"] = completion.text[:_COMPLETION_CHARS]
-            if completion.finish == "error":
-                source, status = None, MutationStatus.MODEL_ERROR
+            if completion.finish in ("error", "prompt_too_long"):
+                source = None
+                status = MutationStatus.MODEL_ERROR if completion.finish == "error" else MutationStatus.PROMPT_TOO_LONG
                 meta["error"] = completion.error
             else:
                 prompt = plan.prompt
@@ -229,26 +265,122 @@ class DiffMutator(LMMutator):
         parent = group[0]
         message = self.messages[int(rng.integers(len(self.messages)))]
         anchor = ""
+        focus = _function_lines(parent.source, task.entry_point)  # what a window must show (0-based, end excl.)
         if self.hunk_header:
             span = choose_span(parent.source, kind="lines", rng=rng, function=task.entry_point,
                                max_lines=self.max_anchor_lines)
             if span is not None:
                 count = span.last_line - span.first_line + 1
                 anchor = f"@@ -{span.first_line},{count} +{span.first_line},{count} @@"
-        return _Plan(prompt=self.prompt(parent.source, message, anchor), context=anchor,
+                focus = (span.first_line - 1, span.last_line)
+        context = _DiffWindow(anchor=anchor, message=message, focus=focus, anchor_lines=focus if anchor else None)
+        return _Plan(prompt=self.prompt(parent.source, message, anchor), context=context,
                      meta={"message": message, **({"anchor": anchor} if anchor else {})})
 
+    def _fit(self, plan, group, room):
+        """The parent windowed to whole lines around the entry function (or the anchored lines)."""
+        ctx: _DiffWindow = plan.context
+        if ctx.focus is None:
+            return None
+        lines = group[0].source.splitlines(keepends=True)
+        anchor_of = lambda start: ctx.anchor and _renumber(ctx.anchor_lines, start)  # noqa: E731
+        fixed = self._tokens(self.prompt("", ctx.message, anchor_of(0)))
+        window = _grow_window(lines, ctx.focus, room - fixed, self._tokens)
+        while window is not None:
+            start, end = window
+            prompt = self.prompt("".join(lines[start:end]), ctx.message, anchor_of(start))
+            if self._tokens(prompt) <= room:
+                meta = {**dict(plan.meta or {}), "window": [start + 1, end]}
+                if ctx.anchor:
+                    meta["anchor"] = anchor_of(start)
+                return replace(plan, prompt=prompt, context=replace(ctx, anchor=anchor_of(start), start=start, end=end),
+                               meta=meta)
+            window = _shrink_window(window, ctx.focus)
+        return None
+
     def _child(self, plan, group, text, completion):
-        diff = (plan.context + "\n" + text) if plan.context else text
-        result = apply_diff(group[0].source, diff.lstrip(" "), truncated=completion.finish == "length")
+        ctx: _DiffWindow = plan.context
+        diff = (ctx.anchor + "\n" + text) if ctx.anchor else text
+        lines = group[0].source.splitlines(keepends=True)
+        end = len(lines) if ctx.end is None else ctx.end
+        window = "".join(lines[ctx.start:end])
+        result = apply_diff(window, diff.lstrip(" "), truncated=completion.finish == "length")
         meta = {"diff_status": result.status.value, "hunks": result.hunks}
         if result.detail:
             meta["detail"] = result.detail
         if result.status is DiffStatus.APPLIED:
-            return result.source, MutationStatus.OK, meta
+            return "".join(lines[:ctx.start]) + result.source + "".join(lines[end:]), MutationStatus.OK, meta
         if result.status is DiffStatus.NO_OP:
             return group[0].source, MutationStatus.NO_OP, meta
         return None, MutationStatus(result.status.value), meta
+
+
+@dataclass(frozen=True)
+class _DiffWindow:
+    """The part of the parent a diff prompt shows: lines ``start:end`` (0-based; ``end`` None = to the end)."""
+
+    anchor: str
+    message: str
+    focus: tuple[int, int] | None  # lines a window must keep (the entry function or the anchored lines)
+    anchor_lines: tuple[int, int] | None = None
+    start: int = 0
+    end: int | None = None
+
+
+def _renumber(anchor_lines: tuple[int, int], start: int) -> str:
+    first, count = anchor_lines[0] - start + 1, anchor_lines[1] - anchor_lines[0]
+    return f"@@ -{first},{count} +{first},{count} @@"
+
+
+def _function_lines(source: str, name: str) -> tuple[int, int] | None:
+    """0-based ``(first, end)`` lines of the top-level function ``name`` with its decorators; None if absent."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return None
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
+            first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+            return first - 1, node.end_lineno
+    return None
+
+
+def _grow_window(lines: list[str], focus: tuple[int, int], budget: int, tokens) -> tuple[int, int] | None:
+    """Lines ``start:end`` around ``focus`` whose summed per-line token counts stay within ``budget``,
+    grown one line at a time alternately above and below; None if ``focus`` alone exceeds it."""
+    start, end = focus
+    used = sum(tokens(x) for x in lines[start:end])
+    if used > budget:
+        return None
+    up, down = start > 0, end < len(lines)
+    while up or down:
+        for side in ("up", "down"):
+            if side == "up" and up:
+                cost = tokens(lines[start - 1])
+                if used + cost > budget:
+                    up = False
+                else:
+                    start, used = start - 1, used + cost
+                    up = start > 0
+            elif side == "down" and down:
+                cost = tokens(lines[end])
+                if used + cost > budget:
+                    down = False
+                else:
+                    end, used = end + 1, used + cost
+                    down = end < len(lines)
+    return start, end
+
+
+def _shrink_window(window: tuple[int, int], focus: tuple[int, int]) -> tuple[int, int] | None:
+    """``window`` one line smaller on its larger side beyond ``focus``; None when only ``focus`` is left."""
+    start, end = window
+    above, below = focus[0] - start, end - focus[1]
+    if above <= 0 and below <= 0:
+        return None
+    return (start + 1, end) if above >= below else (start, end - 1)
 
 
 # ------------------------------------------------------------------------------ FIM
@@ -270,8 +402,11 @@ class FIMMutator(LMMutator):
             (for test tokenizers).
 
     The child is ``prefix + middle + suffix``; the middle is the completion
-    cut at EOS or any FIM marker, given a final newline. A middle cut at
-    ``max_new_tokens`` is ``malformed``; an unchanged program is ``no_op``.
+    cut at EOS or any FIM marker, given a final newline, without its last
+    lines when they repeat the start of the suffix (:func:`trim_suffix_overlap`,
+    ``meta.suffix_overlap_lines``). A middle cut at ``max_new_tokens`` is
+    ``malformed``; an empty (or only blank, or only repeated) middle is
+    ``empty_middle``; an unchanged program is ``no_op``.
     """
 
     name: ClassVar[str] = "fim"
@@ -319,15 +454,58 @@ class FIMMutator(LMMutator):
         return _Plan(prompt=self.format.prompt(span.prefix, span.suffix), context=span,
                      meta={"span": kind, "lines": [span.first_line, span.last_line], "format": self.format.name})
 
+    def _fit(self, plan, group, room):
+        """The prompt with only the prefix's last and the suffix's first lines (the child keeps the whole parent)."""
+        span = plan.context
+        pre = span.prefix.splitlines(keepends=True)
+        lines = pre + span.suffix.splitlines(keepends=True)
+        # prefix lines are lines[:len(pre)], suffix lines lines[len(pre):]; the line just before the hole
+        # is always shown (a prompt of bare markers is not a FIM prompt)
+        hole = (max(len(pre) - 1, 0), len(pre))
+        window = _grow_window(lines, hole, room - self._tokens(self.format.prompt("", "")), self._tokens)
+        while window is not None:
+            start, end = window
+            prompt = self.format.prompt("".join(lines[start:len(pre)]), "".join(lines[len(pre):end]))
+            if self._tokens(prompt) <= room:
+                return replace(plan, prompt=prompt, meta={**dict(plan.meta or {}),
+                                                          "window": [start + 1, end + span.last_line - span.first_line + 1]})
+            window = _shrink_window(window, hole)
+        return None
+
     def _child(self, plan, group, text, completion):
         span = plan.context
         if completion.finish == "length":
             return None, MutationStatus.MALFORMED, {"detail": "middle cut at max_new_tokens"}
-        middle = text if text.endswith("\n") or not text else text + "\n"
+        if not text.strip():
+            return None, MutationStatus.EMPTY_MIDDLE, {"detail": "the model wrote nothing for the hole"}
+        middle = text if text.endswith("\n") else text + "\n"
+        middle, overlap = trim_suffix_overlap(middle, span.suffix)
+        extra = {"suffix_overlap_lines": overlap} if overlap else {}
+        if not middle.strip():
+            return None, MutationStatus.EMPTY_MIDDLE, {**extra, "detail": "the middle only repeats the suffix"}
         child = span.prefix + middle + span.suffix
         if not _changed(child, group[0].source):
-            return group[0].source, MutationStatus.NO_OP, {}
-        return child, MutationStatus.OK, {"middle_lines": middle.count("\n")}
+            return group[0].source, MutationStatus.NO_OP, extra
+        return child, MutationStatus.OK, {**extra, "middle_lines": middle.count("\n")}
+
+
+def trim_suffix_overlap(middle: str, suffix: str) -> tuple[str, int]:
+    """``middle`` without the lines that rewrite the start of ``suffix``, and how many lines were cut.
+
+    A FIM model that does not stop at the hole's end writes on into the code
+    after it (Refact's card warns it "likes to repeat itself"); the child would
+    then carry those lines twice. The longest run of the middle's last lines
+    that equals the suffix's first lines (compared without trailing
+    whitespace; at least one of them not blank) is cut. Shapes: both strings
+    end with a newline or are empty.
+    """
+    m = middle.splitlines(keepends=True)
+    s = suffix.splitlines(keepends=True)
+    for k in range(min(len(m), len(s)), 0, -1):
+        tail, head = m[len(m) - k:], s[:k]
+        if any(x.strip() for x in head) and [x.rstrip() for x in tail] == [x.rstrip() for x in head]:
+            return "".join(m[: len(m) - k]), k
+    return middle, 0
 
 
 # ------------------------------------------------------------------- rewrite / crossover

@@ -90,7 +90,9 @@ class Completion:
     ``text`` is cut before the first stop string / end-of-sequence token.
     ``finish`` is ``"stop"`` (a stop string or EOS ended it), ``"length"``
     (``max_new_tokens`` reached: the text may be truncated mid-line) or
-    ``"error"`` (``error`` says why; ``text`` is empty). ``seconds`` is this
+    ``"error"`` (``error`` says why; ``text`` is empty) or ``"prompt_too_long"``
+    (the prompt and ``max_new_tokens`` do not fit the model's context: the
+    row was not run; ``text`` is empty). ``seconds`` is this
     child's share of the batch's wall time; ``latency_s`` the wall time of
     the request or batch that produced it.
     """
@@ -111,6 +113,12 @@ class Backend(ABC):
     label: str = "backend"
     #: True if a :class:`ChatPrompt`'s ``prefill`` is applied (the reply continues it)
     supports_prefill: bool = True
+    #: tokens of prompt + completion the model can attend to; None: unknown (no length guard)
+    context_length: int | None = None
+
+    def prompt_tokens(self, prompt: Prompt) -> int | None:
+        """Tokens ``prompt`` takes as the model sees it; None when this backend cannot count them."""
+        return None
 
     @abstractmethod
     def generate(self, prompts: Sequence[Prompt], *, sampling: Sampling, seed: int) -> list[Completion]:

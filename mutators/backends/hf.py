@@ -20,6 +20,7 @@ from mutators.backends.base import Backend, ChatPrompt, Completion, Prompt, Samp
 __all__ = ["HFBackend"]
 
 _DTYPES = ("auto", "float32", "bfloat16", "float16")
+_BATCHING = ("padded", "equal_length", "single")
 
 
 def _import_torch_transformers():
@@ -53,10 +54,20 @@ class HFBackend(Backend):
         eos_tokens: extra token strings that also end a completion (e.g.
             ``"<|endoftext|>"`` for a chat model used for plain completion).
         cache_dir: where ``"smollm2"`` is converted to (default ``$ELM_CACHE`` or ``~/.cache/elm``).
+        batching: how prompts share a ``generate`` call: ``"padded"`` (left-padded with an
+            attention mask, up to ``max_batch`` rows), ``"equal_length"`` (only prompts of
+            the same token length share a call, so nothing is padded: for models whose
+            code ignores ``attention_mask`` in generation, e.g. remote-code Refact, where
+            padded rows would attend to the padding) or ``"single"`` (one prompt per call).
+        context_length: tokens of prompt + completion the model can take (None: the model
+            config's ``max_position_embeddings``/``n_positions``/``n_ctx``/``seq_length``).
+            A row whose prompt plus ``max_new_tokens`` exceeds it is not run: its completion
+            has ``finish="prompt_too_long"`` and the rest of the batch runs (operators window
+            their prompts to fit before that, see :mod:`mutators.lm`).
 
     Generation: prompts are tokenised without adding special tokens (the
-    prompt string is exactly what the model sees), left-padded with an
-    attention mask, sampled with ``temperature``/``top_p`` (greedy at
+    prompt string is exactly what the model sees), batched as ``batching``
+    says (left-padded with an attention mask by default), sampled with ``temperature``/``top_p`` (greedy at
     temperature 0) after ``torch.manual_seed``. A row stops at any EOS id or
     when its generated text contains a stop string; the other rows of the
     batch continue. Text is decoded with ``skip_special_tokens=False`` (FIM
@@ -79,6 +90,8 @@ class HFBackend(Backend):
         threads: int | None = None,
         eos_tokens: Sequence[str] = (),
         cache_dir: str | None = None,
+        context_length: int | None = None,
+        batching: str = "padded",
     ) -> None:
         if not isinstance(model, str) or not model:
             raise ValueError(f"backend.model must be a hub id, a local directory or 'smollm2', got {model!r}")
@@ -88,6 +101,13 @@ class HFBackend(Backend):
             raise ValueError(f"backend.max_batch must be an int >= 1, got {max_batch!r}")
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise ValueError(f"backend.threads must be an int >= 1 or None, got {threads!r}")
+        if context_length is not None and (isinstance(context_length, bool) or not isinstance(context_length, int)
+                                           or context_length < 2):
+            raise ValueError(f"backend.context_length must be an int >= 2 or None (from the model config), "
+                             f"got {context_length!r}")
+        if batching not in _BATCHING:
+            raise ValueError(f"backend.batching must be one of {_BATCHING}, got {batching!r} "
+                             "(equal_length or single for models that ignore the attention mask)")
         if not isinstance(trust_remote_code, bool):
             raise ValueError(f"backend.trust_remote_code must be true or false, got {trust_remote_code!r}")
         torch, transformers = _import_torch_transformers()
@@ -136,7 +156,9 @@ class HFBackend(Backend):
             raise ValueError(f"{model}: tokenizer and generation config name no end-of-sequence token; "
                              "list one in backend.eos_tokens")
         self.eos_ids = tuple(sorted(eos))
+        self.context_length = context_length or _config_context(self.model.config)
         self.max_batch = max_batch
+        self.batching = batching
         self.label = f"hf:{model}"
 
     # ------------------------------------------------------------------ API
@@ -153,12 +175,39 @@ class HFBackend(Backend):
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    def prompt_tokens(self, prompt: Prompt) -> int:
+        return self.count_tokens(self.render(prompt))
+
     def generate(self, prompts: Sequence[Prompt], *, sampling: Sampling, seed: int) -> list[Completion]:
         texts = [self.render(p) for p in prompts]
-        out: list[Completion] = []
-        for k in range(0, len(texts), self.max_batch):
-            out.extend(self._generate_chunk(texts[k:k + self.max_batch], sampling, seed + k))
-        return out
+        lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]] if texts else []
+        out: list[Completion | None] = [None] * len(texts)
+        room = None if self.context_length is None else self.context_length - sampling.max_new_tokens
+        run = []
+        for i, n in enumerate(lengths):
+            if room is not None and n > room:  # learned positions would fail the whole batch: skip the row
+                out[i] = Completion(text="", tokens_in=n, tokens_out=0, seconds=0.0, finish="prompt_too_long",
+                                    error=f"prompt of {n} tokens + max_new_tokens {sampling.max_new_tokens} > "
+                                          f"context length {self.context_length}")
+            else:
+                run.append(i)
+        for k, chunk in enumerate(self._chunks(run, lengths)):
+            done = self._generate_chunk([texts[i] for i in chunk], sampling, seed + k * self.max_batch)
+            for i, completion in zip(chunk, done):
+                out[i] = completion
+        return out  # type: ignore[return-value]
+
+    def _chunks(self, rows: list[int], lengths: list[int]) -> list[list[int]]:
+        """The rows to run, in ``generate`` calls of at most ``max_batch`` (see ``batching``)."""
+        if self.batching == "single":
+            return [[i] for i in rows]
+        groups = [rows]
+        if self.batching == "equal_length":
+            by_length: dict[int, list[int]] = {}
+            for i in rows:
+                by_length.setdefault(lengths[i], []).append(i)
+            groups = list(by_length.values())
+        return [g[k:k + self.max_batch] for g in groups for k in range(0, len(g), self.max_batch)]
 
     def close(self) -> None:
         self.model = None
@@ -214,6 +263,15 @@ class HFBackend(Backend):
                 seconds=share, latency_s=elapsed, finish="stop" if (hit_eos or hit_stop) else "length",
             ))
         return completions
+
+
+def _config_context(config) -> int | None:
+    """The context length a model config states (None if it names none)."""
+    for key in ("max_position_embeddings", "n_positions", "n_ctx", "seq_length", "max_sequence_length"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 1:
+            return value
+    return None
 
 
 def _gumbel_sampler(sampling: Sampling, seed: int):

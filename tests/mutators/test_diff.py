@@ -75,6 +75,8 @@ CASES = [
      True, "malformed", None),
     ("truncated after a complete hunk", "@@ -5,2 +5,2 @@\n     n = 26\n-    x0, y0 = 0.5, 0.5\n"
      "+    x0, y0 = 0.5, 0.9\n", True, "applied", changed("x0, y0 = 0.5, 0.5", "x0, y0 = 0.5, 0.9")),
+    ("truncated mid-line, counts match", "@@ -5,2 +5,2 @@\n     n = 26\n-    x0, y0 = 0.5, 0.5\n+    x0, y0 = 0.",
+     True, "malformed", None),
     ("prose instead of a diff", "I changed the constants to improve the packing.", False, "malformed", None),
     ("garbage inside a hunk", "@@ -5,2 +5,2 @@\n     n = 26\nthen some prose\n", False, "malformed", None),
     ("empty", "", False, "malformed", None),
@@ -86,6 +88,30 @@ CASES = [
     ("insertion past the end", "@@ -99,0 +99,1 @@\n+x = 1\n", False, "context_not_found", None),
     ("deletion", "@@ -5,2 +5,1 @@\n     n = 26\n-    x0, y0 = 0.5, 0.5\n", False, "applied",
      changed("    x0, y0 = 0.5, 0.5\n", "")),
+    # issue 14: tolerant of what models write around a valid diff
+    ("hunk then prose", "@@ -5,2 +5,2 @@\n     n = 26\n-    x0, y0 = 0.5, 0.5\n+    x0, y0 = 0.5, 0.9\n"
+     "\nThis spreads the circles out.\nMore prose.\n", False, "applied", changed("0.5, 0.5", "0.5, 0.9")),
+    ("hunk then the next record", "@@ -5 +5 @@\n-    n = 26\n+    n = 24\n<NME> other.py\n", False, "applied",
+     changed("n = 26", "n = 24")),
+    ("prose after a cut completion is not a cut hunk", "@@ -5 +5 @@\n-    n = 26\n+    n = 24\nThat is all.",
+     True, "applied", changed("n = 26", "n = 24")),
+    ("prose after two hunks", "@@ -5 +5 @@\n-    n = 26\n+    n = 25\n@@ -13 +13 @@\n"
+     "-    return np.full(len(centers), 0.01)\n+    return np.full(len(centers), 0.02)\nDone.\n", False, "applied",
+     changed("0.01)", "0.02)", changed("n = 26", "n = 25"))),
+    ("leading newline, headerless", "\n-    n = 26\n+    n = 27\n", False, "applied", changed("n = 26", "n = 27")),
+    ("blank line after the header", "@@ -5,2 +5,2 @@\n\n     n = 26\n-    x0, y0 = 0.5, 0.5\n"
+     "+    x0, y0 = 0.5, 0.7\n", False, "applied", changed("0.5, 0.5", "0.5, 0.7")),
+    ("insertion, header numbers disagree", "@@ -5,0 +30,1 @@\n+    m = 3\n", False, "context_not_found", None),
+    ("insertion, wrong number: indented line after an import", "@@ -1,0 +2,1 @@\n+    n = 3\n", False,
+     "context_not_found", None),
+    ("insertion, wrong number: top-level line inside a function", "@@ -5,0 +6,1 @@\n+SCALE = 2\n", False,
+     "context_not_found", None),
+    ("insertion, wrong number: body line after a def at its level", "@@ -4,0 +5,1 @@\n+def helper():\n",
+     False, "context_not_found", None),
+    ("insertion that fits", "@@ -5,0 +6,1 @@\n+    m = 3\n", False, "applied",
+     changed("    n = 26\n", "    n = 26\n    m = 3\n")),
+    ("insertion of a block", "@@ -2,0 +3,3 @@\n+def helper():\n+    return 1\n+\n", False, "applied",
+     changed("import numpy as np\n\n", "import numpy as np\n\ndef helper():\n    return 1\n\n")),
 ]
 
 
@@ -116,3 +142,22 @@ def test_parse_reads_header_numbers():
     assert (h1.old_start, h1.old_len, h1.new_start, h1.new_len) == (1, 2, 1, 3) and h1.complete
     assert h1.before == ["a", "b"] and h1.after == ["a", "c", "d"]
     assert (h2.old_start, h2.old_len) == (9, 1) and h2.complete
+
+
+def test_prose_is_cut_and_noted_but_prose_before_any_change_is_malformed():
+    result = apply_diff(PARENT, "@@ -5 +5 @@\n-    n = 26\n+    n = 24\nThis is better.\n")
+    assert result.status == DiffStatus.APPLIED and "line 4" in result.detail
+    # only context before the prose: nothing says the diff was complete
+    result = apply_diff(PARENT, "@@ -5 +5 @@\n     n = 26\nThis is better.\n")
+    assert result.status == DiffStatus.MALFORMED and "not diff syntax" in result.detail
+
+
+def test_insertion_offsets_follow_earlier_hunks():
+    # the first hunk adds a line, so the insertion's new-side number is one further on
+    diff = "@@ -5 +5,2 @@\n     n = 26\n+    m = 1\n@@ -6,0 +8,1 @@\n+    k = 2\n"
+    result = apply_diff(PARENT, diff)
+    assert result.status == DiffStatus.APPLIED, result.detail
+    assert result.source == changed("    n = 26\n    x0, y0 = 0.5, 0.5\n",
+                                    "    n = 26\n    m = 1\n    x0, y0 = 0.5, 0.5\n    k = 2\n")
+    assert apply_diff(PARENT, diff.replace("+8,1", "+7,1")).status == DiffStatus.APPLIED  # "-l,0 +l,k" style
+    assert apply_diff(PARENT, diff.replace("+8,1", "+12,1")).status == DiffStatus.CONTEXT_NOT_FOUND

@@ -196,3 +196,180 @@ def test_refact_needs_trust_remote_code_and_natives_never_get_it(models):
         from mutators.backends import release_backend
 
         release_backend(b)
+
+
+# ------------------------------------------------------- what real models write (issue 14)
+
+
+def test_trim_suffix_overlap():
+    from mutators.lm import trim_suffix_overlap
+
+    suffix = "\n\ndef g(x):\n    return f(x) - 1\n"
+    new = "    return x * 3\n"
+    assert trim_suffix_overlap(new + suffix, suffix) == (new, 4)  # the whole suffix again
+    assert trim_suffix_overlap(new + "\n\ndef g(x):\n", suffix) == (new, 3)  # its start
+    assert trim_suffix_overlap(new + "\n\ndef g(x):   \n", suffix) == (new, 3)  # trailing spaces do not count
+    assert trim_suffix_overlap(new + "\n", suffix) == (new + "\n", 0)  # blank lines alone are not a repeat
+    assert trim_suffix_overlap(new, suffix) == (new, 0)
+    assert trim_suffix_overlap("    y = 1\n    return y\n", "    return y\n") == ("    y = 1\n", 1)
+    assert trim_suffix_overlap("", suffix) == ("", 0)
+    assert trim_suffix_overlap(new, "") == (new, 0)
+
+
+@pytest.fixture(scope="module")
+def fim_neox(models):
+    m = FIMMutator(backend={"kind": "hf", "model": str(models["neox"])}, format="fim_neox", spans={"body": 1.0},
+                   sampling=GREEDY)
+    yield m
+    m.close()
+
+
+def _fim_child(m, source, middle, finish="stop"):
+    """The child the operator builds from ``middle`` for the hole at f's body (what a model wrote)."""
+    import numpy as np
+
+    from mutators.backends import Completion
+
+    [plan] = [m._plan(g, TASK, np.random.default_rng(0)) for g in group(source)]
+    done = Completion(text=middle, tokens_in=1, tokens_out=1, seconds=0.0, finish=finish)
+    return m._child(plan, group(source)[0], middle, done)
+
+
+def test_fim_middle_that_repeats_the_suffix_is_trimmed(fim_neox):
+    suffix = "\n\ndef g(x):\n    return f(x) - 1\n"
+    source = PARENT + suffix
+    prefix = 'def f(x):\n    """Scale x."""\n'
+    new = "    return x * 4\n"
+    for middle, k in ((new + suffix, 4), (new + "\n\ndef g(x):\n", 3), (new + "\n\ndef g(x):", 3)):
+        child, status, meta = _fim_child(fim_neox, source, middle)
+        assert (status, meta["suffix_overlap_lines"]) == ("ok", k)
+        assert child == prefix + new + suffix  # not "def g(x):" twice
+    child, status, meta = _fim_child(fim_neox, source, new)
+    assert status == "ok" and "suffix_overlap_lines" not in meta and child == prefix + new + suffix
+    # a middle that is only the suffix again wrote nothing for the hole
+    assert _fim_child(fim_neox, source, suffix)[1] == "empty_middle"
+
+
+def test_fim_empty_middle_has_its_own_status(fim_neox):
+    for middle in ("", "\n", "  \n\n"):
+        child, status, meta = _fim_child(fim_neox, PARENT, middle)
+        assert status == "empty_middle" and child is None and meta["detail"]
+    assert _fim_child(fim_neox, PARENT, "", finish="length")[1] == "malformed"  # cut, not empty
+
+
+LONG_FILLER = "".join(f"ROW_{i} = ({i}, {i * 7 % 13}, {i * 3 % 11})  # row {i}\n" for i in range(300))
+LONG_PARENT = "import math\n" + LONG_FILLER + "\n\n" + PARENT + "\n\n" + LONG_FILLER.replace("ROW_", "COL_")
+
+
+def test_hf_backend_skips_rows_past_the_context_and_runs_the_rest(models):
+    from mutators.backends import Sampling, release_backend
+
+    b = build_backend({"kind": "hf", "model": str(models["codegen"]), "context_length": 64})
+    try:
+        assert b.context_length == 64
+        long, short = "x = 1\n" * 40, "def f(x):\n"
+        assert b.prompt_tokens(long) > 56
+        done = b.generate([long, short], sampling=Sampling(max_new_tokens=8, temperature=0.0), seed=0)
+        assert done[0].finish == "prompt_too_long" and "context length 64" in done[0].error
+        assert done[0].text == "" and done[0].tokens_in == b.prompt_tokens(long)
+        assert done[1].finish in ("stop", "length") and done[1].tokens_out > 0
+    finally:
+        release_backend(b)
+    b = build_backend({"kind": "hf", "model": str(models["codegen"])})
+    try:
+        assert b.context_length == 2048  # from the config (n_positions)
+    finally:
+        release_backend(b)
+    with pytest.raises(ValueError, match="context_length"):
+        build_backend({"kind": "hf", "model": str(models["codegen"]), "context_length": 0})
+
+
+def test_long_parent_is_windowed_around_the_edit_and_the_batch_runs(models):
+    # CodeGen has 2,048 learned-length positions: the whole parent (~5,000 tokens) would fail the batch
+    m = DiffMutator(backend={"kind": "hf", "model": str(models["codegen"])}, sampling={"max_new_tokens": 8},
+                    hunk_header=True)
+    try:
+        assert m.backend.prompt_tokens(m.prompt(LONG_PARENT, "Fixed bugs")) > 2048
+        out = m.mutate(parents=group(LONG_PARENT) + group(PARENT, pid=8), task=TASK, seed=1)
+        long, short = out
+        first, last = long.meta["window"]
+        shown = "".join(LONG_PARENT.splitlines(keepends=True)[first - 1:last])
+        assert PARENT in shown and 2000 < long.meta["prompt_tokens_unwindowed"]
+        assert long.tokens_in <= 2048 - 8 and long.status != "prompt_too_long"
+        assert "window" not in short.meta and short.tokens_in < 200
+        # the anchor is renumbered into the window
+        anchored = int(long.meta["anchor"].split()[1].split(",")[0][1:])
+        assert shown.splitlines()[anchored - 1] in PARENT
+    finally:
+        m.close()
+
+
+def test_diff_applied_inside_a_window_edits_the_whole_parent():
+    from mutators.lm import DiffMutator as D, _DiffWindow, _Plan
+    from mutators.backends import Completion
+
+    lines = LONG_PARENT.splitlines(keepends=True)
+    start = lines.index('def f(x):\n') - 2
+    window = _DiffWindow(anchor="", message="m", focus=(start + 2, start + 6), start=start, end=start + 8)
+    plan = _Plan(prompt="", context=window)
+    diff = " @@ -5,1 +5,1 @@\n-    y = x * 2\n+    y = x * 3\n"
+    done = Completion(text=diff, tokens_in=1, tokens_out=1, seconds=0.0, finish="stop")
+    source, status, meta = D._child(object.__new__(D), plan, [Parent(1, LONG_PARENT, 0.0, (0.0,))], diff, done)
+    assert status == "ok" and source == LONG_PARENT.replace("y = x * 2", "y = x * 3")
+
+
+@pytest.mark.parametrize("kind,fmt", [("neox", "fim_neox"), ("santacoder", "santacoder")])
+def test_fim_prompt_is_windowed_and_too_long_is_a_status(models, kind, fmt):
+    m = FIMMutator(backend={"kind": "hf", "model": str(models[kind]), "context_length": 256}, format=fmt,
+                   spans={"body": 1.0}, sampling={"max_new_tokens": 8})
+    try:
+        long, short = m.mutate(parents=group(LONG_PARENT) + group(PARENT, pid=8), task=TASK, seed=1)
+        assert long.tokens_in <= 256 - 8 and "window" in long.meta and long.status != "prompt_too_long"
+        first, last = long.meta["window"]
+        assert first < LONG_PARENT.splitlines().index("def f(x):") + 1 < last
+        assert "window" not in short.meta
+    finally:
+        m.close()
+    # no room even for the short parent (6 tokens): each child says so, nothing is generated
+    m = FIMMutator(backend={"kind": "hf", "model": str(models[kind]), "context_length": 256}, format=fmt,
+                   spans={"body": 1.0}, sampling={"max_new_tokens": 250})
+    try:
+        for p in m.mutate(parents=group(LONG_PARENT) + group(PARENT, pid=8), task=TASK, seed=1):
+            assert p.status == "prompt_too_long" and p.source is None and "context length 256" in p.meta["error"]
+    finally:
+        m.close()
+
+
+def test_equal_length_batching_is_safe_for_a_model_that_ignores_the_attention_mask(tmp_path):
+    from mutators.backends import Sampling, release_backend
+
+    path = tiny.build("refact", tmp_path, ignore_attention_mask=True)
+    prompts = ["def f(x):\n    return", "import math\n\n\ndef area(r):\n    return", "def g(y):\n    return",
+               "x = 1\n"]
+    sampling = Sampling(max_new_tokens=12, temperature=0.0)
+    out = {}
+    for batching in ("single", "equal_length", "padded"):
+        b = build_backend({"kind": "hf", "model": str(path), "trust_remote_code": True, "batching": batching})
+        try:
+            lengths = [b.prompt_tokens(p) for p in prompts]
+            chunks = b._chunks(list(range(len(prompts))), lengths)
+            out[batching] = [c.text for c in b.generate(prompts, sampling=sampling, seed=0)]
+        finally:
+            release_backend(b)
+        if batching == "equal_length":  # only prompts of one length share a call: nothing is padded
+            assert all(len({lengths[i] for i in c}) == 1 for c in chunks) and len(chunks) < len(prompts)
+    assert lengths[0] == lengths[2] != lengths[1]
+    assert out["equal_length"] == out["single"]
+    # what equal-length batching avoids: padded rows of this model attend to their padding
+    assert out["padded"] != out["single"]
+
+
+def test_refact_config_batches_equal_lengths_and_bad_batching_is_named():
+    from elm.config import compose
+
+    assert compose(["mutator=refact_1b6"])["mutator"]["backend"]["batching"] == "equal_length"
+    assert compose(["mutator=santacoder"])["mutator"]["backend"].get("batching") is None  # padded
+    with pytest.raises(ValueError, match="batching must be one of"):
+        from mutators.backends.hf import HFBackend
+
+        HFBackend(model="x", batching="ragged")

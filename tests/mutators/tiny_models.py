@@ -60,6 +60,11 @@ from .configuration_tinyrefact import TinyRefactConfig
 
 class TinyRefactForCausalLM(FalconForCausalLM):
     config_class = TinyRefactConfig
+
+    def forward(self, input_ids=None, attention_mask=None, **kwargs):
+        if getattr(self.config, "ignore_attention_mask", False):  # as remote code may: padding is attended to
+            attention_mask = None
+        return super().forward(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
 '''
 
 
@@ -141,34 +146,53 @@ def refact_tokenizer():
     return _fast(tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>", unk_token="<|endoftext|>")
 
 
-def build(kind: str, root: Path, *, seed: int = 0) -> Path:
-    """Save tokenizer + tiny random model of ``kind`` (codegen/neox/santacoder/refact) under ``root``."""
+def build(kind: str, root: Path, *, seed: int = 0, ignore_attention_mask: bool = False,
+          overrides: dict | None = None, device: str = "cpu", dtype: str = "float32") -> Path:
+    """Save tokenizer + tiny random model of ``kind`` (codegen/neox/santacoder/refact) under ``root``.
+
+    ``ignore_attention_mask`` (refact only): the model's forward drops ``attention_mask``, as a
+    checkpoint's own code may; saved under ``root / "refact_nomask"``. ``overrides`` replace
+    config fields (``benchmarks/gpu_check.py`` builds the real sizes this way); the weights are
+    initialised on ``device`` in ``dtype`` (a 1.3B model initialises in seconds on a GPU).
+    """
     import torch
     import transformers as tf
 
     torch.manual_seed(seed)
-    path = root / kind
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(getattr(torch, dtype))
+    try:
+        with torch.device(device):
+            return _build(kind, root, ignore_attention_mask, dict(overrides or {}), tf)
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def _build(kind: str, root: Path, ignore_attention_mask: bool, overrides: dict, tf) -> Path:
+    if ignore_attention_mask and kind != "refact":
+        raise ValueError("ignore_attention_mask is for the remote-code refact stand-in only")
+    path = root / (kind + ("_nomask" if ignore_attention_mask else ""))
     path.mkdir(parents=True, exist_ok=True)
     if kind == "codegen":
         tok = codegen_tokenizer()
-        config = tf.CodeGenConfig(vocab_size=51200, n_positions=2048, n_ctx=2048, n_embd=64, n_layer=2, n_head=4,
-                                  rotary_dim=8, bos_token_id=1, eos_token_id=50256)
+        config = tf.CodeGenConfig(**{**dict(vocab_size=51200, n_positions=2048, n_ctx=2048, n_embd=64, n_layer=2,
+                                            n_head=4, rotary_dim=8, bos_token_id=1, eos_token_id=50256), **overrides})
         model = tf.CodeGenForCausalLM(config)
     elif kind == "neox":
         tok = neox_tokenizer()
-        config = tf.GPTNeoXConfig(vocab_size=50304, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                                  intermediate_size=256, rotary_pct=0.25, use_parallel_residual=True,
-                                  max_position_embeddings=2048, bos_token_id=0, eos_token_id=0,
-                                  tie_word_embeddings=False)
+        config = tf.GPTNeoXConfig(**{**dict(vocab_size=50304, hidden_size=64, num_hidden_layers=2,
+                                            num_attention_heads=4, intermediate_size=256, rotary_pct=0.25,
+                                            use_parallel_residual=True, max_position_embeddings=2048,
+                                            bos_token_id=0, eos_token_id=0, tie_word_embeddings=False), **overrides})
         model = tf.GPTNeoXForCausalLM(config)
     elif kind == "santacoder":
         tok = santacoder_tokenizer()
-        config = tf.GPTBigCodeConfig(vocab_size=49280, n_embd=64, n_layer=2, n_head=4, multi_query=True,
-                                     n_positions=2048, bos_token_id=49152, eos_token_id=49152)
+        config = tf.GPTBigCodeConfig(**{**dict(vocab_size=49280, n_embd=64, n_layer=2, n_head=4, multi_query=True,
+                                               n_positions=2048, bos_token_id=49152, eos_token_id=49152), **overrides})
         model = tf.GPTBigCodeForCausalLM(config)
     elif kind == "refact":
         tok = refact_tokenizer()
-        model = _refact_remote_code_model(path)
+        model = _refact_remote_code_model(path, ignore_attention_mask, overrides)
     else:
         raise ValueError(f"unknown tiny model kind {kind!r}")
     tok.save_pretrained(path)
@@ -176,7 +200,7 @@ def build(kind: str, root: Path, *, seed: int = 0) -> Path:
     return path
 
 
-def _refact_remote_code_model(path: Path):
+def _refact_remote_code_model(path: Path, ignore_attention_mask: bool = False, overrides: dict | None = None):
     """A model whose classes live in the checkpoint directory (``auto_map``), as Refact's do."""
     import importlib.util
     import sys
@@ -198,10 +222,10 @@ def _refact_remote_code_model(path: Path):
     model_mod = il.import_module(f"{name}.modeling_tinyrefact")
     conf_mod.TinyRefactConfig.register_for_auto_class()
     model_mod.TinyRefactForCausalLM.register_for_auto_class("AutoModelForCausalLM")
-    config = conf_mod.TinyRefactConfig(
+    config = conf_mod.TinyRefactConfig(**{**dict(
         vocab_size=49216, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, alibi=True, multi_query=True,
         new_decoder_architecture=False, parallel_attn=False, bias=False, max_position_embeddings=4096,
-        bos_token_id=0, eos_token_id=0)
+        bos_token_id=0, eos_token_id=0, ignore_attention_mask=ignore_attention_mask), **(overrides or {})})
     return model_mod.TinyRefactForCausalLM(config)
 
 
