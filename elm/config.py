@@ -230,6 +230,7 @@ class LMBackendConfig:
     threads: Optional[int] = None  # hf on CPU: torch threads (null: all cores)
     eos_tokens: Optional[Tuple[str, ...]] = None  # hf: extra tokens that end a completion
     cache_dir: Optional[str] = None  # hf: where "smollm2" is converted to
+    adapter: Optional[str] = None  # hf: a LoRA adapter directory merged at load (python -m mutators.finetune)
     gpu_memory_utilization: Optional[float] = None  # vllm
     tensor_parallel_size: Optional[int] = None  # vllm
     max_model_len: Optional[int] = None  # vllm
