@@ -217,6 +217,18 @@ def test_export_writes_successes_in_the_operators_format_with_provenance(tmp_pat
     assert [json.loads(line)["evaluation_id"] for line in open(out)] == [6]
 
 
+def test_mutator_statistics_per_model_version(tmp_path):
+    from elm.stats import mutator_stats
+
+    with RunStore.open(_run(tmp_path)) as store:
+        per = {(s.mutator, s.model_version): (s.proposals, s.valid, s.inserted)
+               for s in mutator_stats(store, by_version=True)}
+        whole = {s.mutator: s.proposals for s in mutator_stats(store)}
+    assert per == {("gp", None): (3, 3, 2), ("lm", None): (2, 1, 0), ("lm", "base"): (1, 1, 1),
+                   ("lm", "v1"): (1, 1, 0)}
+    assert whole == {"gp": 3, "lm": 4}
+
+
 def test_export_errors_name_the_problem(tmp_path, capsys):
     with pytest.raises(FinetuneError, match="no run store"):
         export_examples(tmp_path / "missing", tmp_path / "x.jsonl")
