@@ -66,7 +66,7 @@ fi
 
 PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 if [ "$DEV" -eq 1 ]; then
-  "${PIP[@]}" -e ".[dev,dashboard,lm]"
+  "${PIP[@]}" -e ".[dev,dashboard,lm,finetune]"
 else
   "${PIP[@]}" -e ".[dashboard,lm]"
 fi

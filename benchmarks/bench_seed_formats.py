@@ -33,10 +33,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from elm.types import Parent, TaskContext  # noqa: E402
-from mutators import DiffMutator, FIMMutator  # noqa: E402
-from mutators.backends import Backend, Completion, build_backend, release_backend  # noqa: E402
-from tests.mutators import tiny_models as tiny  # noqa: E402
+from elm.types import Parent, TaskContext
+from mutators import DiffMutator, FIMMutator
+from mutators.backends import Backend, Completion, build_backend, release_backend
+from tests.mutators import tiny_models as tiny
 
 TASK = TaskContext(name="toy", description="toy task", entry_point="f", signature="def f(x):")
 

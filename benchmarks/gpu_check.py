@@ -196,7 +196,7 @@ def check_model(kind: str, args, work: Path, log: Log, deadline: float) -> dict:
                 op = FIMMutator(backend=backend, format=node["format"], order=order, sampling=sampling,
                                 expected_ids=None)
             groups = lambda n: [[Parent(id=i, source=seeds[i % len(seeds)], fitness=0.0, descriptor=(0.0, 0.0))]
-                                for i in range(n)]  # noqa: E731
+                                for i in range(n)]
             op.mutate(parents=groups(2), task=task, seed=12345)  # warm-up (kernels, caches)
             warm, stops = _prompts(op, groups(2), task, seed=12345)
             if warm:  # the bare loop's stop-string tables are built once per tokenizer and stop set

@@ -233,6 +233,7 @@ class LMBackendConfig:
     cache_dir: str | None = None  # hf: where "smollm2" is converted to
     context_length: int | None = None  # hf: prompt + completion tokens (null: from the model config)
     batching: str | None = None  # hf: padded / equal_length / single (models that ignore attention_mask)
+    adapter: str | None = None  # hf: a LoRA adapter directory merged at load (python -m mutators.finetune)
     gpu_memory_utilization: float | None = None  # vllm
     tensor_parallel_size: int | None = None  # vllm
     max_model_len: int | None = None  # vllm

@@ -138,7 +138,7 @@ def seed_randomness(seed: int) -> None:
         legacy.seed(seed % (1 << 32))
 
 
-def preload_modules(env: "Environment") -> None:
+def preload_modules(env: Environment) -> None:
     """Import ``env.preload`` (as every fork server does once, before any candidate).
 
     With numpy among them, ``numpy.random`` too: numpy imports it lazily, and a global
@@ -154,7 +154,7 @@ def preload_modules(env: "Environment") -> None:
         importlib.import_module("numpy.random")
 
 
-def run_in_child(env: "Environment", source: str, *, seed: int = 0, timeout_s: float | None = None) -> Any:
+def run_in_child(env: Environment, source: str, *, seed: int = 0, timeout_s: float | None = None) -> Any:
     """Run ``env.execute(source)`` in a forked child; return its output after a JSON round trip.
 
     The child seeds its randomness like a sandbox candidate, converts the output with

@@ -8,7 +8,7 @@ from the archive the parent came from; the operator decides how to show them
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -10,7 +10,29 @@ from typing import Any, ClassVar
 
 from elm.types import Parent, Proposal, TaskContext
 
-__all__ = ["Lane", "Mutator", "build_mutator", "merge_variant"]
+__all__ = ["Lane", "Mutator", "TrainingExample", "build_mutator", "merge_variant"]
+
+
+@dataclass(frozen=True)
+class TrainingExample:
+    """One ``(prompt, completion)`` pair in an operator's exact format, for fine-tuning its model.
+
+    ``prompt`` is the exact text the model was (or would have been) given; ``completion`` the text
+    that, appended to it, yields the child. For a chat operator ``messages`` holds the conversation
+    as ``(role, content)`` pairs, rendered with the model's chat template when training, and
+    ``prompt`` is the prefill the reply starts with (often a code fence). ``format`` names the
+    operator's format (e.g. ``"rewrite/lines"``), so datasets of different formats are kept apart.
+    """
+
+    prompt: str
+    completion: str
+    format: str
+    messages: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.prompt, str) or not isinstance(self.completion, str) or not self.completion:
+            raise ValueError("a TrainingExample needs a prompt string and a non-empty completion string")
+        object.__setattr__(self, "messages", tuple((str(r), str(c)) for r, c in self.messages))
 
 
 @dataclass(frozen=True)
@@ -96,6 +118,19 @@ class Mutator(ABC):
         component, so that a slow component (a language model) does not hold back a fast one.
         """
         return [Lane(name=str(node.get("name") or cls.name), weight=1.0, node=node)]
+
+    @classmethod
+    def training_example(cls, node: Mapping[str, Any], *, parents: Sequence[Parent], child: str,
+                         task: TaskContext, meta: Mapping[str, Any]) -> TrainingExample | None:
+        """The ``(prompt, completion)`` pair with which the operator configured by ``node`` writes ``child``.
+
+        Used to fine-tune an operator's model on a run's successful children (``python -m
+        mutators.finetune export``). ``meta`` is the child's recorded ``info.mutation`` (empty for
+        a child of another operator: then the pair re-expresses that child's change in this
+        operator's format, or None when the format cannot express it). Default: None (an operator
+        without a language model has no prompt format).
+        """
+        return None
 
 
 def build_mutator(node: Mapping[str, Any], *, what: str = "mutator") -> Mutator:

@@ -30,7 +30,9 @@ class MutatorStats:
     ``duplicates``: children that repeated a program already evaluated in the run
     (not evaluated again; not counted in the evaluation budget).
     ``model_s`` is the sum of the children's model seconds; ``statuses``
-    counts mutation statuses.
+    counts mutation statuses. ``model_version`` is set in per-version statistics
+    (``mutator_stats(..., by_version=True)``): the weights that wrote the children
+    (``info.mutation.model_version``; ``None`` for mutators without a model).
     """
 
     mutator: str
@@ -45,6 +47,7 @@ class MutatorStats:
     tokens_out: int
     model_s: float
     statuses: Mapping[str, int] = field(default_factory=dict)
+    model_version: str | None = None
 
     def _rate(self, n: int) -> float:
         return n / self.proposals if self.proposals else 0.0
@@ -83,8 +86,9 @@ class MutatorStats:
         return d
 
 
+_VERSION = "json_extract(info, '$.mutation.model_version')"
 _QUERY = """
-SELECT mutator,
+SELECT mutator, {version} AS version,
        COUNT(*) AS proposals,
        SUM(mutation_status IN ('ok', 'syntax_error')) AS programs,
        SUM(mutation_status = 'ok') AS parsed,
@@ -95,26 +99,30 @@ SELECT mutator,
        SUM(tokens_in) AS tokens_in,
        SUM(tokens_out) AS tokens_out,
        SUM(model_s) AS model_s
-FROM evaluations WHERE mutator != ? GROUP BY mutator ORDER BY mutator
+FROM evaluations WHERE mutator != ? GROUP BY 1, 2 ORDER BY 1, 2
 """
 
 
-def mutator_stats(source: Any) -> list[MutatorStats]:
-    """Statistics per mutator of a run, by name.
+def mutator_stats(source: Any, *, by_version: bool = False) -> list[MutatorStats]:
+    """Statistics per mutator of a run, by name (``by_version``: per mutator and model version).
 
     ``source``: an open :class:`elm.store.RunStore`, or a ``sqlite3.Connection`` to a run store
-    (the analysis API's read-only one). Seeds are left out.
+    (the analysis API's read-only one). Seeds are left out. Per version, a language model's
+    children are split by the weights that wrote them (``info.mutation.model_version``: ``base``
+    or a fine-tuned adapter's version), in version order.
     """
     conn = source if isinstance(source, sqlite3.Connection) else source.connection
-    statuses: dict[str, dict[str, int]] = {}
-    for row in conn.execute("SELECT mutator, COALESCE(mutation_status, status), COUNT(*) FROM evaluations "
-                            "WHERE mutator != ? GROUP BY 1, 2", (_SEED,)):
-        statuses.setdefault(row[0], {})[row[1]] = row[2]
+    version = _VERSION if by_version else "NULL"
+    statuses: dict[tuple, dict[str, int]] = {}
+    for row in conn.execute(f"SELECT mutator, {version}, COALESCE(mutation_status, status), COUNT(*) "
+                            "FROM evaluations WHERE mutator != ? GROUP BY 1, 2, 3", (_SEED,)):
+        statuses.setdefault((row[0], row[1]), {})[row[2]] = row[3]
     return [
-        MutatorStats(mutator=r[0], proposals=r[1], programs=r[2] or 0, parsed=r[3] or 0, valid=r[4] or 0,
-                     inserted=r[5] or 0, new_cells=r[6] or 0, duplicates=r[7] or 0, tokens_in=r[8] or 0,
-                     tokens_out=r[9] or 0, model_s=float(r[10] or 0.0), statuses=statuses.get(r[0], {}))
-        for r in conn.execute(_QUERY, (_SEED,))
+        MutatorStats(mutator=r[0], proposals=r[2], programs=r[3] or 0, parsed=r[4] or 0, valid=r[5] or 0,
+                     inserted=r[6] or 0, new_cells=r[7] or 0, duplicates=r[8] or 0, tokens_in=r[9] or 0,
+                     tokens_out=r[10] or 0, model_s=float(r[11] or 0.0), statuses=statuses.get((r[0], r[1]), {}),
+                     model_version=None if r[1] is None else str(r[1]))
+        for r in conn.execute(_QUERY.format(version=version), (_SEED,))
     ]
 
 

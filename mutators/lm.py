@@ -30,6 +30,8 @@ run store (``info.mutation``).
 
 from __future__ import annotations
 
+import difflib
+import inspect
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -37,7 +39,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from elm.mutator import Mutator
+from elm.mutator import Mutator, TrainingExample
 from elm.types import MutationStatus, Parent, Proposal, TaskContext
 from mutators import prompts as P
 from mutators.backends import Backend, Completion, Prompt, Sampling, build_backend, release_backend
@@ -177,7 +179,7 @@ class LMMutator(Mutator):
                 out.append(Proposal(source=None, parent_ids=ids, mutator=self.name, status=status,
                                     meta={**meta, "error": plan.failure}))
                 continue
-            meta.update(finish=completion.finish, backend=self.backend.label)
+            meta.update(finish=completion.finish, backend=self.backend.label, model_version=self.backend.version)
             if self.record_completion:
                 meta["completion"] = completion.text[:_COMPLETION_CHARS]
             if completion.finish in ("error", "prompt_too_long"):
@@ -202,6 +204,32 @@ class LMMutator(Mutator):
 
 def _changed(child: str, parent: str) -> bool:
     return child.strip() != parent.strip()
+
+
+def _option(cls: type, node: Mapping[str, Any], key: str) -> Any:
+    """``node[key]``, or the constructor's default when the node leaves it out or null."""
+    value = node.get(key)
+    if value is not None:
+        return value
+    default = inspect.signature(cls.__init__).parameters[key].default
+    return None if default is inspect.Parameter.empty else default
+
+
+def _lines(source: str) -> list[str]:
+    """``source``'s lines split at ``\\n`` only, as the operators split a completion (``str.splitlines``
+    also splits at form feeds and other separators a model may write inside a line)."""
+    lines = [line + "\n" for line in source.split("\n")]
+    lines[-1] = lines[-1][:-1]
+    if not lines[-1]:
+        lines.pop()
+    elif not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    return lines
+
+
+def _diff_prompt(file_name: str, parent: str, message: str, anchor: str = "") -> str:
+    text = f"<NME> {file_name}\n<BEF> {parent.rstrip(chr(10))}\n<MSG> {message}\n<DFF>"
+    return text + (f" {anchor}\n" if anchor else "")
 
 
 # ----------------------------------------------------------------------------- diff
@@ -255,8 +283,27 @@ class DiffMutator(LMMutator):
 
     def prompt(self, parent: str, message: str, anchor: str = "") -> str:
         """The exact prompt text (``anchor`` is a hunk header line, or empty)."""
-        text = f"<NME> {self.file_name}\n<BEF> {parent.rstrip(chr(10))}\n<MSG> {message}\n<DFF>"
-        return text + (f" {anchor}\n" if anchor else "")
+        return _diff_prompt(self.file_name, parent, message, anchor)
+
+    @classmethod
+    def training_example(cls, node, *, parents, child, task, meta):
+        """The child's change as the diff the model would write: the prompt with the child's commit
+        message (the first configured one for another operator's child), the completion one
+        ``@@`` hunk per change with 3 lines of context, checked to apply back to the child.
+        None with ``hunk_header`` (the anchor depends on the edit) or when nothing changed."""
+        if _option(cls, node, "hunk_header"):
+            return None
+        parent = parents[0].source
+        if not _changed(child, parent):
+            return None
+        message = meta.get("message") or tuple(_option(cls, node, "messages"))[0]
+        hunks = list(difflib.unified_diff(_lines(parent), _lines(child), n=3))[2:]  # without ---/+++
+        completion = " " + "".join(hunks)
+        applied = apply_diff(parent, completion.lstrip(" ")).source
+        if applied is None or applied.strip() != child.strip():
+            return None  # a change difflib writes that apply_diff reads otherwise: no example
+        return TrainingExample(prompt=_diff_prompt(_option(cls, node, "file_name"), parent, message),
+                               completion=completion, format=f"{cls.name}")
 
     def _stops(self) -> tuple[str, ...]:
         return self._STOPS
@@ -577,7 +624,7 @@ class RewriteMutator(LMMutator):
             raise ValueError(f"max_region_lines must be an int >= 1, got {max_region_lines!r}")
         super().__init__(backend=backend, sampling=sampling, name=name, record_completion=record_completion)
         self.style = style
-        self.instruction = instruction if instruction is not None else _INSTRUCTIONS[style]
+        self.instruction = self._instruction(style, instruction)
         self.max_region_lines = max_region_lines
         if isinstance(body_lines, bool) or not isinstance(body_lines, int) or body_lines < 0:
             raise ValueError(f"body_lines must be an int >= 0, got {body_lines!r}")
@@ -585,6 +632,73 @@ class RewriteMutator(LMMutator):
         if not isinstance(show_parent, bool):
             raise ValueError(f"show_parent must be true or false, got {show_parent!r}")
         self.show_parent = show_parent
+
+    @classmethod
+    def _instruction(cls, style: str, instruction: str | None) -> str:
+        return instruction if instruction is not None else _INSTRUCTIONS[style]
+
+    @classmethod
+    def training_example(cls, node, *, parents, child, task, meta):
+        """The child as this operator's style would have asked for and written it.
+
+        ``lines``: the child must differ from the parent in exactly one one-line assignment of
+        the entry function (the same target), the prompt is the program up to that line's
+        ``target =`` and the completion the new right-hand side with its line end (for a function
+        without such lines: the changed statement lines, same count). ``body``/``body_chat``: the
+        child must differ only inside the entry function's body and start it with the lines the
+        prompt gives; the completion is the rest of the body (``body_chat``: then the closing
+        fence). ``chat``: the completion is the whole child and the closing fence. ``region``:
+        None (the region is drawn, not recoverable from the change).
+        """
+        style = _option(cls, node, "style")
+        name = task.entry_point
+        k = node.get("parents") or cls.parents_per_child
+        if style == "region" or len(parents) < k or not _changed(child, parents[0].source):
+            return None
+        group = [p.source for p in parents[:k]]
+        instruction = cls._instruction(style, node.get("instruction"))
+        fmt = f"{cls.name}/{style}"
+        if style == "chat":
+            prompt = P.chat_prompt(group, task, instruction)
+            return TrainingExample(prompt=prompt.prefill, completion=child.rstrip("\n") + "\n```",
+                                   messages=prompt.messages, format=fmt)
+        entries = [P.find_entry(source, name) for source in group]
+        if any(e is None for e in entries):
+            return None
+        entry, old, got = entries[0], list(entries[0].lines), _lines(child)
+        if style == "lines":
+            if len(got) != len(old):
+                return None
+            changed = [i for i, (a, b) in enumerate(zip(old, got)) if a != b]
+            if not changed or changed[0] < entry.body_start or changed[-1] >= entry.end:
+                return None
+            heads = P.assignment_lines(entry)
+            if heads:
+                head = next((h for line, h, _ in heads if [line] == changed), None)
+                if head is None or not got[changed[0]].startswith(head):
+                    return None
+                return TrainingExample(
+                    prompt=P.lines_prompt(entry, name, changed[0], head, _option(cls, node, "show_parent")),
+                    completion=got[changed[0]][len(head):], format=fmt)
+            first, last = changed[0], changed[-1] + 1
+            return TrainingExample(prompt=P.lines_prompt(entry, name, first, "", _option(cls, node, "show_parent")),
+                                   completion="".join(got[first:last]), format=fmt)
+        # body / body_chat: only the entry function's body may differ
+        new = P.find_entry(child, name)
+        if new is None:
+            return None
+        if got[:new.body_start] != old[:entry.body_start] or got[new.end:] != old[entry.end:]:
+            return None
+        start = P.body_start(entry, _option(cls, node, "body_lines"))
+        body = "".join(got[new.body_start:new.end])
+        if not body.startswith(start) or body == start:
+            return None
+        if style == "body":
+            return TrainingExample(prompt=P.body_prompt(entries, name, instruction, start),
+                                   completion=body[len(start):], format=fmt)
+        prompt = P.body_chat_prompt(entries, name, task, instruction, start)
+        return TrainingExample(prompt=prompt.prefill, completion=body[len(start):] + "```",
+                               messages=prompt.messages, format=fmt)
 
     def _stops(self) -> tuple[str, ...]:
         if self.style in ("body", "lines"):
@@ -716,10 +830,14 @@ class CrossoverMutator(RewriteMutator):
                  record_completion: bool = True) -> None:
         if isinstance(parents, bool) or not isinstance(parents, int) or parents < 2:
             raise ValueError(f"crossover needs parents >= 2, got {parents!r}")
-        if instruction is None and style == "body":
-            instruction = "Improved version combining the best ideas of {versions}."
-        elif instruction is None and style == "chat":
-            instruction = "Write a new program that combines the best ideas of these programs and scores higher."
         super().__init__(backend=backend, style=style, instruction=instruction, parents=parents,
                          body_lines=body_lines, inspirations=inspirations, sampling=sampling, name=name,
                          record_completion=record_completion)
+
+    @classmethod
+    def _instruction(cls, style: str, instruction: str | None) -> str:
+        if instruction is None and style == "body":
+            return "Improved version combining the best ideas of {versions}."
+        if instruction is None and style == "chat":
+            return "Write a new program that combines the best ideas of these programs and scores higher."
+        return super()._instruction(style, instruction)

@@ -336,22 +336,20 @@ def choose_statement(entry: EntryFunction, rng: np.random.Generator) -> tuple[in
     return candidates[int(rng.choice(len(candidates), p=p))]
 
 
-def choose_assignment(entry: EntryFunction, rng: np.random.Generator) -> tuple[int, str] | None:
-    """A one-line assignment of the entry function's body and the part of its line that is kept.
+def assignment_lines(entry: EntryFunction) -> list[tuple[int, str, bool]]:
+    """The one-line assignments of the entry function's body that the ``lines`` style may rewrite.
 
-    Returns ``(line index, head)`` where ``head`` is the line up to and
-    including its ``=`` (or ``+=``...), e.g. ``"    x0, y0 ="``: the model
-    writes a new right-hand side, so the names the rest of the function uses
-    stay bound by construction. Assignments with float literals are three
-    times as likely (a small model varies a constant far more often validly
-    than it rewrites logic). None when the function has no such line.
+    Returns ``(line index, head, knob)`` in source order: ``head`` is the line up to and including
+    its ``=`` (or ``+=``...), e.g. ``"    x0, y0 ="``; ``knob`` is True when the right-hand side
+    has a float literal. Lines of statements spanning several lines, or followed by another
+    statement on the same line, are left out. Empty when the program has no such function.
     """
     tree = ast.parse("".join(entry.lines))
     fn = next((n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
                and n.end_lineno == entry.end and n.lineno - 1 <= entry.def_end), None)
     if fn is None:
-        return None
-    candidates, weights = [], []
+        return []
+    found = []
     for node in ast.walk(fn):
         if not isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)) or node.value is None:
             continue
@@ -368,12 +366,27 @@ def choose_assignment(entry: EntryFunction, rng: np.random.Generator) -> tuple[i
         # a float literal is usually a tuning knob (a position, a spacing); an int is often a count
         # the task fixes (n = 26), so only floats get the extra weight
         knob = any(isinstance(c, ast.Constant) and type(c.value) is float for c in ast.walk(node.value))
-        candidates.append((line, head))
-        weights.append(3.0 if knob else 1.0)
+        found.append((line, head, knob))
+    return found
+
+
+def choose_assignment(entry: EntryFunction, rng: np.random.Generator) -> tuple[int, str] | None:
+    """A one-line assignment of the entry function's body and the part of its line that is kept.
+
+    Returns ``(line index, head)`` where ``head`` is the line up to and
+    including its ``=`` (or ``+=``...), e.g. ``"    x0, y0 ="``: the model
+    writes a new right-hand side, so the names the rest of the function uses
+    stay bound by construction. Assignments with float literals are three
+    times as likely (a small model varies a constant far more often validly
+    than it rewrites logic). None when the function has no such line
+    (see :func:`assignment_lines`).
+    """
+    candidates = assignment_lines(entry)
     if not candidates:
         return None
-    p = np.array(weights) / sum(weights)
-    return candidates[int(rng.choice(len(candidates), p=p))]
+    weights = np.array([3.0 if knob else 1.0 for _, _, knob in candidates])
+    line, head, _ = candidates[int(rng.choice(len(candidates), p=weights / weights.sum()))]
+    return line, head
 
 
 def _line_indent(line: str) -> str:

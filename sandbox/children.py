@@ -18,11 +18,32 @@ import time
 import traceback
 
 from sandbox.confine import (
-    CLONE_NEWNET, PR_SET_PDEATHSIG, close_all_but, flush_std, loopback_up, move_fds, new_stdio, prctl, unshare,
+    CLONE_NEWNET,
+    PR_SET_PDEATHSIG,
+    close_all_but,
+    flush_std,
+    loopback_up,
+    move_fds,
+    new_stdio,
+    prctl,
+    unshare,
 )
 from sandbox.protocol import (
-    CONTROL_FD, EXIT_SETUP_FAILED, EXITED, FORKED, MAX_FRAME, RESULT_CAP, RESULT_FD, SEED, exit_code,
-    format_exception, read_blob, read_exact, shorten, write_all, write_frame,
+    CONTROL_FD,
+    EXIT_SETUP_FAILED,
+    EXITED,
+    FORKED,
+    MAX_FRAME,
+    RESULT_CAP,
+    RESULT_FD,
+    SEED,
+    exit_code,
+    format_exception,
+    read_blob,
+    read_exact,
+    shorten,
+    write_all,
+    write_frame,
 )
 
 _WARM_UP = "def main():\n    return [1.5, 'x', {'k': (2,)}]\n"

@@ -61,12 +61,27 @@ from collections import deque
 
 from sandbox.children import ChildProcesses
 from sandbox.confine import (
-    PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE, clamp_rlimits, mount_pids_cgroup, prctl, probe_unshare, use_pids_cgroup,
+    PR_SET_CHILD_SUBREAPER,
+    PR_SET_DUMPABLE,
+    clamp_rlimits,
+    mount_pids_cgroup,
+    prctl,
+    probe_unshare,
+    use_pids_cgroup,
 )
 from sandbox.procfs import all_pids, descendants, proc_stat
 from sandbox.protocol import (
-    ERROR_CAP, EXIT_SETUP_FAILED, HEADER, MAX_FRAME, RESULT_CAP, SEED, TAIL_CHARS, format_exception, read_frame,
-    write_all, write_frame,
+    ERROR_CAP,
+    EXIT_SETUP_FAILED,
+    HEADER,
+    MAX_FRAME,
+    RESULT_CAP,
+    SEED,
+    TAIL_CHARS,
+    format_exception,
+    read_frame,
+    write_all,
+    write_frame,
 )
 from sandbox.scrub import scrub_dir
 from sandbox.zygote import ZygoteLink, ZygoteLost, _Proc

@@ -42,14 +42,13 @@ import os
 import random
 import secrets
 import socket
-import sys
 import tempfile
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from elm.sandbox import EnvironmentSpec, SandboxLimits
 from elm.types import EvalRequest, EvalResult, EvalStatus

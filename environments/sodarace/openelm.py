@@ -47,7 +47,8 @@ does is the reference, and is said where it differs):
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from elm.environment import InvalidProgram
 from environments.sodarace.walker import RULES, Walker
@@ -75,7 +76,7 @@ def _finite(value: Any, where: str) -> float:
     return number
 
 
-class walker_creator:  # noqa: N801 - the name programs written for OpenELM use
+class walker_creator:
     """Builds a walker with OpenELM's calls; ``get_walker()`` gives the environment's :class:`Walker`.
 
     ``joints``: the handles so far, ``(0.22 x, -0.22 y)`` per ``add_joint``.

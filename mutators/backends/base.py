@@ -111,6 +111,9 @@ class Backend(ABC):
 
     #: short description for logs and ``Proposal.meta`` (e.g. ``"hf:/path/to/model"``)
     label: str = "backend"
+    #: which weights write the completions: ``"base"``, or the fine-tuned version loaded (an
+    #: adapter's ``version`` from its ``elm_adapter.json``); recorded with every child
+    version: str = "base"
     #: True if a :class:`ChatPrompt`'s ``prefill`` is applied (the reply continues it)
     supports_prefill: bool = True
     #: tokens of prompt + completion the model can attend to; None: unknown (no length guard)

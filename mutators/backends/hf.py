@@ -10,14 +10,20 @@ sets it (Refact-1.6B needs it; the natively supported models never do).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from mutators.backends.base import Backend, ChatPrompt, Completion, Prompt, Sampling, cut_at_stop
 
-__all__ = ["HFBackend"]
+__all__ = ["ADAPTER_META", "HFBackend", "model_version"]
+
+#: the file, next to a fine-tuned model's weights, that records its base model, data and version
+ADAPTER_META = "elm_adapter.json"
 
 _DTYPES = ("auto", "float32", "bfloat16", "float16")
 _BATCHING = ("padded", "equal_length", "single")
@@ -64,6 +70,11 @@ class HFBackend(Backend):
             A row whose prompt plus ``max_new_tokens`` exceeds it is not run: its completion
             has ``finish="prompt_too_long"`` and the rest of the batch runs (operators window
             their prompts to fit before that, see :mod:`mutators.lm`).
+        adapter: a LoRA adapter directory (``python -m mutators.finetune train``, or any PEFT
+            adapter of this base model), merged into the weights at load, so generation costs
+            what the base model's does. ``version`` (recorded with every child) is the adapter's
+            version from its ``elm_adapter.json``; a fully fine-tuned checkpoint is loaded with
+            ``model=DIR`` instead, and its ``elm_adapter.json`` gives the version the same way.
 
     Generation: prompts are tokenised without adding special tokens (the
     prompt string is exactly what the model sees), batched as ``batching``
@@ -92,6 +103,7 @@ class HFBackend(Backend):
         cache_dir: str | None = None,
         context_length: int | None = None,
         batching: str = "padded",
+        adapter: str | None = None,
     ) -> None:
         if not isinstance(model, str) or not model:
             raise ValueError(f"backend.model must be a hub id, a local directory or 'smollm2', got {model!r}")
@@ -135,6 +147,9 @@ class HFBackend(Backend):
         start = time.perf_counter()
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(path, **load)
         self.model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **load)
+        self.version = model_version(Path(path)) if Path(path).is_dir() else "base"
+        if adapter is not None:
+            self.model, self.version = _load_adapter(self.model, adapter, model)
         self.model.to(self.device).eval()
         self.load_seconds = time.perf_counter() - start
         tok = self.tokenizer
@@ -334,3 +349,45 @@ def _stopping_criteria(tokenizer, stops: Sequence[str], prompt_len: int):
             return done
 
     return StoppingCriteriaList([_StopStrings()])
+
+
+def model_version(path: Path) -> str:
+    """The version of fine-tuned weights in ``path`` (its ``elm_adapter.json``), or ``"base"``.
+
+    Weights without that file (a PEFT adapter made elsewhere) are named by their directory and the
+    first 12 hex digits of the SHA-256 of their weights file.
+    """
+    meta = path / ADAPTER_META
+    if meta.is_file():
+        try:
+            return str(json.loads(meta.read_text())["version"])
+        except (ValueError, KeyError) as exc:
+            raise ValueError(f"{meta} is not a valid {ADAPTER_META} (no 'version'): {exc}; "
+                             "re-train the adapter or delete the file") from exc
+    weights = path / "adapter_model.safetensors"
+    if weights.is_file():
+        digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
+        return f"{path.name}-{digest}"
+    return "base"
+
+
+def _load_adapter(model, adapter: str, base: str):
+    """``model`` with the LoRA adapter in directory ``adapter`` merged in, and the adapter's version."""
+    path = Path(adapter).expanduser()
+    if not (path / "adapter_config.json").is_file():
+        hint = (" (it holds a full checkpoint: load it with backend.model=" f"{path})"
+                if (path / "config.json").is_file() else "")
+        raise ValueError(f"backend.adapter: {path} is not a LoRA adapter directory (no adapter_config.json)"
+                         f"{hint}; train one with `python -m mutators.finetune train --out DIR`")
+    meta = path / ADAPTER_META
+    if meta.is_file():
+        trained_on = json.loads(meta.read_text()).get("base_model")
+        if trained_on is not None and trained_on != base:
+            raise ValueError(f"backend.adapter: {path} was trained on base model {trained_on!r}, but "
+                             f"backend.model is {base!r}; set backend.model={trained_on}")
+    try:
+        from peft import PeftModel
+    except ImportError as exc:
+        raise ImportError(f"backend.adapter needs peft ({exc}): pip install -e '.[finetune]'") from exc
+    merged = PeftModel.from_pretrained(model, str(path)).merge_and_unload()
+    return merged, model_version(path)

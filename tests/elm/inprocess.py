@@ -8,10 +8,10 @@ tests/sandbox and end to end in tests/test_cli.py.
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 import time
 import traceback
 from collections.abc import Sequence
+from dataclasses import replace
 
 from elm.environment import InvalidProgram, roundtrip_json, validate_evaluation
 from elm.mutator import Mutator

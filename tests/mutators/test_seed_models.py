@@ -305,8 +305,9 @@ def test_long_parent_is_windowed_around_the_edit_and_the_batch_runs(models):
 
 
 def test_diff_applied_inside_a_window_edits_the_whole_parent():
-    from mutators.lm import DiffMutator as D, _DiffWindow, _Plan
     from mutators.backends import Completion
+    from mutators.lm import DiffMutator as D
+    from mutators.lm import _DiffWindow, _Plan
 
     lines = LONG_PARENT.splitlines(keepends=True)
     start = lines.index('def f(x):\n') - 2

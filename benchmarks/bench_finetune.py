@@ -1,0 +1,142 @@
+"""Paired benchmark: SmolLM2's ``lines`` operator untuned vs. fine-tuned on a run's own successes.
+
+1. **Data**: a run of the default model mixed with the AST baseline (``mutator=smollm2_gp`` at
+   equal weights, circle packing, ``sandbox=process``), or an existing run (``--data-run``).
+2. **Export**: its successful children as ``rewrite/lines`` pairs, the baseline's one-line
+   successes re-expressed in that format (``--reexpress smollm2``).
+3. **Train**: a LoRA adapter on CPU, bounded by ``--train-steps`` and ``--train-seconds``, with
+   ``--threads`` torch threads; cost per step and per example from its ``elm_adapter.json``.
+4. **Paired runs**: ``mutator=smollm2`` (the model alone) with the same environment, seed and
+   budget, without and with ``mutator.backend.adapter``, on circle packing and on an environment
+   the adapter was not trained on (``--transfer-env``, default bin packing). Per run: the model's
+   children, valid rate, insertion rate, new-cell rate, distinct-program rate (distinct programs
+   the operator built / children) and the share of children whose new line is copied verbatim
+   from a training completion.
+
+    .venv/bin/python -m benchmarks.bench_finetune --out /tmp/bench_finetune
+    .venv/bin/python -m benchmarks.bench_finetune --data-run outputs/DATE/TIME --train-seconds 300
+
+Prints a Markdown table and writes ``results.json`` under ``--out``. Run by hand (never imported
+by tests); figures in docs/mutators.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(run_dir: Path, overrides: list[str], log: Path) -> float:
+    """One ``run_elm.py`` run in its own process (its own Ray); returns its wall time in seconds."""
+    start = time.perf_counter()
+    with open(log, "w") as fh:
+        proc = subprocess.run([sys.executable, str(ROOT / "run_elm.py"), *overrides, "loop.progress=false",
+                               f"hydra.run.dir={run_dir}"], cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        raise SystemExit(f"run {run_dir} failed (exit {proc.returncode}); see {log}")
+    return time.perf_counter() - start
+
+
+def _model_rates(run_dir: Path, training: set[str]) -> dict:
+    """The rates of the run's one model operator (every mutator but the seeds)."""
+    from elm.stats import mutator_stats
+    from elm.store import RunStore
+
+    with RunStore.open(run_dir) as store:
+        (stats,) = [s for s in mutator_stats(store) if s.mutator != "seed"]
+        mutator = stats.mutator
+        programs, copied, versions = set(), 0, set()
+        for rec in store.iter_evaluations(mutator=mutator):
+            meta = rec.info.get("mutation") or {}
+            versions.add(meta.get("model_version"))
+            if rec.source is not None and rec.mutation_status == "ok":
+                programs.add(rec.program_key or rec.source)
+            line = str(meta.get("completion", "")).split("\n", 1)[0].strip()
+            copied += bool(line) and line in training
+        best = max((r.fitness for r in store.iter_evaluations(status="ok") if r.fitness is not None), default=None)
+    n = stats.proposals or 1
+    return {"children": stats.proposals, "valid": stats.valid / n, "inserted": stats.inserted / n,
+            "new_cells": stats.new_cells / n, "distinct": len(programs) / n, "copied": copied / n,
+            "inserted_count": stats.inserted, "valid_count": stats.valid, "best_fitness": best,
+            "model_s_per_child": stats.model_s / n, "versions": sorted(str(v) for v in versions)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, default=Path("/tmp/bench_finetune"))
+    ap.add_argument("--data-run", type=Path, default=None, help="reuse this run as the training data")
+    ap.add_argument("--data-seconds", type=float, default=420.0)
+    ap.add_argument("--train-steps", type=int, default=300)
+    ap.add_argument("--train-seconds", type=float, default=300.0)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--evaluations", type=int, default=100, help="budget of each paired run (seeds included)")
+    ap.add_argument("--eval-seconds", type=float, default=420.0, help="wall-clock bound of each paired run")
+    ap.add_argument("--transfer-env", default="bin_packing")
+    ap.add_argument("--transfer-evaluations", type=int, default=64)
+    args = ap.parse_args(argv)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict = {"args": {k: str(v) for k, v in vars(args).items()}}
+
+    data = args.data_run.resolve() if args.data_run else out / "data"
+    if args.data_run is None:
+        secs = _run(data, ["mutator=smollm2_gp", "mutator.components.smollm2.weight=0.5",
+                           "mutator.components.gp.weight=0.5", "sandbox=process", "seed=0",
+                           f"budget.wall_seconds={args.data_seconds}"], out / "data.log")
+        results["data_run_s"] = secs
+    from elm.finetune import export_examples
+
+    pairs = out / "pairs.jsonl"
+    summary = export_examples(data, pairs, reexpress=["smollm2"])
+    results["export"] = {"rows": summary.rows, "successes": summary.successes, "by_operator": summary.by_operator,
+                         "unexpressed": summary.unexpressed, "repeated": summary.repeated}
+    print(f"export: {results['export']}", flush=True)
+    training = {json.loads(line)["completion"].strip() for line in open(pairs)}
+
+    from mutators.finetune.train import TrainConfig, train
+
+    adapter = out / f"adapter-{int(time.time())}"
+    result = train(data=pairs, model="smollm2", out=adapter,
+                   config=TrainConfig(max_steps=args.train_steps, max_seconds=args.train_seconds,
+                                      batch_size=args.batch_size, lr=args.lr, threads=args.threads, seed=0))
+    results["train"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in result.__dict__.items()}
+    print(f"train: {results['train']}", flush=True)
+
+    results["paired"] = {}
+    for env, budget in (("circle_packing", args.evaluations), (args.transfer_env, args.transfer_evaluations)):
+        for label, extra in (("untuned", []), ("tuned", [f"mutator.backend.adapter={adapter}"])):
+            run_dir = out / f"{env}-{label}"
+            secs = _run(run_dir, [f"env={env}", "mutator=smollm2", "sandbox=process", f"seed={args.seed}",
+                                  f"budget.evaluations={budget}", f"budget.wall_seconds={args.eval_seconds}",
+                                  f"mutator.backend.threads={args.threads}", *extra], out / f"{env}-{label}.log")
+            rates = _model_rates(run_dir, training)
+            rates["run_s"] = secs
+            results["paired"][f"{env}/{label}"] = rates
+            print(f"{env} {label}: {rates}", flush=True)
+            (out / "results.json").write_text(json.dumps(results, indent=1))
+
+    print("\n| environment | model | children | valid | inserted | new cells | distinct | copied | best |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for key, r in results["paired"].items():
+        env, label = key.split("/")
+        best = "–" if r["best_fitness"] is None else f"{r['best_fitness']:.3f}"
+        print(f"| {env} | {label} | {r['children']} | {r['valid']:.1%} | {r['inserted']:.1%} | {r['new_cells']:.1%} "
+              f"| {r['distinct']:.1%} | {r['copied']:.1%} | {best} |")
+    t = results["train"]
+    print(f"\ntraining: {t['steps']} steps, {t['examples_seen']} examples in {t['seconds']:.0f} s: "
+          f"{t['seconds_per_step']:.2f} s/step, {t['seconds_per_example']:.3f} s/example ({args.threads} threads)")
+
+
+if __name__ == "__main__":
+    main()
