@@ -51,6 +51,8 @@ from elm.workers import EvaluatorWorker, MutatorWorker, syntax_error
 log = logging.getLogger("elm")
 
 MAX_STAGE_RETRIES = 3
+#: how long a batch waits for a restarting actor before that counts as the actor dying (seconds)
+UNAVAILABLE_PATIENCE_S = 120.0
 #: a run whose children keep being duplicates stops after this many per evaluation of its budget
 DUPLICATE_LIMIT = 10
 
@@ -82,8 +84,12 @@ class _Job:
     eval_ref: Any = None
     mutator_actor: int = -1
     evaluator_actor: int = -1
-    stage: str = "mutate"  # "mutate" -> "evaluate" -> "done"
+    stage: str = "mutate"  # "mutate" -> "evaluate" -> "done"; "wait": for a restarting actor
     retries: int = 0
+    retry_stage: str = ""  # the stage to re-issue ("mutate" or "evaluate")
+    retry_at: float = 0.0  # when a waiting job is re-issued
+    waits: int = 0
+    unavailable_since: float | None = None  # first time its actor was found restarting
     result: tuple[list[Proposal], str, list[EvalResult | None]] | None = None
     submitted_at: float = field(default_factory=time.time)
 
@@ -96,6 +102,11 @@ class _LaneState:
     in_flight: int = 0  # jobs of this lane not yet absorbed
     parents_per_child: int = 1
     inspirations: int = 0  # other elites shown per child (language-model operators that ask for them)
+
+
+def _mutating(job: _Job) -> bool:
+    """Whether the job's children are still being written (or wait to be, for a restarting actor)."""
+    return job.stage == "mutate" or (job.stage == "wait" and job.retry_stage == "mutate")
 
 
 def _parent(e: Elite) -> Parent:
@@ -315,7 +326,7 @@ class Driver:
         mutation that finishes when the budget is (nearly) spent is cut to what is left
         (:meth:`_room`), and unfinished ones are dropped when the run stops.
         """
-        held = sum(len(j.ids) for j in self._jobs if not (self._oversubscribe and j.stage == "mutate"))
+        held = sum(len(j.ids) for j in self._jobs if not (self._oversubscribe and _mutating(j)))
         return self.budget.evaluations - self._count - held
 
     @property
@@ -328,7 +339,7 @@ class Driver:
             return len(job.ids)
         if self._stop_reason is not None:
             return 0
-        held = sum(len(j.ids) for j in self._jobs if j is not job and j.stage != "mutate")
+        held = sum(len(j.ids) for j in self._jobs if j is not job and not _mutating(j))
         return max(0, min(len(job.ids), self.budget.evaluations - self._count - held))
 
     def _drop(self, job: _Job, keep: int) -> None:
@@ -485,7 +496,15 @@ class Driver:
                 refs[job.keys_ref] = job
             elif job.stage == "evaluate":
                 refs[job.eval_ref] = job
+        waiting = [job for job in self._jobs if job.stage == "wait"]
+        now = time.time()
+        for job in waiting:
+            if job.retry_at <= now:
+                self._redispatch(job)
+                refs[job.keys_ref if job.stage == "mutate" else job.eval_ref] = job
         if not refs:
+            if waiting:  # only batches waiting for a restarting actor: sleep until the first is due
+                time.sleep(max(0.0, min(timeout, min(j.retry_at for j in waiting) - now)))
             return
         ready, _ = ray.wait(list(refs), num_returns=1, timeout=timeout, fetch_local=False)
         if ready:  # collect everything else that is already done, without waiting
@@ -562,12 +581,30 @@ class Driver:
         return None
 
     def _retry(self, job: _Job, stage: str, exc: Exception) -> None:
+        import ray
+
+        if isinstance(exc, ray.exceptions.ActorUnavailableError):
+            # the actor is restarting (slow on a loaded machine): wait for it, backing off, rather than
+            # spending the retries that are meant for workers that keep dying
+            now = time.time()
+            job.unavailable_since = job.unavailable_since or now
+            if now - job.unavailable_since < UNAVAILABLE_PATIENCE_S:
+                job.waits += 1
+                job.retry_stage, job.retry_at = stage, now + min(0.25 * 2 ** job.waits, 5.0)
+                job.stage = "wait"
+                log.info("%s worker restarting; batch of %d re-issued in %.1f s", stage, len(job.ids),
+                         job.retry_at - now)
+                return
         job.retries += 1
         if job.retries > MAX_STAGE_RETRIES:
             self._fail_job(job, f"{stage} worker died {job.retries} times: {_root_cause(exc)}", lost=True)
             return
         log.warning("%s worker died (%s); re-issuing batch of %d", stage, _root_cause(exc), len(job.ids))
-        if stage == "mutate":
+        job.retry_stage = stage
+        self._redispatch(job)
+
+    def _redispatch(self, job: _Job) -> None:
+        if job.retry_stage == "mutate":
             self._dispatch_mutation(job)
         else:
             self._dispatch_evaluation(job)
@@ -826,10 +863,11 @@ class Driver:
         (their children would not fit the budget, or the run was told to stop)."""
         if not self._oversubscribe:
             return
-        for job in [j for j in self._jobs if j.stage == "mutate"]:
+        for job in [j for j in self._jobs if _mutating(j)]:
             self._jobs.remove(job)
             self.lanes[job.lane].in_flight -= 1
-            self.lanes[job.lane].load[job.mutator_actor] -= 1
+            if job.stage == "mutate":  # a waiting job's actor load was already given back
+                self.lanes[job.lane].load[job.mutator_actor] -= 1
 
     def _drain(self) -> None:
         while self._jobs:

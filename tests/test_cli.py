@@ -28,6 +28,8 @@ def _count(run_dir: Path) -> int:
     conn = sqlite3.connect(f"file:{run_dir / 'run.db'}?mode=ro", uri=True, timeout=30)
     try:
         return conn.execute("SELECT COUNT(*) FROM evaluations WHERE status != 'duplicate'").fetchone()[0]
+    except sqlite3.OperationalError:  # the run has created the file but not yet its tables
+        return 0
     finally:
         conn.close()
 
