@@ -36,12 +36,14 @@ def main() -> None:
     settings = [  # (batch size, in flight, mutator actors, evaluator actors, search machinery)
         (16, 4, 1, 1, "plain"),
         (64, 8, 2, 2, "plain"),
+        (64, 8, 2, 2, "nodedup"),
         (64, 8, 2, 2, "search"),
         (256, 8, 2, 2, "plain"),
         (256, 8, 2, 2, "search"),
         (512, 8, 2, 2, "plain"),
     ]
-    # "plain": one operator (duplicate detection on, the default); "search": two lanes, one with two
+    # "plain": one operator (duplicate detection on, the default); "nodedup": the same with duplicate
+    # detection off (search.dedup=false); "search": two lanes, one with two
     # variants, the bandit choosing among the three operators, four islands with migration and resets
     search = ["search.bandit.enabled=true", "search.islands.count=4", "search.islands.migration_interval=500",
               "search.islands.reset_interval=2000"]
@@ -49,14 +51,14 @@ def main() -> None:
     mixture = {"_target_": "mutators.mixture.MixtureMutator", "components": {
         "a": {**instant, "weight": 0.5, "variants": {"x": {}, "y": {}}}, "b": {**instant, "weight": 0.5}}}
     print(f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"{'batch':>6} {'in-flight':>9} {'mut':>4} {'eval':>4} {'search':>7} {'evals':>7} {'evals/s':>9} {'ms/eval':>9} "
-          f"{'driver CPU ms':>14} {'steady ev/s':>13} {'steady ms/ev':>13}")
+    print(f"{'batch':>6} {'in-flight':>9} {'mut':>4} {'eval':>4} {'search':>7} {'evals':>7} {'evals/s':>9} "
+          f"{'ms/eval':>9} {'driver CPU ms':>14} {'steady ev/s':>13} {'steady ms/ev':>13}")
     for batch, in_flight, n_mut, n_eval, kind in settings:
         cfg = compose([
             "sandbox._target_=benchmarks._instant.NoopSandbox", "loop.progress=false", "loop.export_elites=false",
             f"budget.evaluations={args.evaluations}", f"loop.batch_size={batch}", f"loop.max_in_flight={in_flight}",
             f"ray.mutator_actors={n_mut}", f"ray.evaluator_actors={n_eval}", "ray.evaluator_num_cpus=0",
-            *(search if kind == "search" else []),
+            *(search if kind == "search" else []), *(["search.dedup=false"] if kind == "nodedup" else []),
         ])
         cfg["mutator"] = mixture if kind == "search" else instant
         with tempfile.TemporaryDirectory() as tmp:
