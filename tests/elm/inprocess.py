@@ -12,10 +12,10 @@ import time
 import traceback
 from typing import Sequence
 
-from elm.environment import InvalidProgram, roundtrip_json, validate_evaluation
+from elm.environment import InvalidProgram, roundtrip_json, seed_randomness, validate_evaluation
 from elm.mutator import Mutator
 from elm.sandbox import EnvironmentSpec, Sandbox, SandboxLimits
-from elm.types import EvalRequest, EvalResult, EvalStatus, Parent, Proposal, TaskContext
+from elm.types import EvalRequest, EvalResult, EvalStatus, Parent, Proposal, TaskContext, candidate_seed
 
 
 class InProcessSandbox(Sandbox):
@@ -30,6 +30,7 @@ class InProcessSandbox(Sandbox):
         for req in requests:
             start = time.perf_counter()
             try:
+                seed_randomness(candidate_seed(req.seed, req.source))  # as the real sandboxes do
                 ev = validate_evaluation(self.env.score(roundtrip_json(self.env.execute(req.source))),
                                          self.env.descriptor_space)
                 out.append(EvalResult(id=req.id, status=EvalStatus.OK, fitness=ev.fitness,
