@@ -13,10 +13,10 @@ import traceback
 from collections.abc import Sequence
 from dataclasses import replace
 
-from elm.environment import InvalidProgram, roundtrip_json, validate_evaluation
+from elm.environment import InvalidProgram, roundtrip_json, seed_randomness, validate_evaluation
 from elm.mutator import Mutator
 from elm.sandbox import EnvironmentSpec, Sandbox, SandboxLimits
-from elm.types import EvalRequest, EvalResult, EvalStatus, Parent, Proposal, TaskContext
+from elm.types import EvalRequest, EvalResult, EvalStatus, Parent, Proposal, TaskContext, candidate_seed
 
 
 class InProcessSandbox(Sandbox):
@@ -31,6 +31,7 @@ class InProcessSandbox(Sandbox):
         for req in requests:
             start = time.perf_counter()
             try:
+                seed_randomness(candidate_seed(req.seed, req.source))  # as the real sandboxes do
                 ev = validate_evaluation(self.env.score(roundtrip_json(self.env.execute(req.source))),
                                          self.env.descriptor_space)
                 out.append(EvalResult(id=req.id, status=EvalStatus.OK, fitness=ev.fitness,
