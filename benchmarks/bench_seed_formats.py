@@ -2,7 +2,7 @@
 
 Each seed format's real operator (diff for CodeGen, FIM for FIM-NeoX, SantaCoder and Refact in
 its SPM and PSM orders) runs one batch on fixed parents through the ``hf`` backend with a tiny
-random-weight model of that architecture and its real tokenizer (``tests/mutators/tiny_models.py``).
+random-weight model of that architecture and its real tokenizer (``mutators/standins.py``).
 The model really generates (so a prompt longer than the model's context fails as it would on
 the real model), then each completion's text is replaced by a *realistic synthetic completion*
 for that case: the shapes the audit of issue 14 found in real diff/FIM outputs (a valid hunk
@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from elm.types import Parent, TaskContext
 from mutators import DiffMutator, FIMMutator
+from mutators import standins as tiny
 from mutators.backends import Backend, Completion, build_backend, release_backend
-from tests.mutators import tiny_models as tiny
 
 TASK = TaskContext(name="toy", description="toy task", entry_point="f", signature="def f(x):")
 

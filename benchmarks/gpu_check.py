@@ -1,7 +1,7 @@
 """One-shot check of the seed-model mutators at their real sizes on a GPU (issue 14).
 
 For each seed architecture at its real size, a random-weight model is built from its config
-with the real tokenizer (``tests/mutators/tiny_models.py``; SantaCoder's vocabulary is the
+with the real tokenizer (``mutators/standins.py``; SantaCoder's vocabulary is the
 stand-in carrying its five real special tokens), saved, and loaded back through the ``hf``
 backend as a checkpoint would be, with the backend settings of its ``conf/mutator/*.yaml``
 (``batching``, ``trust_remote_code``) on CUDA in bf16:
@@ -161,8 +161,8 @@ def check_model(kind: str, args, work: Path, log: Log, deadline: float) -> dict:
     import torch
 
     from mutators import DiffMutator, FIMMutator
+    from mutators import standins as tiny
     from mutators.backends import build_backend, release_backend
-    from tests.mutators import tiny_models as tiny
 
     option, real, operators = MODELS[kind]
     node = _yaml_node(option)

@@ -20,12 +20,12 @@ from elm.finetune import FinetuneError, export_examples  # noqa: E402
 from elm.store import EvaluationRecord, RunStore  # noqa: E402
 from elm.types import Parent, TaskContext  # noqa: E402
 from mutators import prompts as P  # noqa: E402
+from mutators import standins as tiny  # noqa: E402
 from mutators.backends.hf import ADAPTER_META, HFBackend  # noqa: E402
 from mutators.diff import apply_diff  # noqa: E402
 from mutators.finetune.__main__ import main as cli  # noqa: E402
 from mutators.finetune.train import TrainConfig, train  # noqa: E402
 from mutators.lm import CrossoverMutator, DiffMutator, RewriteMutator  # noqa: E402
-from tests.mutators import tiny_models as tiny  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

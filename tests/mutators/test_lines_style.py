@@ -14,7 +14,7 @@ pytest.importorskip("transformers")
 from elm.types import Parent, TaskContext
 from mutators import RewriteMutator
 from mutators import prompts as P
-from tests.mutators import tiny_models as tiny
+from mutators import standins as tiny
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

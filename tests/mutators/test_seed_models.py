@@ -1,7 +1,7 @@
 """The four seed code models: tokenizers with the real special tokens, exact prompt formats, and
 generation -> parse -> apply/splice -> child end to end through the hf backend's real loading path.
 
-Tiny random stand-ins (tests/mutators/tiny_models.py) are saved to disk and
+Tiny random stand-ins (mutators/standins.py) are saved to disk and
 loaded with ``from_pretrained(directory)``, as a hub id would be; each is
 taught one completion so that greedy decoding produces a known diff or
 middle, which the operator must turn into exactly the expected child.
@@ -18,9 +18,9 @@ pytest.importorskip("transformers")
 
 from elm.types import Parent, TaskContext
 from mutators import DiffMutator, FIMMutator
+from mutators import standins as tiny
 from mutators.backends import build_backend
 from mutators.fim import FORMATS
-from tests.mutators import tiny_models as tiny
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything here is local; never try the hub
 

@@ -6,7 +6,7 @@ import gzip
 
 import pytest
 
-from tests.mutators import tiny_models
+from mutators import standins as tiny_models
 
 
 def test_vendored_vocabularies_match_the_shared_ones():

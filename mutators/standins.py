@@ -1,5 +1,11 @@
 """Tiny random models of the four seed architectures, with tokenizers carrying the real special tokens.
 
+Used by the test suite and by the benchmarks that exercise the seed formats without weights
+(``benchmarks/bench_seed_formats.py``, ``benchmarks/gpu_check.py``); it lives in the package so that
+neither imports the other. Needs torch and transformers (the ``lm`` extra); the real vocabularies come
+from ``$ELM_TOKENIZERS_DIR``, ``../shared/data/tokenizers`` or the gzip copies in ``tests/data/tokenizers``
+(a checkout).
+
 No weights can be downloaded in CI, so each seed model gets a stand-in that
 exercises exactly the loading and prompting path its hub id takes:
 
@@ -34,9 +40,9 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-SHARED_TOKENIZERS = Path(__file__).resolve().parents[3] / "shared" / "data" / "tokenizers"
+SHARED_TOKENIZERS = Path(__file__).resolve().parents[2] / "shared" / "data" / "tokenizers"
 #: gzip copies of the files the tests use (see tests/data/tokenizers/README.md)
-VENDORED_TOKENIZERS = Path(__file__).resolve().parents[1] / "data" / "tokenizers"
+VENDORED_TOKENIZERS = Path(__file__).resolve().parents[1] / "tests" / "data" / "tokenizers"
 _unpacked: Path | None = None
 
 #: CodeGen's added whitespace tokens: 50257..50286 = 31..2 spaces, 50287..50294 = 9..2 tabs
