@@ -515,7 +515,8 @@ class FIMMutator(LMMutator):
             prompt = self.format.prompt("".join(lines[start:len(pre)]), "".join(lines[len(pre):end]))
             if self._tokens(prompt) <= room:
                 return replace(plan, prompt=prompt, meta={**dict(plan.meta or {}),
-                                                          "window": [start + 1, end + span.last_line - span.first_line + 1]})
+                                                          "window": [start + 1,
+                                                                     end + span.last_line - span.first_line + 1]})
             window = _shrink_window(window, hole)
         return None
 

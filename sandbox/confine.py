@@ -37,7 +37,7 @@ def prctl(option: int, arg: int) -> bool:
         if _libc is None:
             _libc = ctypes.CDLL(None, use_errno=True)
         return _libc.prctl(option, arg, 0, 0, 0) == 0
-    except Exception:
+    except Exception:  # noqa: BLE001 -- no libc prctl here (not Linux): the caller goes on without it
         return False
 
 
@@ -87,7 +87,7 @@ def flush_std() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except Exception:
+        except Exception:  # noqa: BLE001 -- a closed or broken stream has nothing left to flush
             pass
 
 

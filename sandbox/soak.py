@@ -32,7 +32,8 @@ The harness and its hostile-program corpus live here, in the package, so that th
 run by hand: ~15 min for 10,000 candidates on 2 cores) share them without importing each other.
 
 Exits 1 when an acceptance figure fails (hung, escapes, unexpected or mismatches > 0, or the
-soaked worker below 90 % of both its start throughput and a fresh worker's). ``tests/sandbox/test_soak.py`` runs a short one.
+soaked worker below 90 % of both its start throughput and a fresh worker's).
+``tests/sandbox/test_soak.py`` runs a short one.
 """
 
 from __future__ import annotations
@@ -342,7 +343,8 @@ def hostile_kinds(host: Host, keep_paths: tuple[str, ...]) -> list[Kind]:
             def main():
                 got = 0
                 home = os.path.expanduser("~")
-                for path in [{host.secret_path!r}, "/etc/shadow", {str(REPO / "pyproject.toml")!r}, home + "/.bash_history",
+                for path in [{host.secret_path!r}, "/etc/shadow", {str(REPO / "pyproject.toml")!r},
+                             home + "/.bash_history",
                              "/root/.ssh/id_rsa", "/proc/1/root/etc/shadow"]:
                     try:
                         with open(path, "rb") as f:

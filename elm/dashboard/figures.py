@@ -437,7 +437,8 @@ def search_figure(run: Run, *, window: int | None = None) -> go.Figure:
     for k, (name, g) in enumerate(dup.groupby("mutator", sort=True)):
         fig.add_trace(go.Scatter(x=g["window_start"], y=g["duplicate_rate"], mode="lines+markers",
                                  marker={"size": 4}, line={"color": palette[k % len(palette)]}, name=str(name),
-                                 legendgroup="duplicates", legendgrouptitle_text="duplicates", customdata=g["duplicates"],
+                                 legendgroup="duplicates", legendgrouptitle_text="duplicates",
+                                 customdata=g["duplicates"],
                                  hovertemplate=f"{name}: %{{y:.1%}} duplicates (%{{customdata}})<extra></extra>"),
                       row=3, col=1)
     fig.update_yaxes(tickformat=".0%", rangemode="tozero", row=1, col=1)

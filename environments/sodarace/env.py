@@ -135,7 +135,8 @@ class Sodarace(Environment):
                 "each with its own amplitude and phase. Bones are rigid; muscles are stiff springs. The score "
                 "is the distance in metres its centre of mass travels (left or right) at a steady pace, "
                 "cycle after cycle, while the muscles work (falling over once earns nothing), so muscles "
-                "must be arranged and phased into a gait: rolling, hopping, crawling or walking. Joints touching the ground "
+                "must be arranged and phased into a gait: rolling, hopping, crawling or walking. "
+                "Joints touching the ground "
                 "grip it by friction. Import the API with `from environments.sodarace import Walker`; "
                 "`math` and `numpy` may be used. The program must be deterministic."
             ),

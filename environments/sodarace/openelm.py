@@ -107,7 +107,8 @@ class walker_creator:
         """Connect the joints with handles ``j0`` and ``j1``: a bone, or a muscle with ``amplitude`` and ``phase``."""
         if len(self.muscles) >= MAX_MUSCLE_CALLS:
             raise InvalidProgram(
-                f"too many add_muscle calls: a walker has at most {RULES.max_bones} bones and {RULES.max_muscles} muscles"
+                f"too many add_muscle calls: a walker has at most {RULES.max_bones} bones and "
+                f"{RULES.max_muscles} muscles"
             )
         k = len(self.muscles)
         amp = _finite(amplitude, f"muscle {k} amplitude")

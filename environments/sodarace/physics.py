@@ -134,7 +134,8 @@ class Rollout:
     trajectory: np.ndarray | None = None
 
 
-def sustained_travel(com: np.ndarray, *, settle_steps: int, cycle_steps: int = CYCLE_STEPS) -> tuple[float, float, np.ndarray]:
+def sustained_travel(com: np.ndarray, *, settle_steps: int,
+                     cycle_steps: int = CYCLE_STEPS) -> tuple[float, float, np.ndarray]:
     """Fitness of a centre-of-mass trace: steady progress per muscle cycle times the number of cycles.
 
     ``com`` (steps + 1,): centre of mass x after each step. The ``K`` whole
@@ -217,8 +218,9 @@ def simulate(
     h = DT / SUBSTEPS
     kernel.run(pos, np.zeros((n, 2)), 1.0 / mass, mass, np.ascontiguousarray(walker.a, dtype=np.int64),
                np.ascontiguousarray(walker.b, dtype=np.int64), nb, np.ascontiguousarray(rest), target,
-               _TERRAIN_CODES[terrain], HILL_HEIGHT, HILL_PERIOD, UPHILL_SLOPE, steps, SUBSTEPS, BONE_SWEEPS[0], BONE_SWEEPS[1], BONE_TOLERANCE, DT, GRAVITY,
-               FRICTION, 1.0 - AIR_DRAG * h, 1.0 / (omega * omega * h * h), 2.0 * MUSCLE_DAMPING / (omega * h), traj, com, strain)
+               _TERRAIN_CODES[terrain], HILL_HEIGHT, HILL_PERIOD, UPHILL_SLOPE, steps, SUBSTEPS, BONE_SWEEPS[0],
+               BONE_SWEEPS[1], BONE_TOLERANCE, DT, GRAVITY, FRICTION, 1.0 - AIR_DRAG * h,
+               1.0 / (omega * omega * h * h), 2.0 * MUSCLE_DAMPING / (omega * h), traj, com, strain)
     if not (np.isfinite(pos).all() and np.isfinite(com).all()):
         raise FloatingPointError("the simulation state stopped being finite")
     fitness, net, d = sustained_travel(com, settle_steps=settle)

@@ -168,14 +168,16 @@ def test_fitness_is_the_steady_progress_per_muscle_cycle_times_the_cycles(env):
 
 def test_fitness_ignores_where_in_its_cycle_the_run_stops(env):
     """Runs ending at different phases of the gait score alike: the score counts whole cycles only."""
-    scores = [Sodarace(duration_s=10.0 + extra).evaluate_local(inchworm(0.3)).fitness for extra in (0.0, 0.1, 0.2, 0.3, 0.4)]
+    scores = [Sodarace(duration_s=10.0 + extra).evaluate_local(inchworm(0.3)).fitness
+              for extra in (0.0, 0.1, 0.2, 0.3, 0.4)]
     assert max(scores) - min(scores) < 0.05 * max(scores)
 
 
 def test_sustained_travel_ignores_a_one_time_fall_and_counts_a_steady_pace():
     settle, cycle = 50, 25
     steps = np.arange(501)
-    fall = np.where(steps > 200, 1.5, 0.0) + 0.2 * np.exp(-np.abs(steps - 200) / 50) * np.sin(steps * 0.7)  # topples, wobbles
+    # topples, wobbles
+    fall = np.where(steps > 200, 1.5, 0.0) + 0.2 * np.exp(-np.abs(steps - 200) / 50) * np.sin(steps * 0.7)
     steady = 0.1 * np.maximum(steps - settle, 0) / cycle + 0.3 * np.sin(2 * np.pi * steps / cycle + 1.0)
     assert sustained_travel(fall, settle_steps=settle)[0] < 0.05
     fitness, net, d = sustained_travel(steady, settle_steps=settle)
@@ -284,7 +286,8 @@ def test_the_documented_example_builds_a_valid_walker():
 def test_task_documents_the_api_and_rules_for_prompts(env):
     task = env.task()
     assert task.entry_point == "make_walker" and "make_walker" in task.signature
-    for text in ("add_joint", "add_bone", "add_muscle", "amplitude", "phase", "from environments.sodarace import Walker"):
+    for text in ("add_joint", "add_bone", "add_muscle", "amplitude", "phase",
+                 "from environments.sodarace import Walker"):
         assert text in task.api_doc
     for number in (RULES.max_joints, RULES.max_muscles, RULES.max_connections_per_joint, RULES.min_joint_distance,
                    RULES.max_amplitude):
@@ -342,7 +345,8 @@ RULE_TABLE = [
     ("too many muscles", lambda: {**_grid(20, 0.1), "muscles": [[0, 1, 0.1, 0.0]] * 513}, "513 muscles"),
     ("too many bones", lambda: {**_grid(20, 0.1), "bones": [[0, 1]] * 513}, "513 bones"),
     ("amplitude too big", _with(muscles=[[0, 2, 0.51, 0.0]]), r"amplitude 0.51 is outside"),
-    ("joints too close", _with(joints=[[0, 0], [0.3, 0], [0.6, 0], [0.6, 0.0049]]), "joints 2 and 3 are 0.0049 m apart"),
+    ("joints too close", _with(joints=[[0, 0], [0.3, 0], [0.6, 0], [0.6, 0.0049]]),
+     "joints 2 and 3 are 0.0049 m apart"),
     ("joints close but not too close", _with(joints=[[0, 0], [0.3, 0], [0.6, 0], [0.6, 0.0051]]), None),
     ("same place", _with(joints=[[0, 0], [0.3, 0], [0.3, 0], [0.9, 0]]), "0 m apart"),
     ("too wide", _with(joints=[[0, 0], [1.5, 0], [3.0, 0], [4.5, 0]]), "4.5 m wide"),
@@ -413,7 +417,7 @@ def random_walkers(seed: int, count: int) -> list[dict]:
         xy = np.stack([cells % 7, cells // 7], axis=1) * spacing + rng.random((n, 2)) * 0.1 * spacing
         d = np.hypot(*(xy[:, None, :] - xy[None, :, :]).transpose(2, 0, 1))
         pairs, degree = [], np.zeros(n, int)
-        for i, j in sorted(((i, j) for i in range(n) for j in range(i + 1, n)), key=lambda p: d[p]):
+        for i, j in sorted(((a, b) for a in range(n) for b in range(a + 1, n)), key=lambda p: d[p]):
             if d[i, j] > 3 * spacing:
                 break
             if degree[i] < 10 and degree[j] < 10:

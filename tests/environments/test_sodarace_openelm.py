@@ -137,7 +137,8 @@ def make_walker():
     return wc.get_walker()
 '''
 
-FAMILIES: dict[str, str] = {"square": SQUARE, "radial": RADIAL, "wheel": WHEEL, "galloper": GALLOPER, "runner": RUNNER, "cppn": CPPN}
+FAMILIES: dict[str, str] = {"square": SQUARE, "radial": RADIAL, "wheel": WHEEL, "galloper": GALLOPER,
+                            "runner": RUNNER, "cppn": CPPN}
 
 
 @pytest.fixture(scope="module")

@@ -278,7 +278,8 @@ def worker(request, sandbox_root):
 def _programs(row: Row) -> tuple[str, str]:
     observe = _fn("observe", row.observe)
     probe = _COMMON + observe + "def main():\n    return fingerprint(observe())\n"
-    plant = _COMMON + observe + _fn("plant", row.plant) + "def main():\n    plant()\n    return fingerprint(observe())\n"
+    plant = (_COMMON + observe + _fn("plant", row.plant)
+             + "def main():\n    plant()\n    return fingerprint(observe())\n")
     return plant, probe
 
 
