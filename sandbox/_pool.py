@@ -21,9 +21,10 @@ import threading
 import time
 import weakref
 from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
-from typing import Any, Sequence
+from typing import Any
 
 from elm.sandbox import EnvironmentSpec, Sandbox, SandboxLimits, SandboxUnavailable
 from elm.types import EvalRequest, EvalResult, EvalStatus
@@ -39,7 +40,7 @@ FORKSERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "forkserve
 
 
 #: every pool not yet closed; closed at interpreter exit (a forgotten close() leaks nothing)
-_live: "weakref.WeakSet[ForkServerPool]" = weakref.WeakSet()
+_live: weakref.WeakSet[ForkServerPool] = weakref.WeakSet()
 
 
 @atexit.register
