@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FIMFormat", "FORMATS", "Span", "SPAN_KINDS", "choose_span"]
+__all__ = ["FIMFormat", "FORMATS", "Span", "SPAN_KINDS", "choose_span", "trim_suffix_overlap"]
 
 
 @dataclass(frozen=True)
@@ -169,3 +169,22 @@ def choose_span(source: str, *, kind: str, rng: np.random.Generator, function: s
         lines[-1] += "\n"
     return Span(prefix="".join(lines[:first - 1]), middle="".join(lines[first - 1:last]),
                 suffix="".join(lines[last:]), kind=kind, first_line=first, last_line=last)
+
+
+def trim_suffix_overlap(middle: str, suffix: str) -> tuple[str, int]:
+    """``middle`` without the lines that rewrite the start of ``suffix``, and how many lines were cut.
+
+    A FIM model that does not stop at the hole's end writes on into the code
+    after it (Refact's card warns it "likes to repeat itself"); the child would
+    then carry those lines twice. The longest run of the middle's last lines
+    that equals the suffix's first lines (compared without trailing
+    whitespace; at least one of them not blank) is cut. Shapes: both strings
+    end with a newline or are empty.
+    """
+    m = middle.splitlines(keepends=True)
+    s = suffix.splitlines(keepends=True)
+    for k in range(min(len(m), len(s)), 0, -1):
+        tail, head = m[len(m) - k:], s[:k]
+        if any(x.strip() for x in head) and [x.rstrip() for x in tail] == [x.rstrip() for x in head]:
+            return "".join(m[: len(m) - k]), k
+    return middle, 0

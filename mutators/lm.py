@@ -44,7 +44,8 @@ from elm.types import MutationStatus, Parent, Proposal, TaskContext
 from mutators import prompts as P
 from mutators.backends import Backend, Completion, Prompt, Sampling, build_backend, release_backend
 from mutators.diff import DiffStatus, apply_diff
-from mutators.fim import FORMATS, SPAN_KINDS, choose_span
+from mutators.fim import FORMATS, SPAN_KINDS, choose_span, trim_suffix_overlap
+from mutators.windows import function_lines, grow_window, renumber_anchor, shrink_window
 
 __all__ = ["CrossoverMutator", "DiffMutator", "FIMMutator", "LMMutator", "RewriteMutator"]
 
@@ -312,7 +313,7 @@ class DiffMutator(LMMutator):
         parent = group[0]
         message = self.messages[int(rng.integers(len(self.messages)))]
         anchor = ""
-        focus = _function_lines(parent.source, task.entry_point)  # what a window must show (0-based, end excl.)
+        focus = function_lines(parent.source, task.entry_point)  # what a window must show (0-based, end excl.)
         if self.hunk_header:
             span = choose_span(parent.source, kind="lines", rng=rng, function=task.entry_point,
                                max_lines=self.max_anchor_lines)
@@ -330,9 +331,9 @@ class DiffMutator(LMMutator):
         if ctx.focus is None:
             return None
         lines = group[0].source.splitlines(keepends=True)
-        anchor_of = lambda start: ctx.anchor and _renumber(ctx.anchor_lines, start)  # noqa: E731
+        anchor_of = lambda start: ctx.anchor and renumber_anchor(ctx.anchor_lines, start)  # noqa: E731
         fixed = self._tokens(self.prompt("", ctx.message, anchor_of(0)))
-        window = _grow_window(lines, ctx.focus, room - fixed, self._tokens)
+        window = grow_window(lines, ctx.focus, room - fixed, self._tokens)
         while window is not None:
             start, end = window
             prompt = self.prompt("".join(lines[start:end]), ctx.message, anchor_of(start))
@@ -342,7 +343,7 @@ class DiffMutator(LMMutator):
                     meta["anchor"] = anchor_of(start)
                 return replace(plan, prompt=prompt, context=replace(ctx, anchor=anchor_of(start), start=start, end=end),
                                meta=meta)
-            window = _shrink_window(window, ctx.focus)
+            window = shrink_window(window, ctx.focus)
         return None
 
     def _child(self, plan, group, text, completion):
@@ -372,62 +373,6 @@ class _DiffWindow:
     anchor_lines: tuple[int, int] | None = None
     start: int = 0
     end: int | None = None
-
-
-def _renumber(anchor_lines: tuple[int, int], start: int) -> str:
-    first, count = anchor_lines[0] - start + 1, anchor_lines[1] - anchor_lines[0]
-    return f"@@ -{first},{count} +{first},{count} @@"
-
-
-def _function_lines(source: str, name: str) -> tuple[int, int] | None:
-    """0-based ``(first, end)`` lines of the top-level function ``name`` with its decorators; None if absent."""
-    import ast
-
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError):
-        return None
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
-            first = min([node.lineno] + [d.lineno for d in node.decorator_list])
-            return first - 1, node.end_lineno
-    return None
-
-
-def _grow_window(lines: list[str], focus: tuple[int, int], budget: int, tokens) -> tuple[int, int] | None:
-    """Lines ``start:end`` around ``focus`` whose summed per-line token counts stay within ``budget``,
-    grown one line at a time alternately above and below; None if ``focus`` alone exceeds it."""
-    start, end = focus
-    used = sum(tokens(x) for x in lines[start:end])
-    if used > budget:
-        return None
-    up, down = start > 0, end < len(lines)
-    while up or down:
-        for side in ("up", "down"):
-            if side == "up" and up:
-                cost = tokens(lines[start - 1])
-                if used + cost > budget:
-                    up = False
-                else:
-                    start, used = start - 1, used + cost
-                    up = start > 0
-            elif side == "down" and down:
-                cost = tokens(lines[end])
-                if used + cost > budget:
-                    down = False
-                else:
-                    end, used = end + 1, used + cost
-                    down = end < len(lines)
-    return start, end
-
-
-def _shrink_window(window: tuple[int, int], focus: tuple[int, int]) -> tuple[int, int] | None:
-    """``window`` one line smaller on its larger side beyond ``focus``; None when only ``focus`` is left."""
-    start, end = window
-    above, below = focus[0] - start, end - focus[1]
-    if above <= 0 and below <= 0:
-        return None
-    return (start + 1, end) if above >= below else (start, end - 1)
 
 
 # ------------------------------------------------------------------------------ FIM
@@ -509,7 +454,7 @@ class FIMMutator(LMMutator):
         # prefix lines are lines[:len(pre)], suffix lines lines[len(pre):]; the line just before the hole
         # is always shown (a prompt of bare markers is not a FIM prompt)
         hole = (max(len(pre) - 1, 0), len(pre))
-        window = _grow_window(lines, hole, room - self._tokens(self.format.prompt("", "")), self._tokens)
+        window = grow_window(lines, hole, room - self._tokens(self.format.prompt("", "")), self._tokens)
         while window is not None:
             start, end = window
             prompt = self.format.prompt("".join(lines[start:len(pre)]), "".join(lines[len(pre):end]))
@@ -517,7 +462,7 @@ class FIMMutator(LMMutator):
                 return replace(plan, prompt=prompt, meta={**dict(plan.meta or {}),
                                                           "window": [start + 1,
                                                                      end + span.last_line - span.first_line + 1]})
-            window = _shrink_window(window, hole)
+            window = shrink_window(window, hole)
         return None
 
     def _child(self, plan, group, text, completion):
@@ -535,25 +480,6 @@ class FIMMutator(LMMutator):
         if not _changed(child, group[0].source):
             return group[0].source, MutationStatus.NO_OP, extra
         return child, MutationStatus.OK, {**extra, "middle_lines": middle.count("\n")}
-
-
-def trim_suffix_overlap(middle: str, suffix: str) -> tuple[str, int]:
-    """``middle`` without the lines that rewrite the start of ``suffix``, and how many lines were cut.
-
-    A FIM model that does not stop at the hole's end writes on into the code
-    after it (Refact's card warns it "likes to repeat itself"); the child would
-    then carry those lines twice. The longest run of the middle's last lines
-    that equals the suffix's first lines (compared without trailing
-    whitespace; at least one of them not blank) is cut. Shapes: both strings
-    end with a newline or are empty.
-    """
-    m = middle.splitlines(keepends=True)
-    s = suffix.splitlines(keepends=True)
-    for k in range(min(len(m), len(s)), 0, -1):
-        tail, head = m[len(m) - k:], s[:k]
-        if any(x.strip() for x in head) and [x.rstrip() for x in tail] == [x.rstrip() for x in head]:
-            return "".join(m[: len(m) - k]), k
-    return middle, 0
 
 
 # ------------------------------------------------------------------- rewrite / crossover

@@ -202,7 +202,7 @@ def test_refact_needs_trust_remote_code_and_natives_never_get_it(models):
 
 
 def test_trim_suffix_overlap():
-    from mutators.lm import trim_suffix_overlap
+    from mutators.fim import trim_suffix_overlap
 
     suffix = "\n\ndef g(x):\n    return f(x) - 1\n"
     new = "    return x * 3\n"
