@@ -83,6 +83,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--eval-seconds", type=float, default=420.0, help="wall-clock bound of each paired run")
     ap.add_argument("--transfer-env", default="bin_packing")
     ap.add_argument("--transfer-evaluations", type=int, default=64)
+    ap.add_argument("--run-batch", type=int, default=16, help="children per batch in the paired runs")
+    ap.add_argument("--adapter", type=Path, default=None, help="skip training: use this adapter")
+    ap.add_argument("--only", default=None,
+                    help="comma-separated paired runs to do, e.g. circle_packing/tuned (default: all four)")
     args = ap.parse_args(argv)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     out = args.out.resolve()
@@ -104,26 +108,35 @@ def main(argv: list[str] | None = None) -> None:
     print(f"export: {results['export']}", flush=True)
     training = {json.loads(line)["completion"].strip() for line in open(pairs)}
 
-    from mutators.finetune.train import TrainConfig, train
+    if args.adapter is None:
+        from mutators.finetune.train import TrainConfig, train
 
-    adapter = out / f"adapter-{int(time.time())}"
-    result = train(data=pairs, model="smollm2", out=adapter,
-                   config=TrainConfig(max_steps=args.train_steps, max_seconds=args.train_seconds,
-                                      batch_size=args.batch_size, lr=args.lr, threads=args.threads, seed=0))
-    results["train"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in result.__dict__.items()}
+        adapter = out / f"adapter-{int(time.time())}"
+        result = train(data=pairs, model="smollm2", out=adapter,
+                       config=TrainConfig(max_steps=args.train_steps, max_seconds=args.train_seconds,
+                                          batch_size=args.batch_size, lr=args.lr, threads=args.threads, seed=0))
+        results["train"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in result.__dict__.items()}
+    else:
+        adapter = args.adapter.resolve()
+        results["train"] = json.loads((adapter / "elm_adapter.json").read_text())["result"]
     print(f"train: {results['train']}", flush=True)
 
     results["paired"] = {}
+    only = set(args.only.split(",")) if args.only else None
     for env, budget in (("circle_packing", args.evaluations), (args.transfer_env, args.transfer_evaluations)):
         for label, extra in (("untuned", []), ("tuned", [f"mutator.backend.adapter={adapter}"])):
+            if only is not None and f"{env}/{label}" not in only:
+                continue
             run_dir = out / f"{env}-{label}"
             secs = _run(run_dir, [f"env={env}", "mutator=smollm2", "sandbox=process", f"seed={args.seed}",
                                   f"budget.evaluations={budget}", f"budget.wall_seconds={args.eval_seconds}",
-                                  f"mutator.backend.threads={args.threads}", *extra], out / f"{env}-{label}.log")
+                                  f"loop.batch_size={args.run_batch}", f"mutator.backend.threads={args.threads}",
+                                  *extra], out / f"{env}-{label}.log")
             rates = _model_rates(run_dir, training)
             rates["run_s"] = secs
             results["paired"][f"{env}/{label}"] = rates
             print(f"{env} {label}: {rates}", flush=True)
+            (out / f"results-{env}-{label}.json").write_text(json.dumps(rates, indent=1))
             (out / "results.json").write_text(json.dumps(results, indent=1))
 
     print("\n| environment | model | children | valid | inserted | new cells | distinct | copied | best |")

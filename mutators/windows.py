@@ -7,7 +7,7 @@ with ``splitlines(keepends=True)``; the *focus* is the part every window must ke
 from __future__ import annotations
 
 import ast
-from typing import Callable
+from collections.abc import Callable
 
 __all__ = ["function_lines", "grow_window", "renumber_anchor", "shrink_window"]
 
