@@ -56,7 +56,8 @@ def main() -> None:
     for batch, in_flight, n_mut, n_eval, kind in settings:
         cfg = compose([
             "sandbox._target_=benchmarks._instant.NoopSandbox", "loop.progress=false", "loop.export_elites=false",
-            f"budget.evaluations={args.evaluations}", f"loop.batch_size={batch}", f"loop.max_in_flight={in_flight}",
+            f"budget.evaluations={args.evaluations}", "budget.wall_seconds=null", f"loop.batch_size={batch}",
+            f"loop.max_in_flight={in_flight}",
             f"ray.mutator_actors={n_mut}", f"ray.evaluator_actors={n_eval}", "ray.evaluator_num_cpus=0",
             *(search if kind == "search" else []), *(["search.dedup=false"] if kind == "nodedup" else []),
         ])
