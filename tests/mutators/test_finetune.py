@@ -251,8 +251,8 @@ def _dataset(tmp_path, prompt, completion, n=12):
     out = tmp_path / "pairs.jsonl"
     with open(out, "w") as fh:
         for i in range(n):
-            fh.write(json.dumps({"prompt": prompt, "completion": completion, "messages": None, "format": "rewrite/lines",
-                                 "run": "r", "evaluation_id": i, "origin": "own"}) + "\n")
+            fh.write(json.dumps({"prompt": prompt, "completion": completion, "messages": None,
+                                 "format": "rewrite/lines", "run": "r", "evaluation_id": i, "origin": "own"}) + "\n")
     return out
 
 
