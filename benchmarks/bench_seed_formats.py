@@ -190,7 +190,7 @@ def run(root: Path) -> list[dict]:
                 proposals = op.mutate(parents=groups, task=TASK, seed=0)
                 results = [(p.status.value, p.source) for p in proposals]
                 error = ""
-            except Exception as exc:  # what the engine does: the whole batch is mutator_error
+            except Exception as exc:  # noqa: BLE001 -- what the engine does: the whole batch is mutator_error
                 results = [("mutator_error", None)] * len(batch)
                 error = f"{type(exc).__name__}: {str(exc)[:120]}"
             for (case, _, _, intended, _), (status, source) in zip(batch, results):

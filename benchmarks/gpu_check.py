@@ -195,8 +195,9 @@ def check_model(kind: str, args, work: Path, log: Log, deadline: float) -> dict:
             else:
                 op = FIMMutator(backend=backend, format=node["format"], order=order, sampling=sampling,
                                 expected_ids=None)
-            groups = lambda n: [[Parent(id=i, source=seeds[i % len(seeds)], fitness=0.0, descriptor=(0.0, 0.0))]
-                                for i in range(n)]
+            def groups(n: int) -> list[list[Parent]]:
+                return [[Parent(id=i, source=seeds[i % len(seeds)], fitness=0.0, descriptor=(0.0, 0.0))]
+                        for i in range(n)]
             op.mutate(parents=groups(2), task=task, seed=12345)  # warm-up (kernels, caches)
             warm, stops = _prompts(op, groups(2), task, seed=12345)
             if warm:  # the bare loop's stop-string tables are built once per tokenizer and stop set
@@ -221,10 +222,11 @@ def check_model(kind: str, args, work: Path, log: Log, deadline: float) -> dict:
                        "batch": batch, "rounds": len(engine), "engine": e, "bare": b,
                        "ratio": round(e["tokens_per_s"] / b["tokens_per_s"], 3) if b and b["tokens_per_s"] else None,
                        "prompt_tokens_max": max((backend.prompt_tokens(p) for p in prompts), default=0),
-                       "peak_gpu_mib": round(torch.cuda.max_memory_allocated() / 2**20) if args.device.startswith("cuda")
-                       else None}
+                       "peak_gpu_mib": (round(torch.cuda.max_memory_allocated() / 2**20)
+                                        if args.device.startswith("cuda") else None)}
                 result["operators"].append(row)
-                log(f"  {label:8s} batch {batch:3d}: {e['tokens_per_s']:9.1f} tok/s {e['children_per_s']:7.2f} children/s"
+                log(f"  {label:8s} batch {batch:3d}: {e['tokens_per_s']:9.1f} tok/s "
+                    f"{e['children_per_s']:7.2f} children/s"
                     f" | bare {b['tokens_per_s'] if b else float('nan'):9.1f} tok/s | ratio {row['ratio']}"
                     f" | peak {row['peak_gpu_mib']} MiB | prompts <= {row['prompt_tokens_max']} tok | {e['statuses']}")
             op.close()
@@ -268,7 +270,8 @@ def main(argv=None) -> int:
               "gpu": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None,
               "torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version(),
               "batches": args.batches, "max_new_tokens": args.tokens, "rounds": args.rounds, "models": {}}
-    log(f"gpu_check: {report['gpu'] or args.device}, torch {torch.__version__}, transformers {transformers.__version__}, "
+    log(f"gpu_check: {report['gpu'] or args.device}, torch {torch.__version__}, "
+        f"transformers {transformers.__version__}, "
         f"batches {args.batches}, max_new_tokens {args.tokens}, rounds {args.rounds}")
     status = 0
     with tempfile.TemporaryDirectory(prefix="elm-gpu-check-") as d:
@@ -278,7 +281,7 @@ def main(argv=None) -> int:
             deadline = time.perf_counter() + left / (len(args.models) - k)
             try:
                 report["models"][kind] = check_model(kind, args, Path(d), log, deadline)
-            except Exception as exc:  # one architecture failing must not hide the others' figures
+            except Exception as exc:  # noqa: BLE001 -- one architecture failing must not hide the others' figures
                 import traceback
 
                 report["models"][kind] = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}

@@ -254,7 +254,8 @@ def apply_diff(source: str, diff: str, *, truncated: bool = False) -> DiffResult
     out.extend(lines[pointer:])
     new = "\n".join(out) + ("\n" if ends_with_newline else "")
     if new == source:
-        return DiffResult(DiffStatus.NO_OP, source, len(hunks), "; ".join(filter(None, ["the diff changes nothing", note])))
+        return DiffResult(DiffStatus.NO_OP, source, len(hunks),
+                          "; ".join(filter(None, ["the diff changes nothing", note])))
     return DiffResult(DiffStatus.APPLIED, new, len(hunks), note)
 
 

@@ -29,10 +29,12 @@ def test_default_mutator_is_smollm2_mixed_with_gp():
 
 def test_run_with_smollm2_inserts_language_model_children(ray_session, tmp_path):
     sandbox = "gvisor" if HAVE_RUNSC else "process"  # a model's programs: the real sandbox where there is one
-    # 48 children in 3 batches of 16, about 70 % of them the model's (the default mixes 20 %)
+    # 48 children in 3 batches of 16, about 70 % of them the model's (the default mixes 20 %). Lanes off:
+    # with lanes the baseline's lane, milliseconds a child, would write most of so small a budget while
+    # the model writes its first batch (tests/elm/test_lanes.py covers lanes)
     cfg = compose([f"sandbox={sandbox}", "sandbox.workers=1", "loop.progress=false", "loop.batch_size=16",
                    "budget.evaluations=52", "seed=0", "mutator.components.smollm2.weight=0.7",
-                   "mutator.components.gp.weight=0.3"])
+                   "mutator.components.gp.weight=0.3", "search.lanes=false"])
     summary = run(cfg, run_dir=tmp_path / "r")
     assert summary.evaluations == 52
     with RunStore.open(tmp_path / "r") as store:
