@@ -36,17 +36,17 @@ def main() -> None:
     settings = [  # (batch size, in flight, mutator actors, evaluator actors, search machinery)
         (16, 4, 1, 1, "plain"),
         (64, 8, 2, 2, "plain"),
-        (64, 8, 2, 2, "nodedup"),
+        (64, 8, 2, 2, "dedup"),
         (64, 8, 2, 2, "search"),
         (256, 8, 2, 2, "plain"),
         (256, 8, 2, 2, "search"),
         (512, 8, 2, 2, "plain"),
     ]
-    # "plain": one operator (duplicate detection on, the default); "nodedup": the same with duplicate
-    # detection off (search.dedup=false); "search": two lanes, one with two
+    # "plain": one operator (the defaults); "dedup": the same with duplicate detection on
+    # (search.dedup=true); "search": duplicate detection on, two lanes, one with two
     # variants, the bandit choosing among the three operators, four islands with migration and resets
-    search = ["search.bandit.enabled=true", "search.islands.count=4", "search.islands.migration_interval=500",
-              "search.islands.reset_interval=2000"]
+    search = ["search.dedup=true", "search.bandit.enabled=true", "search.islands.count=4",
+              "search.islands.migration_interval=500", "search.islands.reset_interval=2000"]
     instant = {"_target_": "benchmarks._instant.InstantMutator"}
     mixture = {"_target_": "mutators.mixture.MixtureMutator", "components": {
         "a": {**instant, "weight": 0.5, "variants": {"x": {}, "y": {}}}, "b": {**instant, "weight": 0.5}}}
@@ -59,7 +59,7 @@ def main() -> None:
             f"budget.evaluations={args.evaluations}", "budget.wall_seconds=null", f"loop.batch_size={batch}",
             f"loop.max_in_flight={in_flight}",
             f"ray.mutator_actors={n_mut}", f"ray.evaluator_actors={n_eval}", "ray.evaluator_num_cpus=0",
-            *(search if kind == "search" else []), *(["search.dedup=false"] if kind == "nodedup" else []),
+            *(search if kind == "search" else []), *(["search.dedup=true"] if kind == "dedup" else []),
         ])
         cfg["mutator"] = mixture if kind == "search" else instant
         with tempfile.TemporaryDirectory() as tmp:

@@ -46,6 +46,8 @@ CONFIGS: dict[str, list[str]] = {
     "baseline_default": ["search.lanes=false", "search.dedup=false"],
     "no_lanes": ["search.lanes=false"],
     "no_dedup": ["search.dedup=false"],
+    "dedup": ["search.dedup=true"],
+    "gp_dedup": ["mutator=gp", "search.dedup=true"],
     "bandit": ["search.bandit.enabled=true"],
     "no_bandit": ["search.bandit.enabled=false"],
     "islands": ["search.islands.count=4", "search.islands.migration_interval=250",
@@ -224,9 +226,9 @@ def print_table(rows: list[dict]) -> None:
 def print_ablation(rows: list[dict], budget: int) -> None:
     """Each feature on vs off, at the final checkpoint, from the runs of this benchmark."""
     final = {(r["env"], r["config"]): r for r in rows if r["evaluations"] == budget}
-    pairs = [("lanes", "default", "no_lanes"), ("dedup", "default", "no_dedup"), ("bandit", "bandit", "no_bandit"),
+    pairs = [("lanes", "default", "no_lanes"), ("dedup", "dedup", "default"), ("bandit", "bandit", "no_bandit"),
              ("islands", "islands", "no_islands"), ("this round vs before", "default", "baseline_default"),
-             ("default vs GP alone", "default", "gp"), ("dedup (GP)", "gp", "gp_dedup_off"),
+             ("default vs GP alone", "default", "gp"), ("dedup (GP)", "gp_dedup", "gp_dedup_off"),
              ("variants (GP)", "gp_variants", "gp"), ("bandit (GP variants)", "gp_variants_bandit", "gp_variants"),
              ("islands (GP)", "gp_islands", "gp")]
     lines = []

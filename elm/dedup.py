@@ -56,20 +56,27 @@ class _Canonical(ast.NodeTransformer):
                 local.add(a.arg)
         body = node.body if isinstance(node.body, list) else [node.body]
         declared: set[str] = set()
-        for stmt in body:
+        seen: list[tuple[int, int, str]] = []  # (line, column, name) of every name in the scope
+        for stmt in body:  # one walk of the scope collects both the locals and where names first appear
             for sub in _walk_scope(stmt):
-                if isinstance(sub, (ast.Global, ast.Nonlocal)):
+                if isinstance(sub, ast.Name):
+                    seen.append((sub.lineno, sub.col_offset, sub.id))
+                    if isinstance(sub.ctx, (ast.Store, ast.Del)):
+                        local.add(sub.id)
+                elif isinstance(sub, (ast.Global, ast.Nonlocal)):
                     declared.update(sub.names)
-                elif isinstance(sub, ast.Name) and isinstance(sub.ctx, (ast.Store, ast.Del)):
-                    local.add(sub.id)
                 elif isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                     local.add(sub.name)
+                    seen.append((sub.lineno, sub.col_offset, sub.name))
                 elif isinstance(sub, ast.ExceptHandler) and sub.name:
                     local.add(sub.name)
+                    seen.append((sub.lineno, sub.col_offset, sub.name))
                 elif isinstance(sub, (ast.Import, ast.ImportFrom)):
-                    local.update(a.asname or a.name.split(".")[0] for a in sub.names if a.name != "*")
+                    bound = [a.asname or a.name.split(".")[0] for a in sub.names if a.name != "*"]
+                    local.update(bound)
+                    seen.extend((sub.lineno, sub.col_offset, b) for b in bound)
         local -= declared
-        order = _first_appearance(node, local)
+        order = _first_appearance(node, local, seen)
         self.scopes.append({name: f"_v{i}" for i, name in enumerate(order)})
         if not isinstance(node, ast.Lambda):
             node.body = self._strip_docstring(node.body)
@@ -123,25 +130,18 @@ def _walk_scope(node: ast.AST) -> Iterable[ast.AST]:
         stack.extend(ast.iter_child_nodes(current))
 
 
-def _first_appearance(func: ast.AST, names: set[str]) -> list[str]:
-    """``names`` in the order they first appear in ``func`` (arguments first, then the body in source order)."""
-    seen: dict[str, None] = {}
+def _first_appearance(func: ast.AST, names: set[str], seen: list[tuple[int, int, str]]) -> list[str]:
+    """``names`` in the order they first appear in ``func``: arguments first, then the body in source
+    order (``seen``: (line, column, name) of the names in the body, in any order)."""
+    order: dict[str, None] = {}
     args = func.args  # type: ignore[attr-defined]
     for a in [*args.posonlyargs, *args.args, args.vararg, *args.kwonlyargs, args.kwarg]:
         if a is not None and a.arg in names:
-            seen.setdefault(a.arg, None)
-    body = func.body if isinstance(func.body, list) else [func.body]  # type: ignore[attr-defined]
-    for stmt in body:
-        for sub in sorted((n for n in _walk_scope(stmt) if hasattr(n, "lineno")),
-                          key=lambda n: (n.lineno, n.col_offset)):
-            if isinstance(sub, (ast.Import, ast.ImportFrom)):
-                bound = [a.asname or a.name.split(".")[0] for a in sub.names]
-            else:
-                bound = [sub.id if isinstance(sub, ast.Name) else getattr(sub, "name", None)]
-            for name in bound:
-                if isinstance(name, str) and name in names:
-                    seen.setdefault(name, None)
-    return list(seen)
+            order.setdefault(a.arg, None)
+    # a stable sort by position: names at one position (import a, b) keep the order of the walk
+    for _, _, name in sorted((entry for entry in seen if entry[2] in names), key=lambda e: (e[0], e[1])):
+        order.setdefault(name, None)
+    return list(order)
 
 
 def canonical_form(source: str) -> str:

@@ -70,7 +70,8 @@ def test_index_claims_first_and_releases_outcomes_that_say_nothing_about_the_pro
 
 def _cfg(tmp_path, *overrides):
     cfg = compose(["sandbox._target_=tests.elm.inprocess.CountingSandbox", f"sandbox.runtime_dir={tmp_path}",
-                   "loop.progress=false", "ray.evaluator_num_cpus=0", "loop.batch_size=8", *overrides])
+                   "loop.progress=false", "ray.evaluator_num_cpus=0", "loop.batch_size=8", "search.dedup=true",
+                   *overrides])
     cfg["mutator"] = {"_target_": "mutators.mixture.MixtureMutator", "components": {
         "gp": {"_target_": "mutators.gp.GPMutator", "weight": 1.0},
         "echo": {"_target_": "tests.elm.inprocess.EchoMutator", "weight": 1.0}}}

@@ -41,7 +41,7 @@ def test_a_slow_lane_does_not_hold_back_a_fast_one(ray_session, tmp_path):
     slow_times = sorted({r[3] for r in slow})
     between = [sum(a < g[3] < b for g in gp) for a, b in zip(slow_times, slow_times[1:])]
     assert between and max(between) >= 16, between
-    assert len(gp) > 2 * len(slow)  # the slow lane gets what it can write, the fast one the rest
+    assert len(gp) >= len(slow)  # the slow lane gets at most its share (what it can write), the fast one the rest
 
 
 def test_lanes_off_mixes_inside_one_actor(ray_session, tmp_path):
