@@ -360,8 +360,8 @@ def test_selectors_refuse_empty_archive(name):
 
 
 def test_make_selector_rejects_unknown_names():
-    with pytest.raises(ValueError, match=r"\['curiosity', 'uniform'\]"):
-        make_selector("tournament")
+    with pytest.raises(ValueError, match=r"\['curiosity', 'tournament', 'uniform'\]"):
+        make_selector("roulette")
     sel = make_selector("curiosity", reward=2.0, penalty=0.25)
     assert isinstance(sel, CuriositySelector) and sel.reward == 2.0 and sel.penalty == 0.25
     with pytest.raises(ValueError, match="min_score"):
