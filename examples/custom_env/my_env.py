@@ -1,6 +1,5 @@
 # my_env.py: a custom ELM environment. Programs define f(x); it should follow x**3 - 2x on [-2, 2].
 import numpy as np
-
 from elm import DescriptorSpace, Environment, Evaluation, InvalidProgram, load_entry_point
 
 XS = np.linspace(-2.0, 2.0, 41)  # where programs are tested
