@@ -32,8 +32,8 @@ from typing import Any, TypeVar, Union
 from elm.sandbox import SandboxLimits
 
 __all__ = [
-    "BanditConfig", "BudgetConfig", "ConfigError", "IslandsConfig", "LoopConfig", "QDConfig", "RayConfig",
-    "RunConfig", "SandboxConfig", "SearchConfig",
+    "BanditConfig", "BudgetConfig", "ConfigError", "FinetuneConfig", "IslandsConfig", "LoopConfig", "QDConfig",
+    "RayConfig", "RunConfig", "SandboxConfig", "SearchConfig",
     "compose", "load_config", "register_configs",
 ]
 
@@ -157,6 +157,53 @@ class SearchConfig:
     islands: IslandsConfig = field(default_factory=IslandsConfig)
 
 
+#: the trainer of in-run fine-tuning unless ``finetune.trainer`` names another (a plugin, found by ``_target_``)
+DEFAULT_TRAINER = "mutators.finetune.train.LoRATrainer"
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Fine-tuning a lane's model during the run on the run's own successes (docs/mutators.md).
+
+    Every ``every_examples`` new successful children (valid, and inserted or better than their best
+    parent: :func:`elm.finetune.successful`), a trainer actor exports the run's successes in the
+    lane's format (:func:`elm.finetune.export_examples`) and trains an adapter, which the lane's
+    mutator actors load between batches. Model hyper-parameters (LoRA rank, learning rate, batch)
+    are the ``trainer`` node's arguments; this group holds how much of the machine a round may take.
+    """
+
+    enabled: bool = False
+    operator: str | None = None  # the lane whose model is trained; None: the run's only lane with a model
+    every_examples: int = 32  # new successful children between training rounds
+    reexpress: bool = True  # also learn from the other lanes' successes, re-expressed in this lane's format
+    min_gain: float | None = None  # only children beating their best parent by more than this
+    warm_start: bool = True  # a round continues the last good adapter (False: a fresh adapter each round)
+    blocking: bool = False  # the run waits for each round and its swap (versions then follow the seed)
+    max_steps: int = 20  # optimizer steps per round
+    max_seconds: float = 120.0  # wall seconds per round, pauses included (checked between steps)
+    threads: int = 1  # torch CPU threads of the trainer
+    duty_cycle: float = 0.5  # share of a round's wall time spent in steps; it sleeps the rest, between steps
+    nice: int = 10  # the trainer process's niceness increment: sandboxes and the mutator go first
+    num_cpus: float = 0.0  # Ray CPUs the trainer actor reserves (0: bounded by threads and duty cycle alone)
+    num_gpus: float = 0.0  # Ray GPUs of the trainer actor (with trainer.device=cuda)
+    trainer: dict[str, Any] = field(default_factory=lambda: {"_target_": DEFAULT_TRAINER})
+
+    def __post_init__(self) -> None:
+        for name in ("every_examples", "max_steps", "threads"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if not (math.isfinite(self.max_seconds) and self.max_seconds > 0):
+            raise ValueError(f"max_seconds must be > 0, got {self.max_seconds!r}")
+        if not 0 < self.duty_cycle <= 1:
+            raise ValueError(f"duty_cycle must be in (0, 1] (1: train without pauses), "
+                             f"got {self.duty_cycle!r}")
+        if not 0 <= self.nice <= 19:
+            raise ValueError(f"nice must be in 0..19, got {self.nice!r}")
+        if self.num_cpus < 0 or self.num_gpus < 0:
+            raise ValueError("num_cpus and num_gpus must be >= 0")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """A whole run. ``env`` and ``mutator`` are plugin nodes (``{"_target_": ..., **arguments}``)."""
@@ -169,6 +216,7 @@ class RunConfig:
     ray: RayConfig = field(default_factory=RayConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     seed: int = 0
     resume: str | None = None  # a run directory to continue
 
@@ -359,8 +407,11 @@ def load_config(data: Mapping[str, Any] | RunConfig) -> RunConfig:
         raise ConfigError(f"a run config must be a mapping, got {type(data).__name__}")
     data = {k: v for k, v in data.items() if k != "hydra"}
     cfg = _parse(RunConfig, data, "")
+    finetune = cfg.finetune
+    if finetune.enabled:  # the trainer is imported (and its arguments checked) only when it will be used
+        finetune = dataclasses.replace(finetune, trainer=plugin_node(finetune.trainer, path="finetune.trainer"))
     return dataclasses.replace(cfg, env=plugin_node(cfg.env, path="env"),
-                               mutator=plugin_node(cfg.mutator, path="mutator"))
+                               mutator=plugin_node(cfg.mutator, path="mutator"), finetune=finetune)
 
 
 def plugin_node(node: Any, *, path: str) -> dict[str, Any]:

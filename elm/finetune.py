@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,10 +33,11 @@ from typing import Any
 from elm.environment import Environment
 from elm.mutator import Lane, Mutator, TrainingExample, merge_variant
 from elm.plugins import PluginSpec, resolve_class
-from elm.store import RunStore, StoreError
+from elm.store import EvaluationRecord, RunStore, StoreError
 from elm.types import EvalStatus, Parent, TaskContext
 
-__all__ = ["ExportSummary", "FinetuneError", "export_examples", "successful"]
+__all__ = ["ExportSummary", "FinetuneError", "TrainBudget", "Trainer", "example_for", "export_examples",
+           "operator_classes", "successful"]
 
 _INSERTED = ("new_cell", "improved")
 
@@ -56,6 +58,38 @@ class ExportSummary:
     repeated: int = 0  # pairs identical to one already written
 
 
+@dataclass(frozen=True)
+class TrainBudget:
+    """What one in-run training round may spend (from ``finetune.*``): optimizer steps, wall seconds
+    (pauses included), torch CPU threads, and the share of its wall time spent computing (the rest
+    it sleeps between steps, leaving the cores to evaluation)."""
+
+    max_steps: int
+    max_seconds: float
+    threads: int
+    duty_cycle: float = 1.0
+
+
+class Trainer(ABC):
+    """Trains an operator's model on exported pairs during a run (``finetune.trainer``, a plugin).
+
+    Built from the ``finetune.trainer`` node's arguments inside the trainer's Ray actor
+    (:mod:`elm.intrain`); the engine finds it by ``_target_`` and imports no plugin package.
+    """
+
+    @abstractmethod
+    def train(self, *, data: Path, out: Path, lane: Mapping[str, Any], init: Path | None,
+              budget: TrainBudget) -> Mapping[str, Any]:
+        """Train on the JSON Lines pairs in ``data`` (:func:`export_examples`) and save, in the new
+        directory ``out``, weights that the lane's mutator loads with :meth:`Mutator.load_adapter`.
+
+        ``lane``: the operator's config node (its model, backend...); ``init``: the last good
+        adapter of this run to continue from (None: start from the lane's own model). Returns what
+        was written to ``out``'s provenance file; it must hold ``version`` (recorded with every
+        child the new weights write). Raises on failure (the run logs it and keeps its weights).
+        """
+
+
 def successful(status: str, archive_status: str | None, fitness: float | None, parent_fitness: float | None) -> bool:
     """A child worth learning from: valid, and inserted into the archive or better than its best parent."""
     if status != EvalStatus.OK.value or fitness is None:
@@ -63,8 +97,8 @@ def successful(status: str, archive_status: str | None, fitness: float | None, p
     return archive_status in _INSERTED or (parent_fitness is not None and fitness > parent_fitness)
 
 
-def _lanes(config: Mapping[str, Any]) -> dict[str, tuple[type[Mutator], Lane]]:
-    node = config.get("mutator")
+def operator_classes(node: Any) -> dict[str, tuple[type[Mutator], Lane]]:
+    """Each operator (lane) of the mutator config ``node``: its class and its lane."""
     if not isinstance(node, Mapping) or "_target_" not in node:
         raise FinetuneError("the run's stored config has no mutator with a _target_; is this an ELM run store?")
     try:
@@ -85,7 +119,8 @@ def _task(config: Mapping[str, Any]) -> tuple[TaskContext, str]:
 
 
 def export_examples(run_dir: str | os.PathLike, out: str | os.PathLike, *, reexpress: Sequence[str] = (),
-                    operators: Sequence[str] | None = None, min_gain: float | None = None) -> ExportSummary:
+                    operators: Sequence[str] | None = None, min_gain: float | None = None,
+                    into: str | None = None) -> ExportSummary:
     """Write the run's successful children as training pairs to ``out`` (JSON Lines); see the module doc.
 
     Args:
@@ -96,6 +131,8 @@ def export_examples(run_dir: str | os.PathLike, out: str | os.PathLike, *, reexp
         operators: only the children of these operators (default: every operator).
         min_gain: keep only children whose fitness exceeds their best parent's by more than this
             (default: every success, also an insertion into a new cell at a lower fitness).
+        into: write only pairs in this operator's format (its own children, and with ``reexpress``
+            the others' re-expressed): the data for training that one operator's model.
 
     Raises FinetuneError for a missing run, a run without children, an unknown operator name, or
     when no row could be written.
@@ -107,8 +144,8 @@ def export_examples(run_dir: str | os.PathLike, out: str | os.PathLike, *, reexp
         raise FinetuneError(str(exc)) from exc
     with store:
         config = store.config()
-        lanes = _lanes(config)
-        unknown = sorted((set(reexpress) | set(operators or ())) - set(lanes))
+        lanes = operator_classes(config.get("mutator"))
+        unknown = sorted((set(reexpress) | set(operators or ()) | ({into} if into else set())) - set(lanes))
         if unknown:
             raise FinetuneError(f"unknown operator(s) {unknown}: this run's operators are {sorted(lanes)}")
         task, env_name = _task(config)
@@ -137,23 +174,13 @@ def export_examples(run_dir: str | os.PathLike, out: str | os.PathLike, *, reexp
             meta = rec.info.get("mutation") if isinstance(rec.info.get("mutation"), Mapping) else {}
             targets = [(rec.mutator, "own")] if rec.mutator in lanes else []
             targets += [(name, "reexpressed") for name in reexpress if name != rec.mutator]
+            if into is not None:
+                targets = [t for t in targets if t[0] == into]
             wrote = False
             for name, origin in targets:
-                cls, lane = lanes[name]
-                node = lane.node
-                if origin == "own" and rec.variant and rec.variant in lane.variants:
-                    node = merge_variant(node, lane.variants[rec.variant])
-                try:
-                    example = cls.training_example(node, parents=parents, child=rec.source, task=task,
-                                                   meta=meta if origin == "own" else {})
-                except Exception as exc:  # a plugin's hook failing on one child must name it
-                    raise FinetuneError(f"{cls.__name__}.training_example failed on evaluation {rec.id}: "
-                                        f"{type(exc).__name__}: {exc}") from exc
+                example = example_for(lanes, into=name, rec=rec, parents=parents, task=task)
                 if example is None:
                     continue
-                if not isinstance(example, TrainingExample):
-                    raise FinetuneError(f"{cls.__name__}.training_example returned {type(example).__name__}, "
-                                        "expected a TrainingExample or None")
                 key = (example.format, example.messages, example.prompt, example.completion)
                 wrote = True
                 if key in seen:
@@ -178,6 +205,31 @@ def export_examples(run_dir: str | os.PathLike, out: str | os.PathLike, *, reexp
     os.replace(tmp, out)  # never leave a half-written dataset behind
     return ExportSummary(path=out, rows=len(rows), successes=successes, by_operator=dict(counts),
                          unexpressed=unexpressed, repeated=repeated)
+
+
+def example_for(lanes: Mapping[str, tuple[type[Mutator], Lane]], *, into: str, rec: EvaluationRecord,
+                parents: Sequence[Parent], task: TaskContext) -> TrainingExample | None:
+    """The pair with which operator ``into`` writes the child ``rec`` (its own child, with the variant
+    and ``info.mutation`` it was written with; another operator's child re-expressed), or None.
+
+    ``lanes``: :func:`operator_classes`. Raises FinetuneError naming the evaluation when the
+    operator's hook fails or returns something else than a TrainingExample.
+    """
+    cls, lane = lanes[into]
+    own = rec.mutator == into
+    node = lane.node
+    if own and rec.variant and rec.variant in lane.variants:
+        node = merge_variant(node, lane.variants[rec.variant])
+    meta = rec.info.get("mutation") if own and isinstance(rec.info.get("mutation"), Mapping) else {}
+    try:
+        example = cls.training_example(node, parents=parents, child=rec.source, task=task, meta=meta)
+    except Exception as exc:  # a plugin's hook failing on one child must name it
+        raise FinetuneError(f"{cls.__name__}.training_example failed on evaluation {rec.id}: "
+                            f"{type(exc).__name__}: {exc}") from exc
+    if example is not None and not isinstance(example, TrainingExample):
+        raise FinetuneError(f"{cls.__name__}.training_example returned {type(example).__name__}, "
+                            "expected a TrainingExample or None")
+    return example
 
 
 def _row(example: TrainingExample, operator: str, origin: str, rec, parents: Sequence[Parent], best: float,

@@ -37,6 +37,7 @@ from elm.config import RunConfig
 from elm.dedup import RETRY_STATUSES, DuplicateIndex, program_key
 from elm.environment import Environment
 from elm.inspirations import choose_inspirations
+from elm.intrain import InRunTraining
 from elm.islands import IslandModel
 from elm.mutator import Lane, Mutator
 from elm.operators import Operator, OperatorChooser
@@ -152,6 +153,13 @@ class Driver:
             # one lane hosting the whole mutator (a mixture mixes inside its actor)
             lanes = [Lane(name=str(cfg.mutator.get("name") or mutator_cls.name), weight=1.0, node=cfg.mutator)]
         self.lanes = [_LaneState(lane=lane) for lane in lanes]
+        self.training: InRunTraining | None = None
+        if cfg.finetune.enabled:
+            try:
+                self.training = InRunTraining(cfg=cfg.finetune, store=store, run_dir=run_dir, lanes=lanes,
+                                              task=env.task())
+            except ValueError as exc:
+                raise RunError(str(exc)) from None
         operators = [Operator(name=arm, lane=lane.name, variant=arm.split("/", 1)[1] if "/" in arm else None,
                               prior=lane.weight / len(lane.arms()))
                      for lane in lanes for arm in lane.arms()]
@@ -272,8 +280,10 @@ class Driver:
             max_restarts=-1, max_task_retries=0, **spread,
         )
         for state in self.lanes:
+            adapter_state = self.training.state_file(state.lane.name) if self.training is not None else None
             state.actors = [mut_cls.remote(dict(state.lane.node), task, gpu_fraction=gpus,
-                                           variants=dict(state.lane.variants), keys=self.dedup is not None)
+                                           variants=dict(state.lane.variants), keys=self.dedup is not None,
+                                           adapter_state=adapter_state)
                             for _ in range(n_mut)]
             state.load = [0] * n_mut
         self.evaluators = [eval_cls.remote(self.cfg.sandbox, self.env_spec, run_seed=self.seed)
@@ -288,6 +298,13 @@ class Driver:
             raise RunError(f"a worker failed to start: {_root_cause(exc)}") from exc
         for state, k, m in zip(self.lanes, per_child, shown):
             state.parents_per_child, state.inspirations = int(k), int(m)
+        if self.training is not None:
+            versions = ray.get([s.actors[0].model_version.remote() for s in self.lanes])
+            try:
+                self.training.start(versions={s.lane.name: v for s, v in zip(self.lanes, versions)},
+                                    actors={s.lane.name: s.actors for s in self.lanes})
+            except ValueError as exc:
+                raise RunError(str(exc)) from None
         self.placement = {"mutator": where[:len(mutators)], "evaluator": where[len(mutators):]}
         self.store.set_meta(placement=self.placement, lanes=[s.lane.name for s in self.lanes])
         log.info("workers: %d mutator(s) in %d lane(s) %s on %s, %d evaluator(s) on %s", len(mutators),
@@ -490,6 +507,8 @@ class Driver:
         """Advance jobs whose current stage finished; absorb finished jobs (in order if ordered)."""
         import ray
 
+        if self.training is not None:
+            self.training.poll()
         refs = {}
         for job in self._jobs:
             if job.stage == "mutate":
@@ -759,6 +778,9 @@ class Driver:
         self.store.record(records, metrics=metrics, operators=operators_rows,
                           islands=self.islands.rows(self._count) if self.islands is not None else (),
                           island_events=island_events)
+        if self.training is not None and job.operator != SEED_MUTATOR:
+            self.training.absorbed(records, job.parents, evaluations=self._count,
+                                   stopping=self._stop_reason is not None or self._budget_exhausted() is not None)
         if self._bar is not None:
             self._bar.update(counted)
             best = "-" if stats.max_fitness is None else f"{stats.max_fitness:.5g}"
@@ -826,6 +848,8 @@ class Driver:
                 signal.signal(signal.SIGINT, previous)
             if self._bar is not None:
                 self._bar.close()
+            if self.training is not None:
+                self.training.close()
             self._stop_actors()
             try:
                 self.store.end_session(end_reason)

@@ -110,6 +110,20 @@ class Mutator(ABC):
     def close(self) -> None:
         """Release models or connections (default: nothing to release)."""
 
+    def model_version(self) -> str | None:
+        """Which weights write this operator's children (``"base"`` or an adapter's version); None for
+        an operator without a model that can be fine-tuned in a run (the default)."""
+        return None
+
+    def load_adapter(self, path: str) -> str:
+        """Load the fine-tuned weights in directory ``path`` (between batches) and return their version.
+
+        On failure the operator must keep writing with the weights it had (raise after restoring
+        nothing). Default: ValueError, this operator has no model to fine-tune.
+        """
+        raise ValueError(f"operator {type(self).__name__} has no model that can load fine-tuned weights; "
+                         "set finetune.operator to a language-model lane with the hf backend")
+
     @classmethod
     def lanes(cls, node: Mapping[str, Any]) -> list[Lane]:
         """The operators in ``node`` (this class's checked config) that may run as separate lanes.

@@ -34,7 +34,7 @@ from elm.workers import sandbox_class
 log = logging.getLogger("elm")
 
 # Config keys that a resume may change; everything else comes from the stored run.
-RESUMABLE_OVERRIDES = ("budget", "loop", "ray")
+RESUMABLE_OVERRIDES = ("budget", "loop", "ray", "finetune")
 
 __all__ = ["ConfigError", "RESUMABLE_OVERRIDES", "resume_config", "run", "validate"]
 

@@ -13,6 +13,9 @@ Tables (schema version :data:`SCHEMA_VERSION`):
 ``operators``    the share of children of each operator over time (adaptive operator choice).
 ``islands``      per-island archive statistics over time; ``island_events`` the migrations
                  and resets of the island model.
+``adapters``     in-run fine-tuning rounds (:mod:`elm.intrain`): one row per round, numbered
+                 across resumes, with its status, the adapter's version and directory, the
+                 examples and seconds it took, and the error of a failed round.
 
 Every batch of evaluations is written in one transaction, together with a
 metrics snapshot and the session heartbeat: a run killed with SIGKILL keeps
@@ -33,7 +36,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 2  # 2: program_key, duplicate_of, variant, island; operators, islands tables
+SCHEMA_VERSION = 3  # 2: program_key, duplicate_of, variant, island; operators, islands tables. 3: adapters
 DB_NAME = "run.db"
 
 _SCHEMA = """
@@ -119,6 +122,20 @@ CREATE TABLE IF NOT EXISTS island_events (
     source      INTEGER,                   -- island the elites came from
     target      INTEGER NOT NULL,          -- island that received them (reset: the island emptied)
     elite_ids   TEXT    NOT NULL           -- JSON list of evaluation ids copied into target
+);
+CREATE TABLE IF NOT EXISTS adapters (
+    id          INTEGER PRIMARY KEY,       -- the round: 1, 2, ... (continues across resumes)
+    lane        TEXT    NOT NULL,          -- the operator whose model was trained
+    status      TEXT    NOT NULL,          -- elm.types.AdapterStatus value
+    version     TEXT,                      -- recorded as model_version by the children it writes
+    path        TEXT,                      -- the adapter's directory (with its elm_adapter.json)
+    evaluations INTEGER NOT NULL,          -- evaluations when the round started
+    last_id     INTEGER NOT NULL,          -- newest evaluation id the round could learn from
+    examples    INTEGER,                   -- training pairs exported for the round
+    started_at  REAL    NOT NULL,          -- UNIX time
+    seconds     REAL,                      -- wall time of the round (export, training, saving)
+    error       TEXT,                      -- why a round failed or was abandoned
+    info        TEXT                       -- JSON: the trainer's result (steps, losses, cost)
 );
 """
 
@@ -580,6 +597,22 @@ class RunStore:
         """Rows that count toward ``budget.evaluations``: all but duplicates (never evaluated)."""
         (n,) = self._conn.execute("SELECT COUNT(*) FROM evaluations WHERE status != 'duplicate'").fetchone()
         return int(n)
+
+    def record_adapter(self, row: Mapping[str, Any]) -> None:
+        """Insert or replace one ``adapters`` row (a dict of its columns; ``info`` a mapping)."""
+        values = {**row, "info": _dumps(row.get("info") or {})}
+        names = list(values)
+        self._write(lambda c: c.execute(
+            f"INSERT OR REPLACE INTO adapters ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})",
+            [values[n] for n in names]), "adapter round")
+
+    def adapters(self) -> list[dict[str, Any]]:
+        """The in-run fine-tuning rounds in order (``info`` decoded); empty for a store without the table."""
+        try:
+            rows = self._conn.execute("SELECT * FROM adapters ORDER BY id").fetchall()
+        except sqlite3.OperationalError:  # a read-only store of an older schema
+            return []
+        return [{**dict(r), "info": json.loads(r["info"] or "{}")} for r in rows]
 
     def island_events(self) -> list[dict[str, Any]]:
         """The island model's migrations and resets in order (``elite_ids`` decoded)."""

@@ -64,6 +64,19 @@ class MutationStatus(str, Enum):
 SEED_MUTATOR = "seed"
 
 
+class AdapterStatus(str, Enum):
+    """Outcome of one in-run fine-tuning round, as stored in ``adapters.status``."""
+
+    TRAINING = "training"  # started; a round still in this state when the run was killed did not finish
+    OK = "ok"  # trained and loaded by the lane's mutator actors: its children record its version
+    FAILED = "failed"  # export or training raised (``error``); the run goes on with the last good adapter
+    LOAD_FAILED = "load_failed"  # trained, but a mutator actor could not load it; the last good one stays
+    ABANDONED = "abandoned"  # the run stopped before the round finished
+
+    def __str__(self) -> str:
+        return self.value
+
+
 class AddStatus(str, Enum):
     """Result of offering one evaluated program to the archive (pyribs' 0/1/2)."""
 

@@ -8,6 +8,7 @@ configs (never a Hydra ``DictConfig``).
 from __future__ import annotations
 
 import ast
+import json
 import os
 import socket
 import time
@@ -54,9 +55,13 @@ class MutatorWorker:
     """
 
     def __init__(self, mutator_cfg: Mapping[str, Any], task: TaskContext, *, gpu_fraction: float = 0.0,
-                 variants: Mapping[str, Mapping[str, Any]] | None = None, keys: bool = False):
+                 variants: Mapping[str, Mapping[str, Any]] | None = None, keys: bool = False,
+                 adapter_state: str | None = None):
         """``mutator_cfg``: a checked mutator node (the run's, or one lane's); ``variants``: named
-        overrides of it, each built as its own instance (language-model backends are shared)."""
+        overrides of it, each built as its own instance (language-model backends are shared).
+        ``adapter_state``: a JSON file naming the adapter this lane's model runs with
+        (``{"path": ..., "version": ...}``, written by in-run fine-tuning, :mod:`elm.intrain`); loaded
+        here when it exists, so a restarted actor and a resumed run keep the last good adapter."""
         if 0.0 < gpu_fraction < 1.0:
             _cap_gpu_memory(gpu_fraction)
         self.mutator = build_mutator(mutator_cfg)
@@ -65,6 +70,20 @@ class MutatorWorker:
         self.keys = keys
         self.task = task
         self.label = f"{socket.gethostname()}:{os.getpid()}"
+        if adapter_state and os.path.exists(adapter_state):
+            with open(adapter_state, encoding="utf-8") as fh:
+                self.load_adapter(str(json.load(fh)["path"]))
+
+    def model_version(self) -> str | None:
+        """The version of the weights writing this lane's children (None: the lane has no model)."""
+        return self.mutator.model_version()
+
+    def load_adapter(self, path: str) -> str:
+        """Load fine-tuned weights between batches (an actor runs one call at a time); their version."""
+        version = self.mutator.load_adapter(path)
+        for mutator in self.variants.values():  # variants share the backend: loading again is a no-op
+            mutator.load_adapter(path)
+        return version
 
     def ping(self) -> dict[str, str]:
         """Where this worker runs: ``label`` (host:pid) and Ray ``node_id`` (None outside Ray)."""

@@ -197,6 +197,13 @@ class LMMutator(Mutator):
                                 model_seconds=completion.seconds, meta=meta))
         return out
 
+    def model_version(self) -> str | None:
+        return self.backend.version
+
+    def load_adapter(self, path: str) -> str:
+        """The backend loads the adapter (a backend shared with other operators is swapped for all)."""
+        return self.backend.load_adapter(path)
+
     def close(self) -> None:
         if self._owns_backend and self.backend is not None:
             release_backend(self.backend)

@@ -127,6 +127,20 @@ class MixtureMutator(Mutator):
                 out[i] = p if variant is None else replace(p, meta={**dict(p.meta), "variant": variant})
         return out  # type: ignore[return-value]
 
+    def model_version(self) -> str | None:
+        """The version of the one component with a model (None when none has one, or several do:
+        with lanes off, ``finetune.operator`` cannot pick one of them)."""
+        versions = [v for v in (c.model_version() for c in self.components) if v is not None]
+        return versions[0] if len(versions) == 1 else None
+
+    def load_adapter(self, path: str) -> str:
+        """Into the one component with a model (see :meth:`model_version`)."""
+        models = [c for c in self.components if c.model_version() is not None]
+        if len({id(getattr(c, "backend", c)) for c in models}) != 1:
+            raise ValueError(f"this mixture has {len(models)} components with a model; fine-tuning in a run "
+                             "needs lanes (search.lanes=true) and finetune.operator naming one of them")
+        return [c.load_adapter(path) for c in models][0]
+
     def close(self) -> None:
         for component in self.components:
             component.close()

@@ -127,6 +127,12 @@ class Backend(ABC):
     def generate(self, prompts: Sequence[Prompt], *, sampling: Sampling, seed: int) -> list[Completion]:
         """One completion per prompt, in order; seeded (same seed + batch -> same output where the backend allows)."""
 
+    def load_adapter(self, path: str) -> str:
+        """Replace the weights with the base model plus the adapter in directory ``path``; return its
+        version. Keeps the current weights when it fails. Default: this backend cannot (ValueError)."""
+        raise ValueError(f"backend {self.label} cannot load adapters in a run; use the hf backend "
+                         "(for vLLM, serve the adapter with --lora-modules and use the openai backend)")
+
     def close(self) -> None:
         """Release the model or connections (default: nothing)."""
 

@@ -148,8 +148,11 @@ class HFBackend(Backend):
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(path, **load)
         self.model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **load)
         self.version = model_version(Path(path)) if Path(path).is_dir() else "base"
+        self._reload = (path, torch_dtype, load, model)  # for load_adapter: the base weights, from disk
+        self.adapter = None
         if adapter is not None:
             self.model, self.version = _load_adapter(self.model, adapter, model)
+            self.adapter = str(Path(adapter).expanduser())
         self.model.to(self.device).eval()
         self.load_seconds = time.perf_counter() - start
         tok = self.tokenizer
@@ -223,6 +226,26 @@ class HFBackend(Backend):
                 by_length.setdefault(lengths[i], []).append(i)
             groups = list(by_length.values())
         return [g[k:k + self.max_batch] for g in groups for k in range(0, len(g), self.max_batch)]
+
+    def load_adapter(self, path: str) -> str:
+        """Hot-swap: the base weights reloaded from disk with the LoRA adapter in ``path`` merged in
+        (adapters are merged at load, so the previous one cannot be subtracted exactly). The new
+        model replaces the current one only once it is ready; on any error the current one stays.
+        Loading the adapter already loaded does nothing."""
+        resolved = str(Path(path).expanduser())
+        if resolved == self.adapter:
+            return self.version
+        _, transformers = _import_torch_transformers()
+        where, dtype, load, base = self._reload
+        start = time.perf_counter()
+        fresh = transformers.AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **load)
+        fresh, version = _load_adapter(fresh, resolved, base)
+        fresh.to(self.device).eval()
+        self.model, self.version, self.adapter = fresh, version, resolved
+        self.load_seconds = time.perf_counter() - start
+        if self.device.type == "cuda":
+            self._torch.cuda.empty_cache()
+        return version
 
     def close(self) -> None:
         self.model = None

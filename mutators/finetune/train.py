@@ -24,15 +24,16 @@ import math
 import os
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from elm.finetune import TrainBudget, Trainer
 from mutators.backends.hf import ADAPTER_META
 
-__all__ = ["TrainConfig", "TrainResult", "load_rows", "train"]
+__all__ = ["LoRATrainer", "TrainConfig", "TrainResult", "load_rows", "train"]
 
 METHODS = ("lora", "full")
 
@@ -56,6 +57,7 @@ class TrainConfig:
     device: str = "cpu"
     seed: int = 0
     eval_fraction: float = 0.1  # rows held out to measure the completion loss before and after
+    duty_cycle: float = 1.0  # share of the wall time spent in steps; the rest is slept between steps
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -71,6 +73,8 @@ class TrainConfig:
             raise ValueError(f"threads must be an int >= 1 or None, got {self.threads!r}")
         if not 0 <= self.eval_fraction < 1:
             raise ValueError(f"eval_fraction must be in [0, 1), got {self.eval_fraction!r}")
+        if not 0 < self.duty_cycle <= 1:
+            raise ValueError(f"duty_cycle must be in (0, 1] (1: no pauses), got {self.duty_cycle!r}")
         if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a finite number > 0 or None, got {self.lr!r}")
 
@@ -92,6 +96,7 @@ class TrainResult:
     eval_loss_before: float | None
     eval_loss_after: float | None
     stopped_by: str  # "steps" or "seconds"
+    paused_s: float = 0.0  # seconds slept between steps (duty cycle)
 
 
 def load_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -150,11 +155,13 @@ def _loss(model, encoded, pad, torch, batch_size) -> float:
 
 
 def train(*, data: str | os.PathLike, model: str, out: str | os.PathLike, config: TrainConfig = TrainConfig(),
-          cache_dir: str | None = None, log=print) -> TrainResult:
+          cache_dir: str | None = None, log=print, init: str | os.PathLike | None = None) -> TrainResult:
     """Fine-tune ``model`` (hub id, directory or ``"smollm2"``) on the pairs in ``data``; save to ``out``.
 
     ``out`` must not hold weights already (choose a new directory per version). ``log`` receives
-    one line per ~10 % of the steps.
+    one line per ~10 % of the steps. ``init``: a LoRA adapter of ``model`` to continue training
+    (its rank and targets are kept; ``method`` must be ``lora``). ``max_seconds`` bounds the wall
+    time of the steps and of the pauses a ``duty_cycle`` below 1 adds between them.
     """
     out = Path(out)
     if out.exists() and any(out.iterdir()):
@@ -172,15 +179,24 @@ def train(*, data: str | os.PathLike, model: str, out: str | os.PathLike, config
     tok = transformers.AutoTokenizer.from_pretrained(path)
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     net = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(config.device)
+    if init is not None and config.method != "lora":
+        raise ValueError("init (continuing an adapter) needs method='lora'")
     if config.method == "lora":
         try:
             import peft
         except ImportError as exc:
             raise ImportError(f"LoRA needs peft ({exc}): pip install -e '.[finetune]'") from exc
-        targets = list(config.target_modules) if config.target_modules else "all-linear"
-        net = peft.get_peft_model(net, peft.LoraConfig(r=config.rank, lora_alpha=config.alpha,
-                                                       lora_dropout=config.dropout, target_modules=targets,
-                                                       task_type="CAUSAL_LM"))
+        if init is not None:
+            trained_on = json.loads((Path(init) / ADAPTER_META).read_text()).get("base_model") \
+                if (Path(init) / ADAPTER_META).is_file() else None
+            if trained_on is not None and trained_on != model:
+                raise ValueError(f"init adapter {init} was trained on {trained_on!r}, not {model!r}")
+            net = peft.PeftModel.from_pretrained(net, str(init), is_trainable=True)
+        else:
+            targets = list(config.target_modules) if config.target_modules else "all-linear"
+            net = peft.get_peft_model(net, peft.LoraConfig(r=config.rank, lora_alpha=config.alpha,
+                                                           lora_dropout=config.dropout, target_modules=targets,
+                                                           task_type="CAUSAL_LM"))
     lr = config.lr or (2e-4 if config.method == "lora" else 2e-5)
     encoded, too_long = [], 0
     for row in rows:
@@ -201,6 +217,7 @@ def train(*, data: str | os.PathLike, model: str, out: str | os.PathLike, config
     losses: list[float] = []
     seen = 0
     stopped_by = "steps"
+    paused = 0.0
     start = time.perf_counter()
     gen = torch.Generator().manual_seed(config.seed + 1)
     queue: list[int] = []
@@ -208,6 +225,7 @@ def train(*, data: str | os.PathLike, model: str, out: str | os.PathLike, config
         if time.perf_counter() - start >= config.max_seconds:
             stopped_by = "seconds"
             break
+        step_start = time.perf_counter()
         net.train()
         if len(queue) < config.batch_size:  # epochs in a fresh order each time
             queue += torch.randperm(len(trainset), generator=gen).tolist()
@@ -222,6 +240,12 @@ def train(*, data: str | os.PathLike, model: str, out: str | os.PathLike, config
         optim.step()
         losses.append(float(loss.detach()))
         seen += len(batch)
+        if config.duty_cycle < 1 and step + 1 < config.max_steps:
+            # sleep so that steps take at most duty_cycle of the wall time: the cores go to evaluation
+            pause = (time.perf_counter() - step_start) * (1 - config.duty_cycle) / config.duty_cycle
+            pause = min(pause, max(0.0, config.max_seconds - (time.perf_counter() - start)))
+            time.sleep(pause)
+            paused += pause
         if log and (step + 1) % max(1, config.max_steps // 10) == 0:
             log(f"step {step + 1}/{config.max_steps}: loss {losses[-1]:.4f} "
                 f"({time.perf_counter() - start:.1f} s)")
@@ -251,15 +275,17 @@ def train(*, data: str | os.PathLike, model: str, out: str | os.PathLike, config
         "evaluation_ids": sorted({int(r["evaluation_id"]) for r in rows if r.get("evaluation_id") is not None}),
     }
     result = TrainResult(out=out, version=version, steps=len(losses), examples_seen=seen, train_rows=len(trainset),
-                         seconds=seconds, seconds_per_step=seconds / len(losses), seconds_per_example=seconds / seen,
+                         seconds=seconds, seconds_per_step=(seconds - paused) / len(losses),
+                         seconds_per_example=(seconds - paused) / seen,
                          loss_first=losses[0], loss_last=losses[-1], eval_loss_before=eval_before,
-                         eval_loss_after=eval_after, stopped_by=stopped_by)
+                         eval_loss_after=eval_after, stopped_by=stopped_by, paused_s=paused)
     meta = {
         "version": version,
         "method": config.method,
         "base_model": model,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "config": {**asdict(config), "lr": lr},
+        "init": None if init is None else str(init),
         "result": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()},
         "losses": losses,
         "data": provenance,
@@ -268,3 +294,47 @@ def train(*, data: str | os.PathLike, model: str, out: str | os.PathLike, config
     }
     (out / ADAPTER_META).write_text(json.dumps(meta, indent=1))
     return result
+
+
+#: TrainConfig fields that in-run fine-tuning sets from ``finetune.*`` (the run's budget per round)
+_BUDGET_FIELDS = ("max_steps", "max_seconds", "threads", "duty_cycle")
+
+
+class LoRATrainer(Trainer):
+    """In-run training (``finetune.trainer``, the default): :func:`train` on a lane's hf model.
+
+    Arguments: the :class:`TrainConfig` fields (``method``, ``batch_size``, ``lr``, ``rank``,
+    ``alpha``, ``dropout``, ``target_modules``, ``max_length``, ``device``, ``seed``,
+    ``eval_fraction``) with its defaults, except the per-round budget, which the run sets
+    (``finetune.max_steps``, ``max_seconds``, ``threads``, ``duty_cycle``). The base model is the
+    lane's ``backend.model``; without an adapter of this run to continue, a round continues the
+    lane's configured ``backend.adapter`` if it has one. ``method`` must be ``lora`` (a lane loads an
+    adapter, not a checkpoint).
+    """
+
+    def __init__(self, **settings: object) -> None:
+        known = [f for f in TrainConfig.__dataclass_fields__ if f not in _BUDGET_FIELDS]
+        for key in settings:
+            if key in _BUDGET_FIELDS:
+                raise ValueError(f"finetune.trainer.{key} is set by finetune.{key} (the budget of a round)")
+            if key not in known:
+                raise ValueError(f"finetune.trainer takes no argument {key!r} (it takes: {', '.join(known)})")
+        if "target_modules" in settings and settings["target_modules"] is not None:
+            settings["target_modules"] = tuple(settings["target_modules"])  # type: ignore[arg-type]
+        self.config = TrainConfig(**settings)  # type: ignore[arg-type]
+        if self.config.method != "lora":
+            raise ValueError("finetune.trainer.method must be 'lora' in a run: the lane's model loads adapters")
+
+    def train(self, *, data: Path, out: Path, lane: Mapping[str, object], init: Path | None,
+              budget: TrainBudget) -> dict[str, object]:
+        from dataclasses import replace
+
+        backend = lane.get("backend") if isinstance(lane, Mapping) else None
+        if not isinstance(backend, Mapping) or backend.get("kind", "hf") != "hf" or not backend.get("model"):
+            raise ValueError(f"the trained lane needs an hf backend with a model, got backend={backend!r}")
+        config = replace(self.config, max_steps=budget.max_steps, max_seconds=budget.max_seconds,
+                         threads=budget.threads, duty_cycle=budget.duty_cycle)
+        start_from = init if init is not None else backend.get("adapter")
+        train(data=data, model=str(backend["model"]), out=out, config=config,
+              cache_dir=backend.get("cache_dir"), log=None, init=start_from)  # type: ignore[arg-type]
+        return json.loads((out / ADAPTER_META).read_text())
