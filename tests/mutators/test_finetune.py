@@ -63,20 +63,10 @@ class RecordingBackend(HFBackend):
 def tiny_llama(tmp_path_factory):
     """A tiny Llama (SmolLM2's architecture) with the real GPT-2 vocabulary, saved as a checkpoint."""
     import torch
-    import transformers as tf
 
     torch.set_num_threads(1)  # a tiny model gains nothing from threads, and the test machine is shared
-    torch.manual_seed(0)
     path = tmp_path_factory.mktemp("tiny-llama") / "llama"
-    tok = tiny.gpt2_tokenizer()
-    config = tf.LlamaConfig(vocab_size=50257, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                            bos_token_id=50256, eos_token_id=50256, tie_word_embeddings=True,
-                            # wide enough weights that logits behind the final RMSNorm can reach a
-                            # confident answer (at the default 0.02 they stay within about +-0.6)
-                            initializer_range=0.5)
-    tf.LlamaForCausalLM(config).save_pretrained(path)
-    tok.save_pretrained(path)
+    tiny.llama(path)
     return path
 
 
@@ -321,3 +311,58 @@ def test_training_and_adapter_errors(tiny_llama, tmp_path):
 def test_backend_adapter_is_a_config_key():
     cfg = load_config(compose(["mutator=smollm2", "mutator.backend.adapter=/runs/a/adapter"]))
     assert cfg.mutator["backend"]["adapter"] == "/runs/a/adapter"
+
+
+# ------------------------------------------------------------------------------ in-run training
+
+
+def test_the_backend_hot_swaps_adapters_and_keeps_its_weights_when_one_cannot_be_loaded(tiny_llama, tmp_path):
+    prompt = P.lines_prompt(P.find_entry(PARENT, "pack"), "pack", 6, "    gap =")
+    config = TrainConfig(max_steps=40, max_seconds=120, batch_size=4, lr=2e-2, threads=1, rank=8)
+    first = train(data=_dataset(tmp_path, prompt, " 0.75 * n\n"), model=str(tiny_llama), out=tmp_path / "v1",
+                  config=config, log=None)
+    backend = HFBackend(model=str(tiny_llama), device="cpu", threads=1)
+    m = RewriteMutator(backend=backend, style="lines", sampling={"temperature": 0.0, "max_new_tokens": 6})
+    assert m.model_version() == "base"
+    assert m.load_adapter(str(tmp_path / "v1")) == first.version == backend.version
+    assert _greedy(backend, prompt) == " 0.75 * n"
+    # a second round continues the first adapter (warm start) on other data; the swap replaces the
+    # merged weights (the base reloaded, then the new adapter), never stacks them
+    (tmp_path / "b").mkdir()
+    second = train(data=_dataset(tmp_path / "b", prompt, " 0.5 / n\n"), model=str(tiny_llama), out=tmp_path / "v2",
+                   config=config, log=None, init=tmp_path / "v1")
+    assert json.loads((tmp_path / "v2" / ADAPTER_META).read_text())["init"] == str(tmp_path / "v1")
+    assert m.load_adapter(str(tmp_path / "v2")) == second.version and _greedy(backend, prompt) == " 0.5 / n"
+    (child,) = m.mutate(parents=[[_parent()]], task=TASK, seed=0)
+    assert child.meta["model_version"] == second.version
+    broken = tmp_path / "broken"
+    shutil.copytree(tmp_path / "v2", broken)
+    (broken / "adapter_model.safetensors").write_bytes(b"not weights")
+    with pytest.raises(Exception):  # noqa: B017 (safetensors' own error type)
+        m.load_adapter(str(broken))
+    assert backend.version == second.version and _greedy(backend, prompt) == " 0.5 / n"  # the last good one
+    assert m.load_adapter(str(tmp_path / "v2")) == second.version  # already loaded: nothing to do
+
+
+def test_the_in_run_trainer_takes_its_budget_from_the_run_and_pauses_between_steps(tiny_llama, tmp_path):
+    from elm.finetune import TrainBudget
+    from mutators.finetune.train import LoRATrainer
+
+    with pytest.raises(ValueError, match="set by finetune.max_steps"):
+        LoRATrainer(max_steps=3)
+    with pytest.raises(ValueError, match="takes no argument 'rnk'"):
+        LoRATrainer(rnk=3)
+    with pytest.raises(ValueError, match="must be 'lora' in a run"):
+        LoRATrainer(method="full")
+    lane = {**LINES, "backend": {"kind": "hf", "model": str(tiny_llama), "adapter": None}}
+    meta = LoRATrainer(batch_size=2, rank=4).train(
+        data=_dataset(tmp_path, "x =", " 1\n", n=4), out=tmp_path / "v001", lane=lane, init=None,
+        budget=TrainBudget(max_steps=3, max_seconds=60, threads=1, duty_cycle=0.25))
+    result = meta["result"]
+    assert meta["version"].startswith("v001-") and result["steps"] == 3 and meta["config"]["rank"] == 4
+    # steps take at most a quarter of the wall time: 3 s of pause per 1 s of step, none after the last
+    busy = result["seconds"] - result["paused_s"]
+    assert result["paused_s"] == pytest.approx(3 * busy * 2 / 3, rel=0.35)
+    with pytest.raises(ValueError, match="needs an hf backend"):
+        LoRATrainer().train(data=tmp_path / "x.jsonl", out=tmp_path / "v2", lane={"backend": {"kind": "openai"}},
+                            init=None, budget=TrainBudget(max_steps=1, max_seconds=1, threads=1))
