@@ -367,23 +367,43 @@ class Run:
         """
         return _rates(self._windowed(window), ["window_start", "mutator"])
 
-    def mutator_totals(self) -> pd.DataFrame:
+    def mutator_totals(self, *, by_version: bool = False) -> pd.DataFrame:
         """The columns of :meth:`mutator_stats` over the whole run, one row per mutator (seeds are not a
-        mutator), largest first; computed by :func:`elm.stats.mutator_stats`, as the run summary is."""
+        mutator), largest first; computed by :func:`elm.stats.mutator_stats`, as the run summary is.
+
+        ``by_version``: one row per mutator and model version (column ``model_version``: ``base``, a
+        fine-tuned adapter's version, None for mutators without a model), in version order within a
+        mutator: the rates of each set of weights of a run that fine-tunes its model."""
         from elm.stats import mutator_stats
 
         with self._lock:
-            stats = mutator_stats(self._conn)
-        cols = ["mutator", "evaluations", "valid", "inserted", "new_cells", "duplicates", "valid_rate",
+            stats = mutator_stats(self._conn, by_version=by_version)
+        cols = ["mutator", *(["model_version"] if by_version else []), "evaluations", "valid", "inserted",
+                "new_cells", "duplicates", "valid_rate",
                 "insertion_rate", "new_cell_rate", "tokens_in", "tokens_out", "tokens", "model_s"]
-        rows = [{"mutator": s.mutator, "evaluations": s.proposals, "valid": s.valid, "inserted": s.inserted,
+        rows = [{"mutator": s.mutator, **({"model_version": s.model_version} if by_version else {}),
+                 "evaluations": s.proposals, "valid": s.valid, "inserted": s.inserted,
                  "new_cells": s.new_cells, "duplicates": s.duplicates, "valid_rate": s.valid_rate,
                  "insertion_rate": s.insertion_rate,
                  "new_cell_rate": s.new_cell_rate, "tokens_in": s.tokens_in, "tokens_out": s.tokens_out,
                  "tokens": s.tokens_in + s.tokens_out, "model_s": s.model_s / s.proposals if s.proposals else 0.0}
                 for s in stats]
         f = pd.DataFrame(rows, columns=cols)
+        if by_version:  # mutators largest first, each one's versions in the order they were made
+            size = f.groupby("mutator")["evaluations"].transform("sum")
+            return f.assign(_size=size).sort_values(["_size", "mutator"], ascending=[False, True], kind="stable",
+                                                    ignore_index=True).drop(columns="_size")
         return f.sort_values("evaluations", ascending=False, ignore_index=True)
+
+    def finetune_rounds(self) -> pd.DataFrame:
+        """The in-run fine-tuning rounds (``finetune.enabled``): ``round``, ``lane``, ``status``
+        (:class:`elm.types.AdapterStatus`), ``version``, ``evaluations`` (when it started), ``examples``
+        (training pairs), ``seconds``, ``steps``, ``error``. Empty for a run without them."""
+        f = self._optional_frame("SELECT id AS round, lane, status, version, evaluations, examples, seconds, error, "
+                                 "json_extract(info, '$.result.steps') AS steps FROM adapters ORDER BY id",
+                                 ["round", "lane", "status", "version", "evaluations", "examples", "seconds",
+                                  "error", "steps"])
+        return f
 
     def _optional_frame(self, sql: str, columns: Sequence[str]) -> pd.DataFrame:
         """``sql``'s rows, or an empty frame with ``columns`` for a store without the table (schema 1)."""

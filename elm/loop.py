@@ -868,7 +868,9 @@ class Driver:
         )
 
     def _record_mutator_stats(self) -> str:
-        """Per-mutator statistics of the whole run into ``meta.mutator_stats``; returns them as a table.
+        """Per-mutator statistics of the whole run into ``meta.mutator_stats`` (and per mutator and model
+        version into ``meta.mutator_version_stats``); returns them as a table, per version when a
+        mutator's children were written by several weights (in-run fine-tuning).
 
         Once per session, after the loop: one GROUP BY over the store, off the hot path.
         """
@@ -876,10 +878,14 @@ class Driver:
 
         try:
             stats = mutator_stats(self.store)
-            self.store.set_meta(mutator_stats=[s.to_dict() for s in stats])
+            per_version = mutator_stats(self.store, by_version=True)
+            self.store.set_meta(mutator_stats=[s.to_dict() for s in stats],
+                                mutator_version_stats=[s.to_dict() for s in per_version])
         except Exception as exc:  # noqa: BLE001 (statistics must never fail a finished run)
             log.warning("could not record per-mutator statistics: %s", exc)
             return ""
+        if len(per_version) > len(stats):  # some mutator wrote with several weights (fine-tuning): per version
+            return format_stats(per_version)
         return format_stats(stats)
 
     def _abandon_mutations(self) -> None:

@@ -127,13 +127,17 @@ def mutator_stats(source: Any, *, by_version: bool = False) -> list[MutatorStats
 
 
 def format_stats(stats: list[MutatorStats]) -> str:
-    """A fixed-width table, one line per mutator (for logs and the run summary)."""
+    """A fixed-width table, one line per mutator (for logs and the run summary); per-version statistics
+    get a ``model`` column (``-`` for a mutator without a model)."""
     if not stats:
         return ""
-    lines = [f"{'mutator':<14}{'children':>9}{'program':>9}{'parses':>8}{'valid':>8}{'inserted':>9}"
+    versions = any(s.model_version is not None for s in stats)  # per-version statistics: a model column
+    lines = [f"{'mutator':<14}" + (f"{'model':<20}" if versions else "")
+             + f"{'children':>9}{'program':>9}{'parses':>8}{'valid':>8}{'inserted':>9}"
              f"{'new cell':>9}{'dupl.':>7}{'tokens out':>11}{'model s':>9}"]
     for s in stats:
-        lines.append(f"{s.mutator[:13]:<14}{s.proposals:>9}{s.apply_rate:>9.1%}{s.parse_rate:>8.1%}"
+        model = f"{(s.model_version or '-')[:19]:<20}" if versions else ""
+        lines.append(f"{s.mutator[:13]:<14}{model}{s.proposals:>9}{s.apply_rate:>9.1%}{s.parse_rate:>8.1%}"
                      f"{s.valid_rate:>8.1%}{s.inserted:>9}{s.new_cells:>9}{s.duplicates:>7}{s.tokens_out:>11}"
                      f"{s.model_s:>9.1f}")
     return "\n".join(lines)

@@ -385,12 +385,17 @@ def create_app(runs: Sequence[Run], *, refresh_s: float = 5.0, title: str = "ELM
         if tab != "mutators":
             return no_update, no_update
         run = pick(i)
-        totals = run.mutator_totals()
-        rows = [{"mutator": r.mutator, "children": f"{r.evaluations:,}", "valid": f"{100 * r.valid_rate:.1f} %",
+        totals, tuned = figures.mutator_totals_shown(run)
+        rows = [{"mutator": r.mutator, **({"model": r.model_version or ""} if tuned else {}),
+                 "children": f"{r.evaluations:,}", "valid": f"{100 * r.valid_rate:.1f} %",
                  "inserted": f"{100 * r.insertion_rate:.1f} %", "new cells": f"{r.new_cells:,}",
                  "new-cell rate": f"{100 * r.new_cell_rate:.2f} %", "tokens": f"{int(r.tokens):,}",
                  "duplicates": f"{r.duplicates:,}", "model s/child": f"{r.model_s:.3g}"} for r in totals.itertuples()]
-        return figures.mutator_figure(run), _table(rows)
+        rounds = run.finetune_rounds()
+        if rounds.empty:
+            return figures.mutator_figure(run), _table(rows)
+        return figures.mutator_figure(run), [_table(rows), html.H4("In-run fine-tuning rounds"),
+                                             _table(figures.finetune_rows(rounds))]
 
     @app.callback(Output("search-graph", "figure"), Output("island-table", "children"),
                   Input("versions", "data"), Input("run", "value"), Input("tabs", "value"))

@@ -534,3 +534,25 @@ def summary_rows(runs: Sequence[Run], labels: Sequence[str] | None = None) -> li
             "wall time": f"{s['wall_s']:.0f} s", "state": s["state"],
         })
     return rows
+
+
+def mutator_totals_shown(run: Run) -> tuple[pd.DataFrame, bool]:
+    """The mutator table's rows: per mutator, or per mutator and model version when a mutator's
+    children were written by more than one set of weights (in-run fine-tuning, or a resume with an
+    adapter); and whether they are per version."""
+    versions = run.mutator_totals(by_version=True)
+    if versions.groupby("mutator")["model_version"].nunique().gt(1).any():
+        return versions, True
+    return run.mutator_totals(), False
+
+
+def finetune_rows(rounds: pd.DataFrame) -> list[dict[str, Any]]:
+    """The in-run fine-tuning rounds (:meth:`elm.analysis.Run.finetune_rounds`) as table rows."""
+    def text(value: Any) -> str:
+        return value if isinstance(value, str) else ""  # NULL arrives as None or NaN
+
+    return [{"round": int(r.round), "lane": r.lane, "status": r.status, "version": text(r.version),
+             "at evaluation": int(r.evaluations), "pairs": "" if pd.isna(r.examples) else int(r.examples),
+             "steps": "" if pd.isna(r.steps) else int(r.steps),
+             "seconds": "" if pd.isna(r.seconds) else f"{r.seconds:.1f}", "error": text(r.error)[:160]}
+            for r in rounds.itertuples()]

@@ -116,12 +116,15 @@ def _write_html(runs: list[Run], labels: list[str], path: Path) -> Path:
                          f"<pre>{html.escape(best['source'] or '')}</pre>")
         parts.append("<h3>Progress</h3>" + fig_html(figures.progress_figure(run)))
         parts.append("<h3>Mutators</h3>" + fig_html(figures.mutator_figure(run)))
-        totals = run.mutator_totals()
-        parts.append(_html_table([{"mutator": r.mutator, "children": r.evaluations,
-                                   "valid": f"{100 * r.valid_rate:.1f} %",
+        totals, tuned = figures.mutator_totals_shown(run)
+        parts.append(_html_table([{"mutator": r.mutator, **({"model": r.model_version or ""} if tuned else {}),
+                                   "children": r.evaluations, "valid": f"{100 * r.valid_rate:.1f} %",
                                    "inserted": f"{100 * r.insertion_rate:.1f} %", "new cells": r.new_cells,
                                    "duplicates": r.duplicates, "tokens": int(r.tokens)}
                                   for r in totals.itertuples()]))
+        rounds = run.finetune_rounds()
+        if not rounds.empty:
+            parts.append("<h3>In-run fine-tuning rounds</h3>" + _html_table(figures.finetune_rows(rounds)))
         if not (run.operator_shares().empty and run.island_stats().empty):
             parts.append("<h3>Search: operator shares, islands, duplicates</h3>" + fig_html(figures.search_figure(run)))
         parts.append("<h3>Throughput and outcomes</h3>" + fig_html(figures.throughput_figure(run)))

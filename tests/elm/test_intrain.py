@@ -14,11 +14,11 @@ pytest.importorskip("torch")
 pytest.importorskip("peft")
 pytest.importorskip("datasets")
 
-from elm.config import ConfigError, compose, load_config  # noqa: E402
-from elm.intrain import state_file  # noqa: E402
-from elm.loop import RunError  # noqa: E402
-from elm.runner import run  # noqa: E402
-from mutators import standins as tiny  # noqa: E402
+from elm.config import ConfigError, compose, load_config
+from elm.intrain import state_file
+from elm.loop import RunError
+from elm.runner import run
+from mutators import standins as tiny
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -33,8 +33,9 @@ def _cfg(model, *overrides):
                    "ray.evaluator_num_cpus=0", "loop.batch_size=4", "loop.ordered=true", "seed=2",
                    "finetune.enabled=true", "finetune.every_examples=2", "finetune.blocking=true",
                    "finetune.max_steps=2", "finetune.duty_cycle=1", "finetune.nice=0",
-                   "finetune.trainer._target_=tests.elm.intrain_doubles.FailingTrainer", "+finetune.trainer.batch_size=2",
-                   "+finetune.trainer.rank=4", "+finetune.trainer.fail_rounds=[2]", *overrides])
+                   "finetune.trainer._target_=tests.elm.intrain_doubles.FailingTrainer",
+                   "+finetune.trainer.batch_size=2", "+finetune.trainer.rank=4", "+finetune.trainer.fail_rounds=[2]",
+                   *overrides])
     cfg["env"] = {"_target_": "tests.elm.intrain_doubles.OneLineEnv"}
     cfg["mutator"] = {"_target_": "mutators.mixture.MixtureMutator", "components": {
         "gp": {"_target_": "mutators.gp.GPMutator", "weight": 0.5},
@@ -75,15 +76,26 @@ def test_versions_swap_a_failed_round_is_survived_and_resume_keeps_the_last_good
     assert json.loads(state_file(run_dir, "lm").read_text())["version"] == last_before
     # the failed round changed nothing for the lane: its children were written by good weights only
     assert set(versions) <= {"base"} | {r["version"] for r in good}
-    print("rounds", [(r["id"], r["status"], r["examples"]) for r in rounds], "children", len(versions))
 
     summary = run(_cfg(tiny_llama, "budget.evaluations=60", f"resume={run_dir}"), run_dir=run_dir)
     assert summary.evaluations == 60
+    # per-version rates: in the summary's table, the store's meta and the dashboard's mutator table
+    assert "model" in summary.mutator_stats and last_before[:19] in summary.mutator_stats
+    with sqlite3.connect(run_dir / "run.db") as conn:
+        stored = json.loads(conn.execute("SELECT value FROM meta WHERE key = 'mutator_version_stats'").fetchone()[0])
+    assert {"base", last_before} <= {s["model_version"] for s in stored if s["mutator"] == "lm"}
+    from elm.analysis import load_run
+    from elm.dashboard import figures
+
+    dash = load_run(run_dir)
+    totals, tuned = figures.mutator_totals_shown(dash)
+    assert tuned and {"base", last_before} <= set(totals[totals["mutator"] == "lm"]["model_version"])
+    table = figures.finetune_rows(dash.finetune_rounds())
+    assert [r["status"] for r in table][:2] == ["ok", "failed"] and "forced failure" in table[1]["error"]
     resumed = [v for _, session, v in _children(run_dir) if session == 2]
     assert resumed[0] == last_before  # the new session's actors loaded the last good adapter
     after = _rounds(run_dir)
     assert after[:len(rounds)] == rounds and len(after) > len(rounds)  # numbering continues
-    print("after", [(r["id"], r["status"], r["examples"]) for r in after])
     assert after[-1]["status"] == "ok" and after[-1]["version"].startswith(f"v{after[-1]['id']:03d}-")
 
 
