@@ -143,6 +143,11 @@ class InRunTraining:
         elif versions.get(self.lane) is None:
             raise ValueError(f"finetune.operator={self.lane!r} has no model that can load fine-tuned weights "
                              "(the hf backend can); choose a language-model lane")
+        cls = self._classes[self.lane][0]
+        if getattr(cls.training_example, "__func__", None) is Mutator.training_example.__func__:
+            raise ValueError(f"finetune: operator {self.lane!r} ({cls.__name__}) has no prompt format to train on "
+                             "(no training_example); with a mixture, keep search.lanes=true and name the "
+                             "language-model component in finetune.operator")
         self.actors = list(actors[self.lane])
         rows = self.store.adapters()
         for row in rows:
@@ -197,8 +202,7 @@ class InRunTraining:
             if self._counts(rec.mutator):
                 self.pending += self._example(rec, group)
         if self.pending >= self.cfg.every_examples and self._inflight is None and not stopping:
-            last_id = max((r.id for r in records), default=self.store.max_id())
-            self._submit(evaluations=evaluations, last_id=max(last_id, self.store.max_id()))
+            self._submit(evaluations=evaluations, last_id=self.store.max_id())
 
     def _submit(self, *, evaluations: int, last_id: int) -> None:
         self.round += 1

@@ -849,7 +849,10 @@ class Driver:
             if self._bar is not None:
                 self._bar.close()
             if self.training is not None:
-                self.training.close()
+                try:
+                    self.training.close()
+                except Exception as exc:  # noqa: BLE001 (keep the run's own error visible; actors still stop)
+                    log.error("could not close in-run fine-tuning: %s", exc)
             self._stop_actors()
             try:
                 self.store.end_session(end_reason)

@@ -106,5 +106,7 @@ def test_configuration_errors_name_the_key(ray_session, tiny_llama, tmp_path):
         run(_cfg(tiny_llama, "+finetune.trainer.max_steps=3"), run_dir=tmp_path / "a")
     with pytest.raises(RunError, match="finetune.operator='gp' has no model"):
         run(_cfg(tiny_llama, "finetune.operator=gp", "budget.evaluations=8"), run_dir=tmp_path / "b")
+    with pytest.raises(RunError, match="MixtureMutator\\) has no prompt format.*search.lanes=true"):
+        run(_cfg(tiny_llama, "search.lanes=false"), run_dir=tmp_path / "d")
     with pytest.raises(RunError, match="finetune.operator='nope' is not one of this run's operators"):
         run(_cfg(tiny_llama, "finetune.operator=nope"), run_dir=tmp_path / "c")
