@@ -101,7 +101,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--every", type=int, default=4, help="finetune.every_examples")
     parser.add_argument("--max-steps", type=int, default=10, help="finetune.max_steps per round")
     parser.add_argument("--weight", type=float, default=0.5, help="the model lane's share of the children")
-    parser.add_argument("--conditions", default="off,on,nopause")
+    parser.add_argument("--batch", type=int, default=2, help="finetune.trainer.batch_size (examples per step)")
+    parser.add_argument("--conditions", default="off,on,nopause,off,on,nopause",
+                        help="run in this order (repeat names to interleave repetitions: the load changes)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -112,17 +114,18 @@ def main(argv: list[str] | None = None) -> None:
               f"mutator.components.smollm2.weight={args.weight}", f"mutator.components.gp.weight={1 - args.weight}",
               f"mutator.components.smollm2.backend.model={model}", "budget.evaluations=1000000",
               f"budget.wall_seconds={args.seconds}", f"finetune.every_examples={args.every}",
-              f"finetune.max_steps={args.max_steps}", "ray.num_cpus=2"]
+              f"finetune.max_steps={args.max_steps}", f"+finetune.trainer.batch_size={args.batch}", "ray.num_cpus=2"]
     results = {}
-    for name in args.conditions.split(","):
-        run_dir = args.out / name
+    for k, name in enumerate(args.conditions.split(",")):
+        key = f"{k}-{name}"
+        run_dir = args.out / key
         if run_dir.exists():
             raise SystemExit(f"{run_dir} exists: choose a new --out")
         load_before = os.getloadavg()
-        elapsed = _run(run_dir, [*common, *CONDITIONS[name]], args.out / f"{name}.log")
-        results[name] = {**_measure(run_dir), "process_s": elapsed, "load_before": load_before,
-                         "load_after": os.getloadavg()}
-        print(name, json.dumps(results[name]), flush=True)
+        elapsed = _run(run_dir, [*common, *CONDITIONS[name]], args.out / f"{key}.log")
+        results[key] = {**_measure(run_dir), "process_s": elapsed, "load_before": load_before,
+                        "load_after": os.getloadavg()}
+        print(key, json.dumps(results[key]), flush=True)
     (args.out / "results.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
                                                       "results": results}, indent=1))
     print("\n| condition | wall s | evaluations | evaluations/s | model children (versions) | rounds | steps "
