@@ -156,12 +156,16 @@ class InRunTraining:
         self.round = max((r["id"] for r in rows), default=0)
         good = [r for r in rows if r["status"] == AdapterStatus.OK.value and r["lane"] == self.lane]
         self.good = good[-1] if good else None
+        if self.good is not None and versions[self.lane] != self.good["version"]:
+            # killed between recording the round and naming it in the state file: load it now
+            ray.get([a.load_adapter.remote(self.good["path"]) for a in self.actors])
+            self._name(self.good)
         since = max((r["last_id"] for r in rows), default=-1)
         self.pending = sum(self._successes(since))
         options = {"num_cpus": self.cfg.num_cpus, "num_gpus": self.cfg.num_gpus, "max_restarts": -1,
                    "max_task_retries": 0}
         self.trainer = ray.remote(TrainerWorker).options(**options).remote(dict(self.cfg.trainer), nice=self.cfg.nice)
-        log.info("in-run fine-tuning of %s: every %d successes (%d pending), round %d next; weights: %s",
+        log.info("in-run fine-tuning of %s: every %d examples (%d pending), round %d next; weights: %s",
                  self.lane, self.cfg.every_examples, self.pending, self.round + 1,
                  self.good["version"] if self.good else versions[self.lane])
 
@@ -276,13 +280,17 @@ class InRunTraining:
                 return
             self._finish(row, AdapterStatus.OK)
             self.good = row
-            path = Path(self.state_file(self.lane))
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"path": row["path"], "version": row["version"], "round": row["id"]}))
-            os.replace(tmp, path)  # a restarting actor never reads half a file
+            self._name(row)
             info = row["info"].get("result", {}) if isinstance(row["info"], Mapping) else {}
             log.info("%s now writes with %s (round %d: %d pairs, %s steps, %.1f s)", self.lane, row["version"],
                      row["id"], row["examples"] or 0, info.get("steps", "?"), row["seconds"] or 0.0)
+
+    def _name(self, row: Mapping[str, Any]) -> None:
+        """Name ``row``'s adapter in the lane's state file (read by every actor the lane starts)."""
+        path = Path(self.state_file(self.lane))
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"path": row["path"], "version": row["version"], "round": row["id"]}))
+        os.replace(tmp, path)  # a restarting actor never reads half a file
 
     def _finish(self, row: dict[str, Any], status: AdapterStatus, *, error: str | None = None) -> None:
         row.update(status=status.value, error=error)

@@ -38,6 +38,7 @@ from elm.dedup import RETRY_STATUSES, DuplicateIndex, program_key
 from elm.environment import Environment
 from elm.inspirations import choose_inspirations
 from elm.intrain import InRunTraining
+from elm.intrain import state_file as adapter_state_file
 from elm.islands import IslandModel
 from elm.mutator import Lane, Mutator
 from elm.operators import Operator, OperatorChooser
@@ -280,7 +281,8 @@ class Driver:
             max_restarts=-1, max_task_retries=0, **spread,
         )
         for state in self.lanes:
-            adapter_state = self.training.state_file(state.lane.name) if self.training is not None else None
+            # the lane's last good fine-tuned adapter, if it has one (also when fine-tuning is now off)
+            adapter_state = str(adapter_state_file(self.run_dir, state.lane.name))
             state.actors = [mut_cls.remote(dict(state.lane.node), task, gpu_fraction=gpus,
                                            variants=dict(state.lane.variants), keys=self.dedup is not None,
                                            adapter_state=adapter_state)
