@@ -77,6 +77,10 @@ class Trainer(ABC):
     (:mod:`elm.intrain`); the engine finds it by ``_target_`` and imports no plugin package.
     """
 
+    def warm_up(self) -> None:
+        """Load what every round needs (libraries) when the trainer actor starts, so the first round
+        does not wait for it. Default: nothing."""
+
     @abstractmethod
     def train(self, *, data: Path, out: Path, lane: Mapping[str, Any], init: Path | None,
               budget: TrainBudget) -> Mapping[str, Any]:

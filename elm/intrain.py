@@ -1,8 +1,9 @@
 """Fine-tuning a lane's model during the run (``finetune.enabled``): ELM's second stage, in the loop.
 
-The driver counts the run's *successful* children (:func:`elm.finetune.successful`) of the trained
-lane (``finetune.operator``), and with ``finetune.reexpress`` of every lane. Every
-``finetune.every_examples`` new ones it starts a *round* in a trainer actor
+The driver counts *examples*: the run's successful children (:func:`elm.finetune.successful`) that
+the trained lane's format can express (its ``training_example`` hook, through
+:func:`elm.finetune.example_for`), the lane's own and, with ``finetune.reexpress``, every lane's.
+Every ``finetune.every_examples`` new ones it starts a *round* in a trainer actor
 (:class:`TrainerWorker`): the actor exports the run's successes in the lane's exact format from the
 run store (:func:`elm.finetune.export_examples`, read-only; the driver keeps writing) and trains
 an adapter with the configured :class:`elm.finetune.Trainer` (found by ``_target_``), continuing
@@ -65,6 +66,7 @@ class TrainerWorker:
             os.nice(nice)
         self.trainer = PluginSpec.from_config(trainer_node, what="finetune.trainer").build(
             Trainer, what="finetune.trainer")
+        self.trainer.warm_up()  # while the run starts, not when the first round is due
 
     def ping(self) -> int:
         return os.getpid()
@@ -118,7 +120,7 @@ class InRunTraining:
             raise ValueError(f"finetune.trainer: {exc}") from None
         self.actors: list[Any] = []
         self.trainer: Any = None
-        self.pending = 0  # successes not yet given to a round
+        self.pending = 0  # examples not yet given to a round
         self.round = 0  # the last round's number
         self.good: dict[str, Any] | None = None  # the last good round's row
         self._inflight: dict[str, Any] | None = None  # the running round's row
@@ -217,7 +219,7 @@ class InRunTraining:
                "started_at": time.time(), "seconds": None, "error": None, "info": {}}
         self.store.record_adapter(row)
         self._inflight = row
-        log.info("fine-tuning round %d of %s: %d new successes", self.round, self.lane, self.pending)
+        log.info("fine-tuning round %d of %s: %d new examples", self.round, self.lane, self.pending)
         self.pending = 0
         budget = TrainBudget(max_steps=self.cfg.max_steps, max_seconds=self.cfg.max_seconds,
                              threads=self.cfg.threads, duty_cycle=self.cfg.duty_cycle)
