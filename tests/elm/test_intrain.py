@@ -57,6 +57,7 @@ def _rounds(run_dir):
         return [dict(r) for r in conn.execute("SELECT * FROM adapters ORDER BY id")]
 
 
+@pytest.mark.timeout(900)  # two sessions, each starting a model actor and a trainer actor, on a loaded machine
 def test_versions_swap_a_failed_round_is_survived_and_resume_keeps_the_last_good_adapter(
         ray_session, tiny_llama, tmp_path):
     run_dir = tmp_path / "r"
@@ -99,6 +100,7 @@ def test_versions_swap_a_failed_round_is_survived_and_resume_keeps_the_last_good
     assert after[-1]["status"] == "ok" and after[-1]["version"].startswith(f"v{after[-1]['id']:03d}-")
 
 
+@pytest.mark.timeout(600)
 def test_configuration_errors_name_the_key(ray_session, tiny_llama, tmp_path):
     with pytest.raises(ConfigError, match="finetune: every_examples must be an int >= 1"):
         load_config(_cfg(tiny_llama, "finetune.every_examples=0"))
