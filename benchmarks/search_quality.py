@@ -164,9 +164,9 @@ def run_one(env: str, config: str, seed: int, budget: int, sandbox: str, extra: 
     from elm.config import compose
     from elm.runner import run
 
-    overrides = [*ENVS[env], *CONFIGS[config], f"seed={seed}", f"budget.evaluations={budget}",
-                 "budget.wall_seconds=null", f"sandbox={sandbox}", "loop.progress=false",
-                 "loop.export_elites=false", *extra]
+    # the configuration's own overrides come after the protocol's, so that one may set a wall-clock bound
+    overrides = [*ENVS[env], f"seed={seed}", f"budget.evaluations={budget}", "budget.wall_seconds=null",
+                 f"sandbox={sandbox}", "loop.progress=false", "loop.export_elites=false", *CONFIGS[config], *extra]
     run_dir = out / "runs" / f"{env}-{config}-{seed}"
     if (run_dir / "run.db").exists() and not _finished(run_dir / "run.db", budget):
         print(f"  {run_dir.name}: an unfinished run from an earlier benchmark; running it again", flush=True)
@@ -180,10 +180,11 @@ def run_one(env: str, config: str, seed: int, budget: int, sandbox: str, extra: 
               f"QD {summary.qd_score:.6g} in {time.perf_counter() - start:.0f} s (load {_load()})", flush=True)
     curve = _curve(run_dir / "run.db")
     points = []
+    reached = curve[-1]["evaluations"] if curve else 0
     for frac in CHECKPOINTS:
         n = int(round(budget * frac))
         row = _at(curve, n)
-        if row is None:
+        if row is None or n > reached:  # a run stopped by a wall-clock bound has no later checkpoints
             continue
         points.append(Point(env, config, seed, n, row["max_fitness"], row["coverage"], row["qd_score"], row["wall_s"]))
     final = curve[-1] if curve else {}
