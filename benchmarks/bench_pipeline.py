@@ -3,7 +3,9 @@
 Everything real except the work itself: Ray actors, ObjectRef forwarding,
 archive insertion, the SQLite store (one transaction per batch) and metrics.
 Prints evaluations/s and ms/evaluation (wall, actor start-up included) per
-configuration, and the driver's own CPU time per evaluation: on a 2-core
+configuration, and the driver's own CPU time per evaluation (over the whole run, and
+``marginal``: the difference between a run of the full budget and one of a fifth of it, per
+evaluation, which cancels the fixed costs of a run such as imports and actor start-up): on a 2-core
 machine the actors compete with the driver for the same cores, so the
 driver's CPU cost is its ceiling once evaluators run on other machines.
 Asserts nothing.
@@ -52,30 +54,45 @@ def main() -> None:
         "a": {**instant, "weight": 0.5, "variants": {"x": {}, "y": {}}}, "b": {**instant, "weight": 0.5}}}
     print(f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"{'batch':>6} {'in-flight':>9} {'mut':>4} {'eval':>4} {'search':>7} {'evals':>7} {'evals/s':>9} "
-          f"{'ms/eval':>9} {'driver CPU ms':>14} {'steady ev/s':>13} {'steady ms/ev':>13}")
+          f"{'ms/eval':>9} {'driver CPU ms':>14} {'marginal ms':>11} {'steady ev/s':>13} {'steady ms/ev':>13}")
+    # a warm-up run: the first run of the process pays its imports, which would count against one setting
+    with tempfile.TemporaryDirectory() as tmp:
+        warm = compose(["sandbox._target_=benchmarks._instant.NoopSandbox", "loop.progress=false",
+                        "loop.export_elites=false", "budget.evaluations=500", "budget.wall_seconds=null",
+                        *search])
+        warm["mutator"] = mixture
+        run(warm, run_dir=f"{tmp}/run", progress=False)
     for batch, in_flight, n_mut, n_eval, kind in settings:
-        cfg = compose([
-            "sandbox._target_=benchmarks._instant.NoopSandbox", "loop.progress=false", "loop.export_elites=false",
-            f"budget.evaluations={args.evaluations}", "budget.wall_seconds=null", f"loop.batch_size={batch}",
-            f"loop.max_in_flight={in_flight}",
-            f"ray.mutator_actors={n_mut}", f"ray.evaluator_actors={n_eval}", "ray.evaluator_num_cpus=0",
-            *(search if kind == "search" else []), *(["search.dedup=true"] if kind == "dedup" else []),
-        ])
-        cfg["mutator"] = mixture if kind == "search" else instant
-        with tempfile.TemporaryDirectory() as tmp:
-            start, cpu = time.perf_counter(), time.process_time()
-            summary = run(cfg, run_dir=f"{tmp}/run", progress=False)
-            elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
-            from elm.store import RunStore
+        measured = {}
+        for n in (args.evaluations // 5, args.evaluations):
+            cfg = compose([
+                "sandbox._target_=benchmarks._instant.NoopSandbox", "loop.progress=false",
+                "loop.export_elites=false", f"budget.evaluations={n}", "budget.wall_seconds=null",
+                f"loop.batch_size={batch}", f"loop.max_in_flight={in_flight}",
+                f"ray.mutator_actors={n_mut}", f"ray.evaluator_actors={n_eval}", "ray.evaluator_num_cpus=0",
+                *(search if kind == "search" else []), *(["search.dedup=true"] if kind == "dedup" else []),
+            ])
+            cfg["mutator"] = mixture if kind == "search" else instant
+            with tempfile.TemporaryDirectory() as tmp:
+                start, cpu = time.perf_counter(), time.process_time()
+                summary = run(cfg, run_dir=f"{tmp}/run", progress=False)
+                elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+                from elm.store import RunStore
 
-            with RunStore.open(f"{tmp}/run") as store:
-                m = store.metrics()
-            # Steady state: from the first absorbed child batch to the last (no start-up/shutdown).
-            steady = (m[-1]["evaluations"] - m[1]["evaluations"]) / max(m[-1]["time"] - m[1]["time"], 1e-9)
-        # Actor start-up is part of `run`; report the steady state from the store's own clock too.
-        rate = summary.evaluations / elapsed
-        print(f"{batch:>6} {in_flight:>9} {n_mut:>4} {n_eval:>4} {kind:>7} {summary.evaluations:>7} {rate:>9.0f} "
-              f"{1000 / rate:>9.4f} {1000 * cpu / summary.evaluations:>14.4f} {steady:>13.0f} {1000 / steady:>13.4f}")
+                with RunStore.open(f"{tmp}/run") as store:
+                    m = store.metrics()
+                # Steady state: from the first absorbed child batch to the last (no start-up/shutdown).
+                steady = (m[-1]["evaluations"] - m[1]["evaluations"]) / max(m[-1]["time"] - m[1]["time"], 1e-9)
+            measured[n] = (summary.evaluations, elapsed, cpu, steady)
+        (n_small, _, cpu_small, _), (n_all, elapsed, cpu, steady) = measured[args.evaluations // 5], \
+            measured[args.evaluations]
+        # What one more evaluation costs the driver: the difference of two runs that differ only in
+        # their budget, so that the run's fixed costs (imports, actor start-up, the final summary) cancel.
+        marginal = (cpu - cpu_small) / max(n_all - n_small, 1)
+        rate = n_all / elapsed  # actor start-up is part of `run`; the steady rate is from the store's clock
+        print(f"{batch:>6} {in_flight:>9} {n_mut:>4} {n_eval:>4} {kind:>7} {n_all:>7} {rate:>9.0f} "
+              f"{1000 / rate:>9.4f} {1000 * cpu / n_all:>14.4f} {1000 * marginal:>11.4f} {steady:>13.0f} "
+              f"{1000 / steady:>13.4f}", flush=True)
     ray.shutdown()
 
 

@@ -441,6 +441,9 @@ class ForkServerPool(Sandbox):
             self._replace(slot, f"the fork server could not go on after candidate {req.id}: {result.error}")
         elif leftover:
             self._replace(slot, f"{leftover} process(es) survived the clean-up after candidate {req.id}")
+        elif resp.get("leftover_files"):
+            self._replace(slot, f"the clean-up after candidate {req.id} could not remove "
+                                f"{', '.join(map(str, resp['leftover_files']))}")
         elif slot.served >= self.limits.recycle_after:
             self._replace(slot, f"recycled after {slot.served} candidates")
         else:

