@@ -138,6 +138,10 @@ class InRunTraining:
 
         with_model = [name for name, v in versions.items() if v is not None]
         if self.lane is None:
+            if not with_model:
+                raise ValueError(f"finetune: none of this run's operators {sorted(versions)} has a model that can "
+                                 "load fine-tuned weights (the hf backend can): use a language-model mutator, e.g. "
+                                 "mutator=smollm2_gp, or finetune.enabled=false")
             if len(with_model) != 1:
                 raise ValueError(f"finetune: {len(with_model)} of this run's operators {sorted(versions)} have a "
                                  f"model that can load adapters ({with_model}); name one with finetune.operator")

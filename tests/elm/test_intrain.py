@@ -106,6 +106,10 @@ def test_configuration_errors_name_the_key(ray_session, tiny_llama, tmp_path):
         load_config(_cfg(tiny_llama, "finetune.every_examples=0"))
     with pytest.raises(RunError, match="finetune.trainer.max_steps is set by finetune.max_steps"):
         run(_cfg(tiny_llama, "+finetune.trainer.max_steps=3"), run_dir=tmp_path / "a")
+    gp_only = _cfg(tiny_llama, "budget.evaluations=8")
+    gp_only["mutator"] = {"_target_": "mutators.gp.GPMutator"}
+    with pytest.raises(RunError, match="none of this run's operators \\['gp'\\] has a model.*mutator=smollm2_gp"):
+        run(gp_only, run_dir=tmp_path / "e")
     with pytest.raises(RunError, match="finetune.operator='gp' has no model"):
         run(_cfg(tiny_llama, "finetune.operator=gp", "budget.evaluations=8"), run_dir=tmp_path / "b")
     with pytest.raises(RunError, match="MixtureMutator\\) has no prompt format.*search.lanes=true"):
