@@ -34,16 +34,23 @@ class OneLineEnv(Environment):
 
 
 class FailingTrainer(LoRATrainer):
-    """The LoRA trainer, except that the rounds in ``fail_rounds`` fail half-way: they write part of
-    their adapter directory, then raise."""
+    """The LoRA trainer, except that the rounds in ``fail_rounds`` fail half-way (they write part of
+    their adapter directory, then raise), and those in ``broken_rounds`` train but leave weights no
+    actor can load."""
 
-    def __init__(self, *, fail_rounds: tuple[int, ...] = (), **settings: object) -> None:
+    def __init__(self, *, fail_rounds: tuple[int, ...] = (), broken_rounds: tuple[int, ...] = (),
+                 **settings: object) -> None:
         super().__init__(**settings)
         self.fail_rounds = {int(r) for r in fail_rounds}
+        self.broken_rounds = {int(r) for r in broken_rounds}
 
     def train(self, *, data, out, lane, init, budget):
-        if int(out.name.lstrip("v")) in self.fail_rounds:
+        round_ = int(out.name.lstrip("v"))
+        if round_ in self.fail_rounds:
             out.mkdir(parents=True, exist_ok=True)
             (out / "adapter_config.json").write_text("{}")
             raise RuntimeError(f"forced failure of round {out.name}")
-        return super().train(data=data, out=out, lane=lane, init=init, budget=budget)
+        meta = super().train(data=data, out=out, lane=lane, init=init, budget=budget)
+        if round_ in self.broken_rounds:
+            (out / "adapter_model.safetensors").write_bytes(b"not weights")
+        return meta
