@@ -16,27 +16,16 @@ def scrub_dir(directory: str, keep: list[str]) -> None:
     A directory on the way to a kept path is not deleted but scrubbed in turn: inside the
     sandbox it is a writable skeleton directory of the tmpfs (``/tmp/<project>`` for a venv at
     ``/tmp/<project>/.venv``), and a file a candidate leaves there must not reach the next one.
-    Errors are ignored: a path that cannot be removed is the health check's business. Trees
-    of any depth are removed without recursion (see :func:`_remove_tree`); only the way to a
-    kept path, fixed by the configuration, recurses.
+    Errors are ignored: what cannot be removed is found by :func:`remaining`. Trees of any
+    depth are removed without recursion (see :func:`_remove_tree`); only the way to a kept
+    path, fixed by the configuration, recurses.
     """
-    try:
-        dev = os.stat(directory).st_dev
-        entries = list(os.scandir(directory))
-    except OSError:
-        return
-    for entry in entries:
-        path = os.path.normpath(entry.path)
-        if path in keep:
-            continue
+    for entry, path, kind, dev in _entries(directory, keep):
         try:
-            if entry.is_dir(follow_symlinks=False):
-                if entry.stat(follow_symlinks=False).st_dev != dev:
-                    continue  # a mount point
-                if any(k.startswith(path + "/") for k in keep):
-                    scrub_dir(path, keep)
-                else:
-                    _remove_tree(directory, entry.name, dev)
+            if kind == "way":
+                scrub_dir(path, keep)
+            elif kind == "dir":
+                _remove_tree(directory, entry.name, dev)
             else:
                 os.unlink(entry.path)
         except OSError:
@@ -50,27 +39,36 @@ def remaining(directory: str, keep: list[str]) -> list[str]:
     contents are, recursively along that way). Empty when the scrub did its job; a non-empty
     answer means the next candidate would see them, so the sandbox is replaced instead.
     """
+    left: list[str] = []
+    for _, path, kind, _ in _entries(directory, keep):
+        left += remaining(path, keep) if kind == "way" else [path]
+    return left
+
+
+def _entries(directory: str, keep: list[str]):
+    """(entry, normalised path, kind, st_dev of ``directory``) for what a scrub must deal with.
+
+    kind: ``"way"`` (a directory on the way to a kept path), ``"dir"`` or ``"other"``; kept
+    paths and mount points are skipped. An entry that cannot be examined counts as "other".
+    """
     try:
         dev = os.stat(directory).st_dev
         entries = list(os.scandir(directory))
     except OSError:
-        return []
-    left: list[str] = []
+        return
     for entry in entries:
         path = os.path.normpath(entry.path)
         if path in keep:
             continue
+        kind = "other"
         try:
             if entry.is_dir(follow_symlinks=False):
                 if entry.stat(follow_symlinks=False).st_dev != dev:
-                    continue
-                if any(k.startswith(path + "/") for k in keep):
-                    left += remaining(path, keep)
-                    continue
+                    continue  # a mount point
+                kind = "way" if any(k.startswith(path + "/") for k in keep) else "dir"
         except OSError:
-            pass  # vanished or unreadable: count it, a second look costs less than a leak
-        left.append(path)
-    return left
+            pass  # vanished or unreadable: unlink is tried, and remaining() counts it
+        yield entry, path, kind, dev
 
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC

@@ -41,7 +41,9 @@ def test_a_slow_lane_does_not_hold_back_a_fast_one(ray_session, tmp_path):
     slow_times = sorted({r[3] for r in slow})
     between = [sum(a < g[3] < b for g in gp) for a, b in zip(slow_times, slow_times[1:])]
     assert between and max(between) >= 16, between
-    assert len(gp) >= len(slow)  # the slow lane gets at most its share (what it can write), the fast one the rest
+    # the slow lane gets at most its share (half) plus the one batch it may hold beyond it; on a loaded machine
+    # the fast lane may be no faster than that (196 against 200 once at load 35), so no more is asserted
+    assert len(slow) <= 400 // 2 + 8, len(slow)
 
 
 def test_lanes_off_mixes_inside_one_actor(ray_session, tmp_path):
