@@ -25,23 +25,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from benchmarks._runs import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _run(run_dir: Path, overrides: list[str], log: Path) -> float:
-    """One ``run_elm.py`` run in its own process (its own Ray); returns its wall time in seconds."""
-    start = time.perf_counter()
-    with open(log, "w") as fh:
-        proc = subprocess.run([sys.executable, str(ROOT / "run_elm.py"), *overrides, "loop.progress=false",
-                               f"hydra.run.dir={run_dir}"], cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        raise SystemExit(f"run {run_dir} failed (exit {proc.returncode}); see {log}")
-    return time.perf_counter() - start
 
 
 def _model_rates(run_dir: Path, training: set[str]) -> dict:
@@ -95,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
 
     data = args.data_run.resolve() if args.data_run else out / "data"
     if args.data_run is None:
-        secs = _run(data, ["mutator=smollm2_gp", "mutator.components.smollm2.weight=0.5",
+        secs = run_cli(data, ["mutator=smollm2_gp", "mutator.components.smollm2.weight=0.5",
                            "mutator.components.gp.weight=0.5", "sandbox=process", "seed=0",
                            f"budget.wall_seconds={args.data_seconds}"], out / "data.log")
         results["data_run_s"] = secs
@@ -128,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
             if only is not None and f"{env}/{label}" not in only:
                 continue
             run_dir = out / f"{env}-{label}"
-            secs = _run(run_dir, [f"env={env}", "mutator=smollm2", "sandbox=process", f"seed={args.seed}",
+            secs = run_cli(run_dir, [f"env={env}", "mutator=smollm2", "sandbox=process", f"seed={args.seed}",
                                   f"budget.evaluations={budget}", f"budget.wall_seconds={args.eval_seconds}",
                                   f"loop.batch_size={args.run_batch}", f"mutator.backend.threads={args.threads}",
                                   *extra], out / f"{env}-{label}.log")

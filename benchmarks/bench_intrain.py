@@ -28,10 +28,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
-import time
 from pathlib import Path
+
+from benchmarks._runs import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,14 +60,6 @@ def _tiny(path: Path, width: int, layers: int) -> Path:
     return path
 
 
-def _run(run_dir: Path, overrides: list[str], log: Path) -> float:
-    start = time.perf_counter()
-    with open(log, "w") as fh:
-        proc = subprocess.run([sys.executable, str(ROOT / "run_elm.py"), *overrides, "loop.progress=false",
-                               f"hydra.run.dir={run_dir}"], cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        raise SystemExit(f"run {run_dir} failed (exit {proc.returncode}); see {log}")
-    return time.perf_counter() - start
 
 
 def _measure(run_dir: Path) -> dict:
@@ -122,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
         if run_dir.exists():
             raise SystemExit(f"{run_dir} exists: choose a new --out")
         load_before = os.getloadavg()
-        elapsed = _run(run_dir, [*common, *CONDITIONS[name]], args.out / f"{key}.log")
+        elapsed = run_cli(run_dir, [*common, *CONDITIONS[name]], args.out / f"{key}.log")
         results[key] = {**_measure(run_dir), "process_s": elapsed, "load_before": load_before,
                         "load_after": os.getloadavg()}
         print(key, json.dumps(results[key]), flush=True)
