@@ -32,7 +32,6 @@ from pathlib import Path
 
 from benchmarks._runs import run_cli
 
-ROOT = Path(__file__).resolve().parents[1]
 
 CONDITIONS = {
     "off": ["finetune.enabled=false"],
