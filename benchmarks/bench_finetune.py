@@ -31,9 +31,6 @@ from pathlib import Path
 from benchmarks._runs import run_cli
 
 
-
-
-
 def _model_rates(run_dir: Path, training: set[str]) -> dict:
     """The rates of the run's one model operator (every mutator but the seeds)."""
     from elm.stats import mutator_stats

@@ -32,7 +32,6 @@ from pathlib import Path
 
 from benchmarks._runs import run_cli
 
-
 CONDITIONS = {
     "off": ["finetune.enabled=false"],
     "on": ["finetune.enabled=true"],
