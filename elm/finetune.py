@@ -256,3 +256,11 @@ def _row(example: TrainingExample, operator: str, origin: str, rec, parents: Seq
         "archive_status": rec.archive_status,
         "model_version": model_version,
     }
+
+
+if __name__ == "__main__":
+    # `python -m elm.finetune export|train ...` (the spelling) runs the CLI of the default trainer
+    # plugin; it is found by name, as every plugin is, so the engine does not import it.
+    import runpy
+
+    runpy.run_module("mutators.finetune", run_name="__main__", alter_sys=True)

@@ -234,6 +234,21 @@ def test_export_errors_name_the_problem(tmp_path, capsys):
     assert "error: no run store" in capsys.readouterr().err
 
 
+def test_the_engine_module_runs_the_same_command_line(tmp_path):
+    # `python -m elm.finetune export ...` is the spelling in the issue and in ELM's docs: it must work too
+    import subprocess
+    import sys
+
+    run, out = _run(tmp_path), tmp_path / "data.jsonl"
+    ok = subprocess.run([sys.executable, "-m", "elm.finetune", "export", str(run), str(out)],
+                        capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert "wrote 2 pairs" in ok.stdout and [json.loads(line)["evaluation_id"] for line in open(out)] == [1, 6]
+    bad = subprocess.run([sys.executable, "-m", "elm.finetune", "export", str(tmp_path / "missing"), str(out)],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "error: no run store" in bad.stderr
+
+
 # -------------------------------------------------------------------------------- training
 
 
