@@ -6,12 +6,12 @@
    successes re-expressed in that format (``--reexpress smollm2``).
 3. **Train**: a LoRA adapter on CPU, bounded by ``--train-steps`` and ``--train-seconds``, with
    ``--threads`` torch threads; cost per step and per example from its ``elm_adapter.json``.
-4. **Paired runs**: ``mutator=smollm2`` (the model alone) with the same environment, seed and
-   budget, without and with ``mutator.backend.adapter``, on circle packing and on an environment
-   the adapter was not trained on (``--transfer-env``, default bin packing). Per run: the model's
-   children, valid rate, insertion rate, new-cell rate, distinct-program rate (distinct programs
-   the operator built / children) and the share of children whose new line is copied verbatim
-   from a training completion.
+4. **Paired runs**: ``mutator=smollm2`` (the model alone) with the same environment, seeds
+   (``--seeds``, each a pair) and budget, without and with ``mutator.backend.adapter``, on circle
+   packing and on an environment the adapter was not trained on (``--transfer-env``, default bin
+   packing). Per run: the model's children, valid rate, insertion rate, new-cell rate,
+   distinct-program rate (distinct programs the operator built / children) and the share of
+   children whose new line is copied verbatim from a training completion.
 
     .venv/bin/python -m benchmarks.bench_finetune --out /tmp/bench_finetune
     .venv/bin/python -m benchmarks.bench_finetune --data-run outputs/DATE/TIME --train-seconds 300
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import time
 from pathlib import Path
 
@@ -65,12 +66,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--seeds", default="1,2,3", help="comma-separated run seeds of the paired runs")
     ap.add_argument("--evaluations", type=int, default=100, help="budget of each paired run (seeds included)")
     ap.add_argument("--eval-seconds", type=float, default=420.0, help="wall-clock bound of each paired run")
     ap.add_argument("--transfer-env", default="bin_packing")
     ap.add_argument("--transfer-evaluations", type=int, default=64)
     ap.add_argument("--run-batch", type=int, default=16, help="children per batch in the paired runs")
+    ap.add_argument("--reexpress", default="smollm2",
+                    help="write the other operators' successes in this operator's format ('' for none: a data run "
+                         "of the model alone)")
     ap.add_argument("--adapter", type=Path, default=None, help="skip training: use this adapter")
     ap.add_argument("--only", default=None,
                     help="comma-separated paired runs to do, e.g. circle_packing/tuned (default: all four)")
@@ -89,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     from elm.finetune import export_examples
 
     pairs = out / "pairs.jsonl"
-    summary = export_examples(data, pairs, reexpress=["smollm2"])
+    summary = export_examples(data, pairs, reexpress=[args.reexpress] if args.reexpress else [])
     results["export"] = {"rows": summary.rows, "successes": summary.successes, "by_operator": summary.by_operator,
                          "unexpressed": summary.unexpressed, "repeated": summary.repeated}
     print(f"export: {results['export']}", flush=True)
@@ -110,29 +114,46 @@ def main(argv: list[str] | None = None) -> None:
 
     results["paired"] = {}
     only = set(args.only.split(",")) if args.only else None
+    seeds = [int(x) for x in args.seeds.split(",")]
     for env, budget in (("circle_packing", args.evaluations), (args.transfer_env, args.transfer_evaluations)):
-        for label, extra in (("untuned", []), ("tuned", [f"mutator.backend.adapter={adapter}"])):
-            if only is not None and f"{env}/{label}" not in only:
-                continue
-            run_dir = out / f"{env}-{label}"
-            secs = run_cli(run_dir, [f"env={env}", "mutator=smollm2", "sandbox=process", f"seed={args.seed}",
-                                  f"budget.evaluations={budget}", f"budget.wall_seconds={args.eval_seconds}",
-                                  f"loop.batch_size={args.run_batch}", f"mutator.backend.threads={args.threads}",
-                                  *extra], out / f"{env}-{label}.log")
-            rates = _model_rates(run_dir, training)
-            rates["run_s"] = secs
-            results["paired"][f"{env}/{label}"] = rates
-            print(f"{env} {label}: {rates}", flush=True)
-            (out / f"results-{env}-{label}.json").write_text(json.dumps(rates, indent=1))
-            (out / "results.json").write_text(json.dumps(results, indent=1))
+        for seed in seeds:
+            for label, extra in (("untuned", []), ("tuned", [f"mutator.backend.adapter={adapter}"])):
+                if only is not None and f"{env}/{label}" not in only:
+                    continue
+                name = f"{env}-{label}-s{seed}"
+                run_dir = out / name
+                secs = run_cli(run_dir, [f"env={env}", "mutator=smollm2", "sandbox=process", f"seed={seed}",
+                                         f"budget.evaluations={budget}", f"budget.wall_seconds={args.eval_seconds}",
+                                         f"loop.batch_size={args.run_batch}", f"mutator.backend.threads={args.threads}",
+                                         *extra], out / f"{name}.log")
+                rates = _model_rates(run_dir, training)
+                rates["run_s"] = secs
+                results["paired"][f"{env}/{label}/{seed}"] = rates
+                print(f"{env} {label} seed {seed}: {rates}", flush=True)
+                (out / "results.json").write_text(json.dumps(results, indent=1))
 
-    print("\n| environment | model | children | valid | inserted | new cells | distinct | copied | best |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n| environment | model | seed | children | valid | inserted | new cells | distinct | copied | best |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for key, r in results["paired"].items():
-        env, label = key.split("/")
+        env, label, seed = key.split("/")
         best = "–" if r["best_fitness"] is None else f"{r['best_fitness']:.3f}"
-        print(f"| {env} | {label} | {r['children']} | {r['valid']:.1%} | {r['inserted']:.1%} | {r['new_cells']:.1%} "
-              f"| {r['distinct']:.1%} | {r['copied']:.1%} | {best} |")
+        print(f"| {env} | {label} | {seed} | {r['children']} | {r['valid']:.1%} | {r['inserted']:.1%} "
+              f"| {r['new_cells']:.1%} | {r['distinct']:.1%} | {r['copied']:.1%} | {best} |")
+    # per environment and model: the median over seeds (and its range) and the rate pooled over all children
+    print("\n| environment | model | children | valid: median [min..max] (pooled) | inserted | new cells | distinct |")
+    print("|---|---|---|---|---|---|---|")
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for key, r in results["paired"].items():
+        env, label, _ = key.split("/")
+        groups.setdefault((env, label), []).append(r)
+    for (env, label), rs in groups.items():
+        n = sum(r["children"] for r in rs)
+        cells = []
+        for rate in ("valid", "inserted", "new_cells", "distinct"):
+            values = sorted(r[rate] for r in rs)
+            pooled = sum(r[rate] * r["children"] for r in rs) / max(n, 1)
+            cells.append(f"{statistics.median(values):.1%} [{values[0]:.1%}..{values[-1]:.1%}] ({pooled:.1%})")
+        print(f"| {env} | {label} | {n} | " + " | ".join(cells) + " |")
     t = results["train"]
     print(f"\ntraining: {t['steps']} steps, {t['examples_seen']} examples in {t['seconds']:.0f} s: "
           f"{t['seconds_per_step']:.2f} s/step, {t['seconds_per_example']:.3f} s/example ({args.threads} threads)")
