@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="write the other operators' successes in this operator's format ('' for none: a data run "
                          "of the model alone)")
     ap.add_argument("--adapter", type=Path, default=None, help="skip training: use this adapter")
+    ap.add_argument("--tuned-set", action="append", default=[], metavar="OVERRIDE",
+                    help="an extra override for the tuned runs only, e.g. mutator.sampling.temperature=0.8")
     ap.add_argument("--only", default=None,
                     help="comma-separated paired runs to do, e.g. circle_packing/tuned (default: all four)")
     args = ap.parse_args(argv)
@@ -117,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     seeds = [int(x) for x in args.seeds.split(",")]
     for env, budget in (("circle_packing", args.evaluations), (args.transfer_env, args.transfer_evaluations)):
         for seed in seeds:
-            for label, extra in (("untuned", []), ("tuned", [f"mutator.backend.adapter={adapter}"])):
+            for label, extra in (("untuned", []), ("tuned", [f"mutator.backend.adapter={adapter}", *args.tuned_set])):
                 if only is not None and f"{env}/{label}" not in only:
                     continue
                 name = f"{env}-{label}-s{seed}"
