@@ -21,6 +21,8 @@ def scrub_dir(directory: str, keep: list[str]) -> None:
     path, fixed by the configuration, recurses.
     """
     for entry, path, kind, dev in _entries(directory, keep):
+        if kind == "unlisted":
+            continue
         try:
             if kind == "way":
                 scrub_dir(path, keep)
@@ -37,7 +39,8 @@ def remaining(directory: str, keep: list[str]) -> list[str]:
 
     Mount points, kept paths and the directories on the way to them are not counted (their
     contents are, recursively along that way). Empty when the scrub did its job; a non-empty
-    answer means the next candidate would see them, so the sandbox is replaced instead.
+    answer means the next candidate would see them, so the sandbox is replaced instead. A
+    directory that cannot be listed counts as not empty: what is in it is not known.
     """
     left: list[str] = []
     for _, path, kind, _ in _entries(directory, keep):
@@ -49,12 +52,17 @@ def _entries(directory: str, keep: list[str]):
     """(entry, normalised path, kind, st_dev of ``directory``) for what a scrub must deal with.
 
     kind: ``"way"`` (a directory on the way to a kept path), ``"dir"`` or ``"other"``; kept
-    paths and mount points are skipped. An entry that cannot be examined counts as "other".
+    paths and mount points are skipped. An entry that cannot be examined counts as "other". A
+    ``directory`` that cannot be listed (e.g. a transient ENOMEM or EMFILE) gives one entry of kind
+    ``"unlisted"`` (``entry`` None): an empty answer must mean "nothing there", not "not looked".
     """
     try:
         dev = os.stat(directory).st_dev
         entries = list(os.scandir(directory))
-    except OSError:
+    except FileNotFoundError:
+        return  # no such scratch directory: nothing to scrub
+    except OSError as exc:
+        yield None, f"{directory} (could not be listed: {exc.strerror or exc})", "unlisted", None
         return
     for entry in entries:
         path = os.path.normpath(entry.path)

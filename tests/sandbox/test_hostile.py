@@ -582,7 +582,9 @@ def test_a_3000_level_deep_directory_tree(sandbox_root):
         """)), EvalRequest(2, prog("""
             import os, tempfile
             def main():
-                return float(len(os.listdir(tempfile.gettempdir())))
+                left = os.listdir(tempfile.gettempdir())
+                print(left, [os.lstat(os.path.join(tempfile.gettempdir(), n)) for n in left])  # in stdout_tail
+                return float(len(left))
         """))])
         assert (deep.status, deep.fitness) == (EvalStatus.OK, 1.0), deep
         assert (seen.status, seen.fitness) == (EvalStatus.OK, 0.0), seen

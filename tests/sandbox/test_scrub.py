@@ -102,6 +102,28 @@ def test_remaining_names_what_the_scrub_left_and_not_what_it_keeps(tmp_path):
     assert remaining(str(tmp_path / "absent"), []) == []
 
 
+def test_a_directory_that_cannot_be_listed_is_not_reported_clean(tmp_path, monkeypatch):
+    # "nothing left" must mean the scrub looked: a transient listing error (ENOMEM, EMFILE) that made
+    # the check see an empty directory would let the next candidate see what is in it
+    import errno
+
+    (tmp_path / "note").write_text("x")
+    listdir = os.scandir
+
+    def failing(path="."):
+        if os.fspath(path) == str(tmp_path):
+            raise OSError(errno.ENOMEM, "Cannot allocate memory")
+        return listdir(path)
+
+    monkeypatch.setattr(os, "scandir", failing)
+    scrub_dir(str(tmp_path), [])  # cannot do anything, and says nothing
+    (left,) = remaining(str(tmp_path), [])
+    assert left.startswith(str(tmp_path)) and "could not be listed" in left and "Cannot allocate memory" in left
+    monkeypatch.setattr(os, "scandir", listdir)
+    scrub_dir(str(tmp_path), [])
+    assert remaining(str(tmp_path), []) == []
+
+
 def _immutable(path: Path, on: bool) -> bool:
     """chattr +i / -i (root, and a file system that supports it); False when it cannot be done."""
     return shutil.which("chattr") is not None and os.system(f"chattr {'+' if on else '-'}i '{path}' 2>/dev/null") == 0
