@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from elm.types import SEED_MUTATOR as _SEED
 
-__all__ = ["MutatorStats", "format_stats", "mutator_stats"]
+__all__ = ["MutatorStats", "format_stats", "merge_versions", "mutator_stats"]
 
 
 @dataclass(frozen=True)
@@ -124,6 +124,27 @@ def mutator_stats(source: Any, *, by_version: bool = False) -> list[MutatorStats
                      model_version=None if r[1] is None else str(r[1]))
         for r in conn.execute(_QUERY.format(version=version), (_SEED,))
     ]
+
+
+def merge_versions(stats: list[MutatorStats]) -> list[MutatorStats]:
+    """Per-version statistics summed per mutator: what ``mutator_stats(source)`` returns, from the rows of
+    ``mutator_stats(source, by_version=True)`` (every count is a sum over the children), without a
+    second pass over the store. Mutators in name order, as ``mutator_stats`` gives them."""
+    merged: dict[str, MutatorStats] = {}
+    for s in stats:
+        m = merged.get(s.mutator)
+        if m is None:
+            merged[s.mutator] = replace(s, statuses=dict(s.statuses), model_version=None)
+            continue
+        statuses = dict(m.statuses)
+        for status, n in s.statuses.items():
+            statuses[status] = statuses.get(status, 0) + n
+        merged[s.mutator] = replace(
+            m, proposals=m.proposals + s.proposals, programs=m.programs + s.programs, parsed=m.parsed + s.parsed,
+            valid=m.valid + s.valid, inserted=m.inserted + s.inserted, new_cells=m.new_cells + s.new_cells,
+            duplicates=m.duplicates + s.duplicates, tokens_in=m.tokens_in + s.tokens_in,
+            tokens_out=m.tokens_out + s.tokens_out, model_s=m.model_s + s.model_s, statuses=statuses)
+    return [merged[name] for name in sorted(merged)]
 
 
 def format_stats(stats: list[MutatorStats]) -> str:
