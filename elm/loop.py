@@ -509,7 +509,8 @@ class Driver:
         job.evaluator_actor = a
         job.stage = "evaluate"
         skip = [i for i, d in enumerate(job.duplicate_of) if d is not None]
-        job.eval_ref = self.evaluators[a].evaluate_packed.remote(job.proposals_ref, job.ids, skip)  # extra children: ignored
+        # the children's ObjectRef is forwarded (no driver hop); children beyond len(ids) are ignored
+        job.eval_ref = self.evaluators[a].evaluate_packed.remote(job.proposals_ref, job.ids, skip)
 
     # --------------------------------------------------------------- completion
     def _poll(self, timeout: float) -> None:
