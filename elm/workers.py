@@ -40,9 +40,10 @@ def syntax_error(source: str) -> str | None:
 def pack(value: Any) -> bytes:
     """One batch as bytes for a trip between the driver and a worker (never persisted).
 
-    Ray serialises a list of dataclasses object by object, through a Python callback each (~8 µs a
-    child on the driver at batch 64, measured in benchmarks/bench_pipeline.py); one stdlib pickle of
-    the whole batch is a single C call, and bytes cross Ray as they are.
+    Ray serialises a list of dataclasses object by object, through a Python callback each (0.52 ms
+    for 64 parents on the driver, against 0.08 ms for one stdlib pickle of the whole batch); bytes
+    cross Ray as they are. Ray pickles what crosses it anyway: this changes how, not whether, and only
+    between the run's own processes (programs run in sandboxes, never in a worker).
     """
     return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
 
