@@ -61,6 +61,15 @@ CONFIGS: dict[str, list[str]] = {
     "gp_variants_bandit": [*_GP_VARIANTS, "search.bandit.enabled=true"],
     "gp_islands": ["mutator=gp", "search.islands.count=4", "search.islands.migration_interval=250",
                    "search.islands.reset_interval=1000"],
+    # parent selection (qd.selection): ELM's curiosity scores, or tournaments of 2 or 4 elites
+    "gp_curiosity": ["mutator=gp", "qd.selection=curiosity"],
+    "gp_tournament2": ["mutator=gp", "qd.selection=tournament", "+qd.selection_args.size=2"],
+    "gp_tournament4": ["mutator=gp", "qd.selection=tournament", "+qd.selection_args.size=4"],
+    # GP with homologous crossover in a second lane (conf/mutator/gp_with_crossover.yaml, 0.8 / 0.2)
+    "gp_crossover": ["mutator=gp_with_crossover"],
+    # the default configuration as the issue that asked for this benchmark found it: SmolLM2 + GP
+    # mixed inside one actor, every program evaluated, and the default run's 450 s wall-clock bound
+    "old_default": ["mutator=smollm2_gp", "search.lanes=false", "search.dedup=false", "budget.wall_seconds=450"],
 }
 #: environment -> (overrides, checkpoints as fractions of the budget)
 ENVS: dict[str, list[str]] = {

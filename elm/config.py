@@ -268,6 +268,14 @@ class GPMutatorConfig:
 
 
 @dataclass(frozen=True)
+class GPCrossoverMutatorConfig:
+    _target_: str = "mutators.gp_crossover.GPCrossoverMutator"
+    name: str | None = None
+    p_function: float = 0.3
+    p_statement: float = 0.7
+
+
+@dataclass(frozen=True)
 class LMBackendConfig:
     """One schema for every backend kind; keys left null take the backend's own default."""
 
@@ -377,8 +385,8 @@ class MixtureMutatorConfig:
 PLUGIN_SCHEMAS: dict[str, dict[str, type]] = {
     "env": {"circle_packing": CirclePackingEnvConfig, "sodarace": SodaraceEnvConfig,
             "image_evolution": ImageEvolutionEnvConfig, "bin_packing": BinPackingEnvConfig},
-    "mutator": {"gp": GPMutatorConfig, "diff": DiffMutatorConfig, "fim": FIMMutatorConfig,
-                "rewrite": RewriteMutatorConfig, "crossover": CrossoverMutatorConfig,
+    "mutator": {"gp": GPMutatorConfig, "gp_crossover": GPCrossoverMutatorConfig, "diff": DiffMutatorConfig,
+                "fim": FIMMutatorConfig, "rewrite": RewriteMutatorConfig, "crossover": CrossoverMutatorConfig,
                 "mixture": MixtureMutatorConfig},
 }
 _BY_TARGET: dict[str, type] = {
