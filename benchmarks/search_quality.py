@@ -160,6 +160,33 @@ def print_equal_time(details: dict[str, dict], against: str = "gp") -> None:
             print(f"{env:<15}{config:<20}{seed:>5}{n:>7}{wall:>8.0f}{best:>10.5g}{t:>12}")
 
 
+def print_final(details: dict[str, dict], pairs: tuple[tuple[str, str], ...] = (("default", "old_default"),)) -> None:
+    """Each configuration's state where its runs ended (a run with a wall-clock bound may stop short of the
+    budget, so it has no row at the last checkpoint), and QD ratios of the given (config, against) pairs."""
+    finals: dict[tuple[str, str], list[dict]] = {}
+    for key, info in sorted(details.items()):
+        env, config, _ = key.split("/")
+        if info["curve"]:
+            finals.setdefault((env, config), []).append(info["curve"][-1])
+    if not finals:
+        return
+    print("\nwhere the runs ended (medians [min..max] over seeds)")
+    print(f"{'env':<15}{'config':<20}{'evaluations':>24}{'best':>30}{'QD score':>30}")
+    medians = {}
+    for (env, config), ends in sorted(finals.items()):
+        cols = []
+        for name in ("evaluations", "max_fitness", "qd_score"):
+            med, lo, hi = _spread([e[name] for e in ends if e[name] is not None] or [math.nan])
+            cols.append(f"{med:.6g} [{lo:.6g}..{hi:.6g}]")
+            medians[(env, config, name)] = med
+        print(f"{env:<15}{config:<20}{cols[0]:>24}{cols[1]:>30}{cols[2]:>30}")
+    for env in sorted({e for e, _ in finals}):
+        for config, against in pairs:
+            a, b = medians.get((env, config, "qd_score")), medians.get((env, against, "qd_score"))
+            if a is not None and b:
+                print(f"{env}: QD score of {config} / {against} where they ended: {a / b:.2f}x")
+
+
 def _at(curve: list[dict], evaluations: int) -> dict | None:
     """The last snapshot at or before ``evaluations``."""
     best = None
@@ -241,7 +268,9 @@ def print_ablation(rows: list[dict], budget: int) -> None:
              ("islands", "islands", "no_islands"), ("lanes + dedup vs before", "smollm2_gp", "baseline_default"),
              ("SmolLM2 + GP vs GP alone", "smollm2_gp", "gp"), ("dedup (GP)", "gp_dedup", "gp_dedup_off"),
              ("variants (GP)", "gp_variants", "gp"), ("bandit (GP variants)", "gp_variants_bandit", "gp_variants"),
-             ("islands (GP)", "gp_islands", "gp")]
+             ("islands (GP)", "gp_islands", "gp"), ("crossover (GP)", "gp_crossover", "gp"),
+             ("curiosity (GP)", "gp_curiosity", "gp"), ("tournament 2 (GP)", "gp_tournament2", "gp"),
+             ("tournament 4 (GP)", "gp_tournament4", "gp")]
     lines = []
     for env in sorted({e for e, _ in final}):
         for feature, on, off in pairs:
@@ -345,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table(rows)
     print_ablation(rows, args.budget)
     print_equal_time(details)
+    print_final(details)
     print("\nper-mutator rates (children, valid, inserted, duplicates), evaluations/s:")
     for key, info in details.items():
         rates = ", ".join(f"{m} {r['children']} {r['valid']:.0%} {r['inserted']:.0%} {r['duplicates']}"
