@@ -67,6 +67,8 @@ CONFIGS: dict[str, list[str]] = {
     "gp_tournament4": ["mutator=gp", "qd.selection=tournament", "+qd.selection_args.size=4"],
     # GP with homologous crossover in a second lane (conf/mutator/gp_with_crossover.yaml, 0.8 / 0.2)
     "gp_crossover": ["mutator=gp_with_crossover"],
+    "gp_crossover_curiosity": ["mutator=gp_with_crossover", "qd.selection=curiosity"],
+    "gp_crossover_bandit": ["mutator=gp_with_crossover", "search.bandit.enabled=true"],
     # the default configuration as the issue that asked for this benchmark found it: SmolLM2 + GP
     # mixed inside one actor, every program evaluated, and the default run's 450 s wall-clock bound
     "old_default": ["mutator=smollm2_gp", "search.lanes=false", "search.dedup=false", "budget.wall_seconds=450"],
@@ -270,7 +272,9 @@ def print_ablation(rows: list[dict], budget: int) -> None:
              ("variants (GP)", "gp_variants", "gp"), ("bandit (GP variants)", "gp_variants_bandit", "gp_variants"),
              ("islands (GP)", "gp_islands", "gp"), ("crossover (GP)", "gp_crossover", "gp"),
              ("curiosity (GP)", "gp_curiosity", "gp"), ("tournament 2 (GP)", "gp_tournament2", "gp"),
-             ("tournament 4 (GP)", "gp_tournament4", "gp")]
+             ("tournament 4 (GP)", "gp_tournament4", "gp"),
+             ("curiosity (GP + crossover)", "gp_crossover_curiosity", "gp_crossover"),
+             ("bandit (GP + crossover)", "gp_crossover_bandit", "gp_crossover")]
     lines = []
     for env in sorted({e for e, _ in final}):
         for feature, on, off in pairs:
