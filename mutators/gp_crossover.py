@@ -47,6 +47,9 @@ __all__ = ["GPCrossoverMutator"]
 
 _KINDS = ("function", "statement")
 
+#: draws of a part before a pair whose every swap gives back the second parent is a no-op
+_MAX_ATTEMPTS = 4
+
 #: expressions whose variables live in a scope of their own
 _OWN_SCOPES = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp, ast.Lambda)
 
@@ -132,22 +135,39 @@ class GPCrossoverMutator(Mutator):
         if other is not None:
             sites = {"function": _function_sites(tree, other), "statement": _statement_sites(tree, other)}
         weights = np.array([w if sites[k] else 0.0 for k, w in zip(_KINDS, self._weights)])
-        if weights.sum() <= 0:
-            return Proposal(source=first.source, parent_ids=ids, mutator=self.name, status=MutationStatus.NO_OP,
-                            meta={"edits": []})
-        kind = _KINDS[int(rng.choice(len(_KINDS), p=weights / weights.sum()))]
-        site = sites[kind][int(rng.integers(len(sites[kind])))]
-        if kind == "function":
-            position, donor = site
-            tree.body[position] = copy.deepcopy(donor)
-            edit = f"function {donor.name} from {second.id}"
-        else:
-            block, position, donor = site
-            line = getattr(block[position], "lineno", "?")
-            block[position] = copy.deepcopy(donor)
-            edit = f"line {line} from {second.id} line {getattr(donor, 'lineno', '?')}"
-        return Proposal(source=ast.unparse(tree), parent_ids=ids, mutator=self.name, status=MutationStatus.OK,
-                        meta={"edits": [edit]})
+        if weights.sum() > 0:
+            second_printed = ast.unparse(other)
+            for _ in range(_MAX_ATTEMPTS):
+                kind = _KINDS[int(rng.choice(len(_KINDS), p=weights / weights.sum()))]
+                i = int(rng.integers(len(sites[kind])))
+                child, edit = _apply(tree, kind, sites[kind][i], second.id)
+                # taking the only part in which the parents differ gives the second parent again:
+                # a program this run has already evaluated
+                if child != second_printed:
+                    return Proposal(source=child, parent_ids=ids, mutator=self.name, status=MutationStatus.OK,
+                                    meta={"edits": [edit]})
+        return Proposal(source=first.source, parent_ids=ids, mutator=self.name, status=MutationStatus.NO_OP,
+                        meta={"edits": []})
+
+
+def _apply(tree: ast.Module, kind: str, site: Any, donor_id: int) -> tuple[str, str]:
+    """``tree`` printed with the site's donor part in place, and the edit's description.
+
+    The swap is undone before returning, so ``tree`` (and every other site
+    pointing into it) stays the first parent's.
+    """
+    if kind == "function":
+        block, position, donor = tree.body, site[0], site[1]
+        edit = f"function {donor.name} from {donor_id}"
+    else:
+        block, position, donor = site
+        edit = f"line {getattr(block[position], 'lineno', '?')} from {donor_id} line {getattr(donor, 'lineno', '?')}"
+    original = block[position]
+    block[position] = copy.deepcopy(donor)
+    try:
+        return ast.unparse(tree), edit
+    finally:
+        block[position] = original
 
 
 def _top_functions(tree: ast.Module) -> dict[str, tuple[int, ast.FunctionDef | ast.AsyncFunctionDef]]:

@@ -166,3 +166,18 @@ def test_a_run_with_crossover_beside_gp_stores_two_parents_per_crossover_child(r
     ok = [r for r in rows if r[3] == "ok"]
     assert ok and sum(r[1] == "ok" for r in ok) >= len(ok) // 2  # children of valid parents are mostly valid
     assert any(r[2] in ("new_cell", "improved") for r in ok)  # and some enter the archive
+
+
+def test_a_swap_that_would_give_back_the_second_parent_is_not_made():
+    # the parents differ only in helper(): taking it whole would rebuild the second parent, which the
+    # run has already evaluated; the one assignment swap inside helper() gives the same program too
+    first = "def helper():\n    a = 1\n    return a\n\n\ndef pack():\n    return helper()\n"
+    second = "def helper():\n    a = 2\n    return a\n\n\ndef pack():\n    return helper()\n"
+    children = GPCrossoverMutator().mutate(parents=[[parent(1, first), parent(2, second)]] * 5, task=TASK, seed=0)
+    assert {c.status for c in children} == {MutationStatus.NO_OP}
+    assert {c.source for c in children} == {first}
+    # with a second difference, a swap of either part alone is a new program
+    third = second.replace("return helper()", "return 2 * helper()")
+    children = GPCrossoverMutator().mutate(parents=[[parent(1, first), parent(3, third)]] * 10, task=TASK, seed=0)
+    assert {c.status for c in children} == {MutationStatus.OK}
+    assert ast.unparse(ast.parse(third)) not in {c.source for c in children}
