@@ -344,6 +344,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown environment/config {unknown}; environments {sorted(ENVS)}, configs {sorted(CONFIGS)}",
               file=sys.stderr)
         return 2
+    # compose every configuration before the first run: a bad override would otherwise stop the
+    # benchmark only when that configuration's turn comes, possibly an hour in
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from elm.config import ConfigError, compose, load_config
+
+    for env in envs:
+        for config in configs:
+            try:
+                load_config(compose([*ENVS[env], *CONFIGS[config], *args.set]))
+            except (HydraException, OmegaConfBaseException, ConfigError) as exc:
+                print(f"configuration {config!r} on {env!r} does not compose: {type(exc).__name__}: {exc}",
+                      file=sys.stderr)
+                return 2
     out = Path(args.out or tempfile.mkdtemp(prefix="search-quality-"))
     out.mkdir(parents=True, exist_ok=True)
 
