@@ -392,7 +392,8 @@ def main(argv: list[str] | None = None) -> int:
                                                    for k, info in details.items()}, indent=1, default=str))
     print_table(rows)
     print_ablation(rows, args.budget)
-    print_equal_time(details)
+    # against GP alone where it ran, else against the shipped default (GP alone since docs/search.md's "The default")
+    print_equal_time(details, against="gp" if any(k.split("/")[1] == "gp" for k in details) else "default")
     print_final(details)
     print("\nper-mutator rates (children, valid, inserted, duplicates), evaluations/s:")
     for key, info in details.items():
