@@ -123,11 +123,13 @@ def _rates(db: Path) -> dict[str, dict]:
 
 
 def _finished(db: Path, budget: int) -> bool:
-    """Whether the stored run reached ``budget`` evaluations (a benchmark killed mid-run did not)."""
+    """Whether the stored run reached ``budget`` evaluations or ended at its own wall-clock or token bound
+    (a benchmark killed mid-run did neither: its session has no end reason, or "interrupted")."""
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         (n,) = conn.execute("SELECT COUNT(*) FROM evaluations WHERE status != 'duplicate'").fetchone()
-        return n >= budget
+        row = conn.execute("SELECT end_reason FROM sessions ORDER BY id DESC LIMIT 1").fetchone()
+        return n >= budget or (row is not None and row[0] in ("wall-clock budget", "token budget"))
     except sqlite3.Error:
         return False
     finally:
