@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import ast
 import builtins
-import copy
 import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -130,7 +129,7 @@ class GPCrossoverMutator(Mutator):
             try:
                 other = ast.parse(second.source)
             except (SyntaxError, ValueError, RecursionError, MemoryError):
-                other = None  # nothing to take from it; the child is a no-op below
+                pass  # nothing to take from it: the child is a no-op below
         sites: dict[str, list[Any]] = {"function": [], "statement": []}
         if other is not None:
             sites = {"function": _function_sites(tree, other), "statement": _statement_sites(tree, other)}
@@ -153,8 +152,9 @@ class GPCrossoverMutator(Mutator):
 def _apply(tree: ast.Module, kind: str, site: Any, donor_id: int) -> tuple[str, str]:
     """``tree`` printed with the site's donor part in place, and the edit's description.
 
-    The swap is undone before returning, so ``tree`` (and every other site
-    pointing into it) stays the first parent's.
+    The donor node is lent, not copied (printing does not change it), and the
+    swap is undone before returning, so ``tree`` (and every other site pointing
+    into it) stays the first parent's.
     """
     if kind == "function":
         block, position, donor = tree.body, site[0], site[1]
@@ -163,7 +163,7 @@ def _apply(tree: ast.Module, kind: str, site: Any, donor_id: int) -> tuple[str, 
         block, position, donor = site
         edit = f"line {getattr(block[position], 'lineno', '?')} from {donor_id} line {getattr(donor, 'lineno', '?')}"
     original = block[position]
-    block[position] = copy.deepcopy(donor)
+    block[position] = donor
     try:
         return ast.unparse(tree), edit
     finally:
@@ -211,19 +211,19 @@ def _statement_sites(tree: ast.Module, other: ast.Module) -> list[_StatementSite
         if name not in theirs:
             continue
         known = module | _function_names(fn)
-        donors: dict[tuple[type, str], list[ast.stmt]] = {}
+        donors: dict[tuple[type, str], list[tuple[ast.stmt, str]]] = {}  # with each donor's printed form
         for block, i, target in _assignments(theirs[name][1]):
             if _loaded_names(block[i]) <= known:
-                donors.setdefault((type(block[i]), target), []).append(block[i])
+                donors.setdefault((type(block[i]), target), []).append((block[i], ast.unparse(block[i])))
         for block, i, target in _assignments(fn):
             printed = ast.unparse(block[i])
             updates = _loaded_names(block[i]) & _target_names(block[i])
-            for donor in donors.get((type(block[i]), target), ()):
+            for donor, donor_printed in donors.get((type(block[i]), target), ()):
                 # `pts = [p for p in pts if ...]` reads what it assigns: it may only replace a
                 # statement that does too, never the first binding `pts = [...]`
                 if _loaded_names(donor) & _target_names(donor) and not updates:
                     continue
-                if ast.unparse(donor) != printed:
+                if donor_printed != printed:
                     sites.append((block, i, donor))
     return sites
 
