@@ -265,6 +265,7 @@ class GPMutatorConfig:
     p_duplicate: float = 0.1
     p_delete: float = 0.15
     max_edits: int = 3
+    p_crossover: float = 0.0  # share of children that are a crossover of two parents (0: one parent each)
 
 
 @dataclass(frozen=True)

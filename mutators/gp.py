@@ -33,6 +33,15 @@ always parses; comments and original formatting are not preserved). Edits:
     ``pts.append(...)``: deleting it would almost surely raise ``NameError``.
     A later re-assignment such as ``x = refine(x)`` may be deleted.
 
+``crossover`` (only with ``p_crossover`` > 0)
+    Instead of edits, a child may be its first parent with one top-level
+    function or one assignment of a second parent (an elite of another cell),
+    matched by name and target: :class:`~mutators.gp_crossover.GPCrossoverMutator`'s
+    ``function``/``statement`` swaps at their default weights. The mutator then
+    takes two parents per child; a pair with nothing to swap gets edits instead.
+    Unlike a crossover lane beside a GP lane (``mutator=gp_with_crossover``), this
+    keeps a run in one lane, so a seeded run stays reproducible.
+
 Randomness comes only from ``np.random.default_rng(seed)`` of each
 :meth:`GPMutator.mutate` call, so a batch is reproducible from its seed.
 """
@@ -132,6 +141,11 @@ class GPMutator(Mutator):
             finite, >= 0 and not all 0; they are renormalised over the edit
             kinds that have a site in the current program.
         max_edits: each child gets ``rng.integers(1, max_edits + 1)`` edits.
+        p_crossover: probability in [0, 1] that a child is a crossover of its
+            first two parents rather than an edited copy of the first. Above 0
+            the instance takes ``parents_per_child = 2`` (the second parent is
+            drawn like the first); 0 keeps one parent per child and the same
+            random stream as without the option.
         name: mutator name recorded with each proposal (default ``"gp"``).
 
     ``mutate`` ignores ``task``: the edits are syntactic. One child of a
@@ -151,6 +165,7 @@ class GPMutator(Mutator):
         p_duplicate: float = _DEFAULTS.p_duplicate,
         p_delete: float = _DEFAULTS.p_delete,
         max_edits: int = _DEFAULTS.max_edits,
+        p_crossover: float = _DEFAULTS.p_crossover,
         name: str | None = None,
     ) -> None:
         if (
@@ -173,19 +188,33 @@ class GPMutator(Mutator):
             raise ValueError(f"at least one edit weight must be > 0, got {weights}")
         if isinstance(max_edits, bool) or not isinstance(max_edits, int) or max_edits < 1:
             raise ValueError(f"max_edits must be an int >= 1, got {max_edits!r}")
+        if (
+            isinstance(p_crossover, bool)
+            or not isinstance(p_crossover, (int, float))
+            or not (0.0 <= p_crossover <= 1.0)
+        ):
+            raise ValueError(f"p_crossover must be a number in [0, 1], got {p_crossover!r}")
         if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"name must be a non-empty string or None, got {name!r}")
         self.constant_sigma = sigma
         self.max_edits = max_edits
+        self.p_crossover = float(p_crossover)
         self._weights = np.array([float(w) for w in weights.values()], dtype=float)
         if name is not None:
             self.name = name  # instance override of the class default
+        self._crossover = None
+        if self.p_crossover > 0:
+            # imported here: gp_crossover builds on this module's helpers
+            from mutators.gp_crossover import GPCrossoverMutator
+
+            self._crossover = GPCrossoverMutator(name=self.name)
+            self.parents_per_child = 2  # instance override: the loop asks the instance
 
     def __repr__(self) -> str:
         p = ", ".join(f"p_{k}={w:g}" for k, w in zip(_EDIT_KINDS, self._weights))
         return (
             f"GPMutator(constant_sigma={self.constant_sigma:g}, {p}, "
-            f"max_edits={self.max_edits}, name={self.name!r})"
+            f"max_edits={self.max_edits}, p_crossover={self.p_crossover:g}, name={self.name!r})"
         )
 
     # ------------------------------------------------------------------ API
@@ -193,11 +222,13 @@ class GPMutator(Mutator):
     def mutate(
         self, *, parents: Sequence[Sequence[Parent]], task: TaskContext, seed: int
     ) -> list[Proposal]:
-        """Write one child per parent group from the group's first parent.
+        """Write one child per parent group from the group's first parent (and, for a
+        crossover child, its second).
 
         Returns ``len(parents)`` proposals in order. Status ``"ok"`` with
         ``meta["edits"]`` listing the edits (e.g. ``"const 0.5->0.53 at line
-        4"``); ``"malformed"`` with ``source=None`` when the parent does not
+        4"``, or for a crossover child ``"function valid_radii from 17"``, with
+        both parents' ids in ``parent_ids``); ``"malformed"`` with ``source=None`` when the parent does not
         parse; ``"no_op"`` with the parent's source when
         ``_MAX_ATTEMPTS`` attempts all printed the same program as the parent
         (e.g. a program with nothing to edit).
@@ -210,6 +241,11 @@ class GPMutator(Mutator):
         for index, group in enumerate(parents):
             if len(group) == 0:
                 raise ValueError(f"parent group {index} is empty; each group needs at least one Parent")
+            if self._crossover is not None and rng.random() < self.p_crossover and len(group) > 1:
+                child = self._crossover.child(group[0], group[1], rng)
+                if child.status is MutationStatus.OK:
+                    proposals.append(child)
+                    continue
             proposals.append(self._mutate_one(group[0], rng))
         return proposals
 

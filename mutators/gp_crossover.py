@@ -112,12 +112,12 @@ class GPCrossoverMutator(Mutator):
         for index, group in enumerate(parents):
             if len(group) == 0:
                 raise ValueError(f"parent group {index} is empty; each group needs at least one Parent")
-            out.append(self._child(group[0], group[1] if len(group) > 1 else None, rng))
+            out.append(self.child(group[0], group[1] if len(group) > 1 else None, rng))
         return out
 
-    # ------------------------------------------------------------ internals
-
-    def _child(self, first: Parent, second: Parent | None, rng: np.random.Generator) -> Proposal:
+    def child(self, first: Parent, second: Parent | None, rng: np.random.Generator) -> Proposal:
+        """The child of one pair, drawing from ``rng`` (what :meth:`mutate` does per group; also used
+        by :class:`~mutators.gp.GPMutator` for its ``crossover`` edit). Statuses as in :meth:`mutate`."""
         ids = (first.id,) if second is None else (first.id, second.id)
         try:
             tree = ast.parse(first.source)

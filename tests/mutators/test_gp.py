@@ -267,6 +267,10 @@ def test_empty_parent_group_is_an_error():
         ({"max_edits": 0}, "max_edits"),
         ({"max_edits": 2.0}, "max_edits"),
         ({"name": ""}, "name"),
+        ({"p_crossover": -0.1}, "p_crossover"),
+        ({"p_crossover": 1.5}, "p_crossover"),
+        ({"p_crossover": True}, "p_crossover"),
+        ({"p_crossover": float("nan")}, "p_crossover"),
     ],
 )
 def test_constructor_validation(kwargs, match):
@@ -277,3 +281,83 @@ def test_constructor_validation(kwargs, match):
 def test_name_defaults_and_override():
     assert GPMutator().name == "gp" and GPMutator.name == "gp"
     assert GPMutator(name="gp2").name == "gp2" and GPMutator.name == "gp"
+
+
+# ------------------------------------------------------------ crossover edit
+
+FIRST = """def helper(x):
+    return x + 1
+
+
+def f():
+    a, b = 1.0, 2.0
+    return helper(a) * b
+"""
+
+SECOND = """def helper(x):
+    return 3 * x
+
+
+def f():
+    a, b = 0.5, 4.0
+    return helper(a) * b
+"""
+
+
+def test_without_crossover_one_parent_per_child_and_the_same_children():
+    plain, zero = GPMutator(), GPMutator(p_crossover=0.0)
+    assert plain.parents_per_child == zero.parents_per_child == 1
+    a = plain.mutate(parents=groups(RICH_PROGRAM, 20), task=TASK, seed=5)
+    b = zero.mutate(parents=groups(RICH_PROGRAM, 20), task=TASK, seed=5)
+    assert [p.source for p in a] == [p.source for p in b]
+
+
+def test_crossover_children_take_one_part_of_the_second_parent():
+    mutator = GPMutator(p_crossover=1.0)
+    assert mutator.parents_per_child == 2 and GPMutator.parents_per_child == 1  # an instance setting
+    children = mutator.mutate(parents=[[parent(FIRST, 1), parent(SECOND, 2)]] * 30, task=TASK, seed=0)
+    assert all(c.status.value == "ok" and c.parent_ids == (1, 2) and c.mutator == "gp" for c in children)
+    assert all(c.source not in (ast.unparse(ast.parse(FIRST)), ast.unparse(ast.parse(SECOND))) for c in children)
+    edits = {e.split(" from ")[0] for e in edits_of(children)}
+    assert edits == {"function helper", "function f", "line 6"}  # both swap kinds, all three sites
+
+
+def test_a_pair_with_nothing_to_swap_gets_edits_instead():
+    children = GPMutator(p_crossover=1.0).mutate(
+        parents=[[parent(FIRST, 1), parent(FIRST, 2)], [parent(FIRST, 3)]], task=TASK, seed=0)
+    assert [c.parent_ids for c in children] == [(1,), (3,)]
+    assert all(c.status.value == "ok" for c in children)
+    assert all(e.split()[0] in ("const", "op", "dup", "del") for e in edits_of(children))
+
+
+def test_share_of_crossover_children_follows_p_crossover():
+    children = GPMutator(p_crossover=0.25).mutate(
+        parents=[[parent(FIRST, 1), parent(SECOND, 2)]] * 400, task=TASK, seed=3)
+    share = sum(len(c.parent_ids) == 2 for c in children) / len(children)
+    assert 0.18 < share < 0.32
+
+
+def test_a_run_with_the_crossover_edit_is_one_lane_and_reproducible(ray_session, tmp_path):
+    import json
+    import sqlite3
+
+    from elm.config import compose
+    from elm.runner import run
+
+    def rows(path):
+        conn = sqlite3.connect(path / "run.db")
+        try:
+            return conn.execute("SELECT id, parent_ids, source, status, fitness FROM evaluations "
+                                "ORDER BY id").fetchall()
+        finally:
+            conn.close()
+
+    overrides = ["mutator=gp", "mutator.p_crossover=0.3", "sandbox._target_=tests.elm.inprocess.InProcessSandbox",
+                 "loop.progress=false", "ray.evaluator_num_cpus=0", "loop.batch_size=8", "budget.evaluations=120",
+                 "seed=4"]
+    run(compose(overrides), run_dir=tmp_path / "a")
+    run(compose(overrides), run_dir=tmp_path / "b")
+    first = rows(tmp_path / "a")
+    assert first == rows(tmp_path / "b")
+    two = [r for r in first if len(json.loads(r[1])) == 2]
+    assert two and sum(r[3] == "ok" for r in two) >= len(two) // 2
