@@ -69,6 +69,18 @@ CONFIGS: dict[str, list[str]] = {
     "gp_crossover": ["mutator=gp_with_crossover"],
     "gp_crossover_curiosity": ["mutator=gp_with_crossover", "qd.selection=curiosity"],
     "gp_crossover_bandit": ["mutator=gp_with_crossover", "search.bandit.enabled=true"],
+    # crossover as an edit kind of the GP operator (one lane: seeded runs stay reproducible)
+    "gp_xo2": ["mutator=gp", "mutator.p_crossover=0.2"],
+    "gp_xo4": ["mutator=gp", "mutator.p_crossover=0.4"],
+    # GP's own settings: one edit per child, a larger or smaller constant step, small batches
+    "gp_e1": ["mutator=gp", "mutator.max_edits=1"],
+    "gp_s03": ["mutator=gp", "mutator.constant_sigma=0.3"],
+    "gp_s003": ["mutator=gp", "mutator.constant_sigma=0.03"],
+    "gp_b4": ["mutator=gp", "loop.batch_size=4", "loop.max_in_flight=2"],
+    "gp_s03_e1": ["mutator=gp", "mutator.constant_sigma=0.3", "mutator.max_edits=1"],
+    "gp_s03_xo4": ["mutator=gp", "mutator.constant_sigma=0.3", "mutator.p_crossover=0.4"],
+    "gp_e1_xo4": ["mutator=gp", "mutator.max_edits=1", "mutator.p_crossover=0.4"],
+    "gp_s03_e1_xo4": ["mutator=gp", "mutator.constant_sigma=0.3", "mutator.max_edits=1", "mutator.p_crossover=0.4"],
     # the default configuration as the issue that asked for this benchmark found it: SmolLM2 + GP
     # mixed inside one actor, every program evaluated, and the default run's 450 s wall-clock bound
     "old_default": ["mutator=smollm2_gp", "search.lanes=false", "search.dedup=false", "budget.wall_seconds=450"],
@@ -276,20 +288,24 @@ def print_ablation(rows: list[dict], budget: int) -> None:
              ("curiosity (GP)", "gp_curiosity", "gp"), ("tournament 2 (GP)", "gp_tournament2", "gp"),
              ("tournament 4 (GP)", "gp_tournament4", "gp"),
              ("curiosity (GP + crossover)", "gp_crossover_curiosity", "gp_crossover"),
-             ("bandit (GP + crossover)", "gp_crossover_bandit", "gp_crossover")]
+             ("bandit (GP + crossover)", "gp_crossover_bandit", "gp_crossover"),
+             ("crossover edit 0.2 (GP)", "gp_xo2", "gp"), ("crossover edit 0.4 (GP)", "gp_xo4", "gp"),
+             ("one edit (GP)", "gp_e1", "gp"), ("step 0.3 (GP)", "gp_s03", "gp"), ("step 0.03 (GP)", "gp_s003", "gp"),
+             ("batch 4 (GP)", "gp_b4", "gp"), ("crossover edit (GP step 0.3)", "gp_s03_xo4", "gp_s03"),
+             ("crossover edit (GP, 1 edit)", "gp_e1_xo4", "gp_e1")]
     lines = []
     for env in sorted({e for e, _ in final}):
         for feature, on, off in pairs:
             a, b = final.get((env, on)), final.get((env, off))
             if not a or not b or "best_median" not in a or "best_median" not in b:
                 continue
-            lines.append(f"{env:<15}{feature:<22}{a['best_median']:>10.5g}{b['best_median']:>10.5g}"
+            lines.append(f"{env:<15}{feature:<30}{a['best_median']:>10.5g}{b['best_median']:>10.5g}"
                          f"{a['qd_score_median']:>12.5g}{b['qd_score_median']:>12.5g}"
                          f"{a['qd_score_median'] / b['qd_score_median'] if b['qd_score_median'] else math.nan:>8.2f}"
                          f"{a['wall_s_median']:>9.0f}{b['wall_s_median']:>9.0f}")
     if lines:
         print(f"\nablation at {budget} evaluations (medians over seeds; on / off)")
-        print(f"{'env':<15}{'feature':<22}{'best on':>10}{'best off':>10}{'QD on':>12}{'QD off':>12}{'QD x':>8}"
+        print(f"{'env':<15}{'feature':<30}{'best on':>10}{'best off':>10}{'QD on':>12}{'QD off':>12}{'QD x':>8}"
               f"{'wall on':>9}{'wall off':>9}")
         print("\n".join(lines))
 

@@ -702,8 +702,14 @@ class Driver:
         elites: list[Elite] = []
         for i, (eval_id, proposal, result) in enumerate(zip(job.ids, proposals, results)):
             group = job.parents[i]
-            parent_ids.append(tuple(p.id for p in group) or tuple(proposal.parent_ids))
-            generations.append(1 + max(p.generation for p in group) if group else 0)
+            # the parents the mutator says it used (a GP child with p_crossover uses one of the two it
+            # was given), when they are among those it was given; otherwise all it was given
+            by_id = {p.id: p for p in group}
+            used = [by_id[pid] for pid in proposal.parent_ids if pid in by_id]
+            if not used or len(used) != len(proposal.parent_ids):
+                used = list(group)
+            parent_ids.append(tuple(p.id for p in used) or tuple(proposal.parent_ids))
+            generations.append(1 + max(p.generation for p in used) if used else 0)
             if result is not None and result.status is EvalStatus.OK:
                 candidates.append(i)
                 elites.append(Elite(id=eval_id, cell=-1, source=proposal.source or "", fitness=float(result.fitness),

@@ -171,3 +171,17 @@ class InspirationRecorder(Mutator):
         shown = list(inspirations or [[] for _ in parents])
         return [replace(c, mutator=self.name, meta={**dict(c.meta), "inspirations": [p.id for p in s]})
                 for c, s in zip(children, shown)]
+
+
+class ForeignParentsMutator(Mutator):
+    """Takes two parents per child but names a parent it was not given (a buggy mutator)."""
+
+    name = "foreign"
+    parents_per_child = 2
+
+    def __init__(self, name: str | None = None):
+        pass
+
+    def mutate(self, *, parents, task, seed):
+        return [Proposal(source=f"# child {seed} {i}\n" + g[0].source, parent_ids=(-1,), mutator=self.name)
+                for i, g in enumerate(parents)]

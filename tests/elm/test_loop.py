@@ -83,6 +83,18 @@ def test_resume_of_finished_run_does_nothing_more(ray_session, tmp_path):
     assert again.new_evaluations == 0 and again.evaluations == 60
 
 
+def test_stored_parents_are_those_the_mutator_used_among_those_it_was_given(ray_session, tmp_path):
+    # GP with p_crossover names one of its two parents for an edited copy (checked in
+    # tests/mutators/test_gp.py); a mutator naming a parent it was not given gets all it was given
+    cfg = _cfg("budget.evaluations=40")
+    cfg["mutator"] = {"_target_": "tests.elm.inprocess.ForeignParentsMutator"}
+    run(cfg, run_dir=tmp_path / "r")
+    rows = _rows(tmp_path / "r")
+    ids = {r[0] for r in rows}
+    children = [eval(r[1]) for r in rows if r[2] == "foreign"]
+    assert children and all(len(p) == 2 and set(p) <= ids for p in children)
+
+
 def test_mutator_returning_wrong_count_is_recorded_not_dropped(ray_session, tmp_path):
     cfg = _cfg("budget.evaluations=40")
     cfg["mutator"] = {"_target_": "tests.elm.inprocess.WrongCountMutator"}

@@ -347,7 +347,7 @@ def test_a_run_with_the_crossover_edit_is_one_lane_and_reproducible(ray_session,
     def rows(path):
         conn = sqlite3.connect(path / "run.db")
         try:
-            return conn.execute("SELECT id, parent_ids, source, status, fitness FROM evaluations "
+            return conn.execute("SELECT id, parent_ids, source, status, fitness, mutator, info FROM evaluations "
                                 "ORDER BY id").fetchall()
         finally:
             conn.close()
@@ -359,5 +359,10 @@ def test_a_run_with_the_crossover_edit_is_one_lane_and_reproducible(ray_session,
     run(compose(overrides), run_dir=tmp_path / "b")
     first = rows(tmp_path / "a")
     assert first == rows(tmp_path / "b")
-    two = [r for r in first if len(json.loads(r[1])) == 2]
-    assert two and sum(r[3] == "ok" for r in two) >= len(two) // 2
+    children = [r for r in first if r[5] == "gp"]
+    # the store names the parents each child used: both for a crossover child, one for an edited copy
+    two = [r for r in children if len(json.loads(r[1])) == 2]
+    one = [r for r in children if len(json.loads(r[1])) == 1]
+    assert two and one and len(two) + len(one) == len(children)
+    assert all(" from " in json.loads(r[6])["mutation"]["edits"][0] for r in two if r[6])
+    assert sum(r[3] == "ok" for r in two) >= len(two) // 2
