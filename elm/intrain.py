@@ -206,11 +206,13 @@ class InRunTraining:
     # ------------------------------------------------------------------ the loop
     def absorbed(self, records: Sequence[EvaluationRecord], parents: Sequence[Sequence[Parent]], *,
                  evaluations: int, stopping: bool) -> None:
-        """Count a job's examples; start a round when enough are pending (``records[i]``'s parents are
-        ``parents[i]``)."""
+        """Count a job's examples; start a round when enough are pending (``parents[i]``: the parents
+        ``records[i]`` was written from, of which it used those in its ``parent_ids``)."""
         for rec, group in zip(records, parents):
             if self._counts(rec.mutator):
-                self.pending += self._example(rec, group)
+                # the parents the child used, as the store has them (and as a resume counts them)
+                used = [p for p in group if p.id in rec.parent_ids] or list(group)
+                self.pending += self._example(rec, used)
         if self.pending >= self.cfg.every_examples and self._inflight is None and not stopping:
             self._submit(evaluations=evaluations, last_id=self.store.max_id())
 
