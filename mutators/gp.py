@@ -35,9 +35,10 @@ always parses; comments and original formatting are not preserved). Edits:
 
 ``crossover`` (only with ``p_crossover`` > 0)
     Instead of edits, a child may be its first parent with one top-level
-    function or one assignment of a second parent (an elite of another cell),
-    matched by name and target: :class:`~mutators.gp_crossover.GPCrossoverMutator`'s
-    ``function``/``statement`` swaps at their default weights. The mutator then
+    function or one assignment of a second parent (another elite, drawn by the
+    run's parent selection), matched by name and target:
+    :class:`~mutators.gp_crossover.GPCrossoverMutator`'s ``function`` and
+    ``statement`` swaps at their default weights. The mutator then
     takes two parents per child; a pair with nothing to swap gets edits instead.
     Unlike a crossover lane beside a GP lane (``mutator=gp_with_crossover``), this
     keeps a run in one lane, so a seeded run stays reproducible.
