@@ -704,10 +704,12 @@ class Driver:
             group = job.parents[i]
             # the parents the mutator says it used (a GP child with p_crossover uses one of the two it
             # was given), when they are among those it was given; otherwise all it was given
-            by_id = {p.id: p for p in group}
-            used = [by_id[pid] for pid in proposal.parent_ids if pid in by_id]
-            if not used or len(used) != len(proposal.parent_ids):
-                used = list(group)
+            used = group
+            if proposal.parent_ids and len(proposal.parent_ids) < len(group):  # fewer named: look them up
+                by_id = {p.id: p for p in group}
+                named = [by_id[pid] for pid in proposal.parent_ids if pid in by_id]
+                if len(named) == len(proposal.parent_ids):
+                    used = named
             parent_ids.append(tuple(p.id for p in used) or tuple(proposal.parent_ids))
             generations.append(1 + max(p.generation for p in used) if used else 0)
             if result is not None and result.status is EvalStatus.OK:
