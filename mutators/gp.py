@@ -33,6 +33,16 @@ always parses; comments and original formatting are not preserved). Edits:
     ``pts.append(...)``: deleting it would almost surely raise ``NameError``.
     A later re-assignment such as ``x = refine(x)`` may be deleted.
 
+``grow``
+    Replace a variable or numeric literal that is an operand of an
+    arithmetic operator, a unary minus or a comparison by a small expression
+    around it, ``t + c*w``, ``t - c*w`` or ``t * (1 +/- c*w)``, with a new
+    literal ``c`` and ``w`` nothing, a variable in scope, a product of two, or
+    a parity ``v % 2`` (tree-based GP's subtree mutation, kept to forms that
+    usually run; :mod:`mutators.gp_grow`). The only edit that adds structure
+    and new constants to tune rather than re-tuning what is there. Weight 0 by
+    default (``p_grow``).
+
 ``crossover`` (only with ``p_crossover`` > 0)
     Instead of edits, a child may be its first parent with one top-level
     function or one assignment of a second parent (another elite, drawn by the
@@ -61,6 +71,7 @@ import numpy as np
 from elm.config import GPMutatorConfig
 from elm.mutator import Mutator
 from elm.types import MutationStatus, Parent, Proposal, TaskContext
+from mutators.gp_grow import grow, grow_sites
 
 _DEFAULTS = GPMutatorConfig()  # the one place of the defaults
 
@@ -123,7 +134,8 @@ _STRUCTURAL_KEYWORDS = frozenset({"axis", "axes"})
 #: statement-list fields of compound statements
 _BLOCK_FIELDS = ("body", "orelse", "finalbody")
 
-_EDIT_KINDS = ("constant", "operator", "duplicate", "delete")
+# "grow" last: with its weight 0 the draws of the other kinds are those of before it existed
+_EDIT_KINDS = ("constant", "operator", "duplicate", "delete", "grow")
 
 #: attempts at producing a child that differs from its parent before giving up
 _MAX_ATTEMPTS = 8
@@ -138,7 +150,8 @@ class GPMutator(Mutator):
         p_constant: weight of the constant-perturbation edit.
         p_operator: weight of the operator-swap edit.
         p_duplicate: weight of the statement-duplication edit.
-        p_delete: weight of the statement-deletion edit. Weights must be
+        p_delete: weight of the statement-deletion edit.
+        p_grow: weight of the grow edit (0 by default). Weights must be
             finite, >= 0 and not all 0; they are renormalised over the edit
             kinds that have a site in the current program.
         max_edits: each child gets ``rng.integers(1, max_edits + 1)`` edits.
@@ -165,6 +178,7 @@ class GPMutator(Mutator):
         p_operator: float = _DEFAULTS.p_operator,
         p_duplicate: float = _DEFAULTS.p_duplicate,
         p_delete: float = _DEFAULTS.p_delete,
+        p_grow: float = _DEFAULTS.p_grow,
         max_edits: int = _DEFAULTS.max_edits,
         p_crossover: float = _DEFAULTS.p_crossover,
         name: str | None = None,
@@ -181,6 +195,7 @@ class GPMutator(Mutator):
             "p_operator": p_operator,
             "p_duplicate": p_duplicate,
             "p_delete": p_delete,
+            "p_grow": p_grow,
         }
         for key, w in weights.items():
             if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
@@ -313,6 +328,8 @@ class GPMutator(Mutator):
             return _swap_operator(site)
         if kind == "duplicate":
             return _duplicate_statement(site)
+        if kind == "grow":
+            return grow(site, rng, self.constant_sigma)
         return _delete_statement(site)
 
     def _perturb_constant(self, node: ast.Constant, rng: np.random.Generator) -> str:
@@ -402,6 +419,7 @@ _SITE_FINDERS = {
     "operator": _operator_sites,
     "duplicate": _duplicate_sites,
     "delete": _delete_sites,
+    "grow": grow_sites,
 }
 
 
