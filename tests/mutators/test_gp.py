@@ -271,6 +271,8 @@ def test_empty_parent_group_is_an_error():
         ({"p_crossover": 1.5}, "p_crossover"),
         ({"p_crossover": True}, "p_crossover"),
         ({"p_crossover": float("nan")}, "p_crossover"),
+        ({"p_grow": -1}, "p_grow"),
+        ({"p_grow": float("inf")}, "p_grow"),
     ],
 )
 def test_constructor_validation(kwargs, match):
@@ -366,3 +368,84 @@ def test_a_run_with_the_crossover_edit_is_one_lane_and_reproducible(ray_session,
     assert two and one and len(two) + len(one) == len(children)
     assert all(" from " in json.loads(r[6])["mutation"]["edits"][0] for r in two if r[6])
     assert sum(r[3] == "ok" for r in two) >= len(two) // 2
+
+
+# ---------------------------------------------------------------- grow edit
+
+GROW_ONLY = dict(p_constant=0, p_operator=0, p_duplicate=0, p_delete=0, p_grow=1, max_edits=1)
+
+
+def grown(source: str, count: int = 200, seed: int = 0) -> list[tuple[str, str]]:
+    """(edit description, child source) of ``count`` one-edit grow children of ``source``."""
+    children = GPMutator(**GROW_ONLY).mutate(parents=groups(source, count), task=TASK, seed=seed)
+    return [(edit, c.source) for c in children for edit in c.meta["edits"]]
+
+
+def test_grow_is_off_by_default_and_leaves_the_other_edits_draws_unchanged(monkeypatch):
+    import mutators.gp as gp_module
+
+    assert "grow" not in {e.split()[0] for e in edits_of(GPMutator().mutate(
+        parents=groups(RICH_PROGRAM, 200), task=TASK, seed=3))}
+    with_grow_kind = GPMutator().mutate(parents=groups(RICH_PROGRAM, 100), task=TASK, seed=11)
+    # the mutator as it was before the grow kind existed: four kinds, four weights
+    monkeypatch.setattr(gp_module, "_EDIT_KINDS", gp_module._EDIT_KINDS[:4])
+    four = GPMutator()
+    four._weights = four._weights[:4]
+    assert four.mutate(parents=groups(RICH_PROGRAM, 100), task=TASK, seed=11) == with_grow_kind
+
+
+def test_grow_wraps_a_terminal_in_each_form_using_names_in_scope():
+    source = "def f(a, b):\n    x = a * 2.0\n    return x - b\n"
+    children = grown(source)
+    assert len(children) == 200
+    forms = set()
+    for edit, child in children:
+        assert edit.startswith("grow ")
+        before, after = edit[len("grow "):].split(" at line ")[0].split(" -> ")
+        assert after.startswith(before) and before in {"a", "2.0", "x", "b"}
+        new = ast.parse(after, mode="eval").body
+        names = {n.id for n in ast.walk(new) if isinstance(n, ast.Name)}
+        assert names <= {"a", "b", "x"}
+        if edit.endswith("at line 2"):
+            assert "x" not in names  # x is bound on line 2: not yet in scope there
+        assert any(isinstance(n, ast.Constant) and isinstance(n.value, float) and n.value > 0
+                   for n in ast.walk(new) if n is not new.left)
+        forms.add("relative" if after.startswith(f"{before} * (1.0") else
+                  "parity" if "% 2" in after else "product" if after.count("*") == 2 else
+                  "variable" if len(names) > (before in "abx") else "constant")
+        compile(child, "<child>", "exec")
+    assert forms == {"constant", "variable", "product", "parity", "relative"}
+
+
+def test_grow_uses_comprehension_targets_and_only_numeric_names():
+    source = "def f(n, label):\n    return [i * 0.5 for i in range(n)], label\n"
+    names = set()
+    for edit, _ in grown(source):
+        after = edit.split(" -> ")[1].split(" at line ")[0]
+        names |= {n.id for n in ast.walk(ast.parse(after, mode="eval")) if isinstance(n, ast.Name)}
+    # n only appears inside range(...) and label never in arithmetic: neither is offered
+    assert names == {"i"}
+
+
+def test_grow_leaves_indices_range_arguments_and_strings_alone():
+    source = 'def f(a, n):\n    s = "x" + "y"\n    return [a[i + 1] for i in range(n - 1)], s\n'
+    [child] = GPMutator(**GROW_ONLY).mutate(parents=[[parent(source)]], task=TASK, seed=0)
+    assert child.status == "no_op" and child.source == source
+
+
+def test_grown_children_of_the_circle_packing_seeds_run(env):
+    seeds = env.seed_programs()
+    proposals = GPMutator(**GROW_ONLY).mutate(
+        parents=[[parent(seeds[i % len(seeds)], i)] for i in range(120)], task=env.task(), seed=0)
+    valid = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for p in proposals:
+            try:
+                env.evaluate_local(p.source)
+                valid += 1
+            except Exception:  # noqa: BLE001 (InvalidProgram, or a crash of the child)
+                pass
+    print(f"\ngrow-only valid-child rate over {len(proposals)} children of the circle-packing seeds: "
+          f"{valid / len(proposals):.3f}")
+    assert valid / len(proposals) >= 0.3
