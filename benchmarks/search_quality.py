@@ -81,6 +81,10 @@ CONFIGS: dict[str, list[str]] = {
     "gp_s03_xo4": ["mutator=gp", "mutator.constant_sigma=0.3", "mutator.p_crossover=0.4"],
     "gp_e1_xo4": ["mutator=gp", "mutator.max_edits=1", "mutator.p_crossover=0.4"],
     "gp_s03_e1_xo4": ["mutator=gp", "mutator.constant_sigma=0.3", "mutator.max_edits=1", "mutator.p_crossover=0.4"],
+    # GP's grow edit (a terminal becomes a small expression) at two weights (the other four sum to 1)
+    "gp_g2": ["mutator=gp", "mutator.p_grow=0.2"],
+    "gp_g5": ["mutator=gp", "mutator.p_grow=0.5"],
+    "gp_s03_xo4_g5": ["mutator=gp", "mutator.constant_sigma=0.3", "mutator.p_crossover=0.4", "mutator.p_grow=0.5"],
     # the default configuration as the issue that asked for this benchmark found it: SmolLM2 + GP
     # mixed inside one actor, every program evaluated, and the default run's 450 s wall-clock bound
     "old_default": ["mutator=smollm2_gp", "search.lanes=false", "search.dedup=false", "budget.wall_seconds=450"],
@@ -292,7 +296,9 @@ def print_ablation(rows: list[dict], budget: int) -> None:
              ("crossover edit 0.2 (GP)", "gp_xo2", "gp"), ("crossover edit 0.4 (GP)", "gp_xo4", "gp"),
              ("one edit (GP)", "gp_e1", "gp"), ("step 0.3 (GP)", "gp_s03", "gp"), ("step 0.03 (GP)", "gp_s003", "gp"),
              ("batch 4 (GP)", "gp_b4", "gp"), ("crossover edit (GP step 0.3)", "gp_s03_xo4", "gp_s03"),
-             ("crossover edit (GP, 1 edit)", "gp_e1_xo4", "gp_e1")]
+             ("crossover edit (GP, 1 edit)", "gp_e1_xo4", "gp_e1"),
+             ("grow edit 0.2 (GP)", "gp_g2", "gp"), ("grow edit 0.5 (GP)", "gp_g5", "gp"),
+             ("grow edit (GP s0.3 + xo 0.4)", "gp_s03_xo4_g5", "gp_s03_xo4")]
     lines = []
     for env in sorted({e for e, _ in final}):
         for feature, on, off in pairs:
