@@ -39,7 +39,7 @@ _GP_VARIANTS = ["mutator=smollm2_gp", "~mutator.components.smollm2", "mutator.co
                 "coarse:{constant_sigma:0.3}}"]
 #: name -> overrides on top of the environment's; "default" is the shipped default configuration
 CONFIGS: dict[str, list[str]] = {
-    "gp": ["mutator=gp"],
+    "gp": ["mutator=gp"],  # GP at its defaults: with the grow edit since 2026-12-07 (gp_g0 is GP before)
     "default": [],  # the shipped default (GP alone since this benchmark's 3,000-evaluation runs)
     # the embedded language model mixed with GP, each in its own lane (the default before)
     "smollm2_gp": ["mutator=smollm2_gp"],
@@ -81,7 +81,9 @@ CONFIGS: dict[str, list[str]] = {
     "gp_s03_xo4": ["mutator=gp", "mutator.constant_sigma=0.3", "mutator.p_crossover=0.4"],
     "gp_e1_xo4": ["mutator=gp", "mutator.max_edits=1", "mutator.p_crossover=0.4"],
     "gp_s03_e1_xo4": ["mutator=gp", "mutator.constant_sigma=0.3", "mutator.max_edits=1", "mutator.p_crossover=0.4"],
-    # GP's grow edit (a terminal becomes a small expression) at two weights (the other four sum to 1)
+    # GP's grow edit (a terminal becomes a small expression) at three weights (the other four sum to 1);
+    # 0.5 is the default, so gp_g5 is gp; gp_g0 is GP as every table before the grow edit measured it
+    "gp_g0": ["mutator=gp", "mutator.p_grow=0"],
     "gp_g2": ["mutator=gp", "mutator.p_grow=0.2"],
     "gp_g5": ["mutator=gp", "mutator.p_grow=0.5"],
     "gp_s03_xo4_g5": ["mutator=gp", "mutator.constant_sigma=0.3", "mutator.p_crossover=0.4", "mutator.p_grow=0.5"],
@@ -297,7 +299,7 @@ def print_ablation(rows: list[dict], budget: int) -> None:
              ("one edit (GP)", "gp_e1", "gp"), ("step 0.3 (GP)", "gp_s03", "gp"), ("step 0.03 (GP)", "gp_s003", "gp"),
              ("batch 4 (GP)", "gp_b4", "gp"), ("crossover edit (GP step 0.3)", "gp_s03_xo4", "gp_s03"),
              ("crossover edit (GP, 1 edit)", "gp_e1_xo4", "gp_e1"),
-             ("grow edit 0.2 (GP)", "gp_g2", "gp"), ("grow edit 0.5 (GP)", "gp_g5", "gp"),
+             ("grow edit 0.2 (GP)", "gp_g2", "gp_g0"), ("grow edit 0.5 (GP)", "gp_g5", "gp_g0"),
              ("grow edit (GP s0.3 + xo 0.4)", "gp_s03_xo4_g5", "gp_s03_xo4")]
     lines = []
     for env in sorted({e for e, _ in final}):

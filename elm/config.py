@@ -264,7 +264,9 @@ class GPMutatorConfig:
     p_operator: float = 0.15
     p_duplicate: float = 0.1
     p_delete: float = 0.15
-    p_grow: float = 0.0  # weight of the grow edit (a terminal becomes a small expression); see mutators/gp.py
+    # weight of the grow edit (a terminal becomes a small expression; mutators/gp.py); 0 gives GP as it was
+    # before 2026-12-07 (docs/search.md: on by default since it helped on all three environments)
+    p_grow: float = 0.5
     max_edits: int = 3
     p_crossover: float = 0.0  # share of children that are a crossover of two parents (0: one parent each)
 

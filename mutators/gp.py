@@ -40,8 +40,8 @@ always parses; comments and original formatting are not preserved). Edits:
     literal ``c`` and ``w`` nothing, a variable in scope, a product of two, or
     a parity ``v % 2`` (tree-based GP's subtree mutation, kept to forms that
     usually run; :mod:`mutators.gp_grow`). The only edit that adds structure
-    and new constants to tune rather than re-tuning what is there. Weight 0 by
-    default (``p_grow``).
+    and new constants to tune rather than re-tuning what is there. Weight 0.5
+    by default (``p_grow``; ``p_grow=0`` gives GP as it was before this edit).
 
 ``crossover`` (only with ``p_crossover`` > 0)
     Instead of edits, a child may be its first parent with one top-level
@@ -134,7 +134,7 @@ _STRUCTURAL_KEYWORDS = frozenset({"axis", "axes"})
 #: statement-list fields of compound statements
 _BLOCK_FIELDS = ("body", "orelse", "finalbody")
 
-# "grow" last: with its weight 0 the draws of the other kinds are those of before it existed
+# "grow" last: with its weight 0 the draws are those of GP before the grow edit existed
 _EDIT_KINDS = ("constant", "operator", "duplicate", "delete", "grow")
 
 #: attempts at producing a child that differs from its parent before giving up
@@ -151,7 +151,7 @@ class GPMutator(Mutator):
         p_operator: weight of the operator-swap edit.
         p_duplicate: weight of the statement-duplication edit.
         p_delete: weight of the statement-deletion edit.
-        p_grow: weight of the grow edit (0 by default). Weights must be
+        p_grow: weight of the grow edit. Weights must be
             finite, >= 0 and not all 0; they are renormalised over the edit
             kinds that have a site in the current program.
         max_edits: each child gets ``rng.integers(1, max_edits + 1)`` edits.

@@ -130,13 +130,13 @@ def test_mutating_a_seed_is_fast(env):
 def test_every_edit_kind_occurs():
     edits = edits_of(GPMutator().mutate(parents=groups(RICH_PROGRAM, 200), task=TASK, seed=3))
     kinds = {e.split()[0] for e in edits}
-    assert kinds == {"const", "op", "dup", "del"}
+    assert kinds == {"const", "op", "dup", "del", "grow"}
     assert all("line" in e for e in edits)
 
 
 def test_constant_edits_keep_types_and_signs():
     source = "def f():\n    return [range(5), range(1), 0, 0.0, 2.5, 1e-09, 1000]\n"
-    gp = GPMutator(p_constant=1, p_operator=0, p_duplicate=0, p_delete=0, max_edits=1)
+    gp = GPMutator(p_constant=1, p_operator=0, p_duplicate=0, p_delete=0, p_grow=0, max_edits=1)
     proposals = gp.mutate(parents=groups(source, 300), task=TASK, seed=0)
     originals = [0, 0.0, 2.5, 1e-09, 1000]
     for p in proposals:
@@ -156,14 +156,14 @@ def test_constant_edits_keep_types_and_signs():
 
 def test_axis_keyword_is_not_perturbed():
     source = "import numpy as np\n\ndef f(a):\n    return np.sum(a, axis=1)\n"
-    gp = GPMutator(p_constant=1, p_operator=0, p_duplicate=0, p_delete=0)
+    gp = GPMutator(p_constant=1, p_operator=0, p_duplicate=0, p_delete=0, p_grow=0)
     [p] = gp.mutate(parents=[[parent(source)]], task=TASK, seed=0)
     assert p.status == "no_op" and p.source == source
 
 
 def test_operator_swaps():
     source = "def f(a, b):\n    return (a + b, a * b, a < b, a >= b, a == b)\n"
-    gp = GPMutator(p_constant=0, p_operator=1, p_duplicate=0, p_delete=0, max_edits=1)
+    gp = GPMutator(p_constant=0, p_operator=1, p_duplicate=0, p_delete=0, p_grow=0, max_edits=1)
     seen = set()
     for p in gp.mutate(parents=groups(source, 60), task=TASK, seed=0):
         seen.add(p.meta["edits"][0].split(" at ")[0])
@@ -172,21 +172,21 @@ def test_operator_swaps():
 
 def test_string_concatenation_is_not_swapped():
     source = 'def f(a):\n    return "x" + a\n'
-    gp = GPMutator(p_constant=0, p_operator=1, p_duplicate=0, p_delete=0)
+    gp = GPMutator(p_constant=0, p_operator=1, p_duplicate=0, p_delete=0, p_grow=0)
     [p] = gp.mutate(parents=[[parent(source)]], task=TASK, seed=0)
     assert p.status == "no_op"
 
 
 def test_duplicate_inserts_a_copy_after_the_statement():
     source = "def f(x):\n    x = x * 2\n    return x\n"
-    gp = GPMutator(p_constant=0, p_operator=0, p_duplicate=1, p_delete=0, max_edits=1)
+    gp = GPMutator(p_constant=0, p_operator=0, p_duplicate=1, p_delete=0, p_grow=0, max_edits=1)
     [p] = gp.mutate(parents=[[parent(source)]], task=TASK, seed=0)
     assert p.source == "def f(x):\n    x = x * 2\n    x = x * 2\n    return x"
     assert p.meta["edits"] == ["dup line 2"]
 
 
 def test_delete_never_removes_returns_defs_or_needed_first_bindings():
-    gp = GPMutator(p_constant=0, p_operator=0, p_duplicate=0, p_delete=1, max_edits=3)
+    gp = GPMutator(p_constant=0, p_operator=0, p_duplicate=0, p_delete=1, p_grow=0, max_edits=3)
     parent_tree = ast.parse(RICH_PROGRAM)
     n_returns = sum(isinstance(n, ast.Return) for n in ast.walk(parent_tree))
     n_defs = sum(isinstance(n, ast.FunctionDef) for n in ast.walk(parent_tree))
@@ -201,7 +201,7 @@ def test_delete_never_removes_returns_defs_or_needed_first_bindings():
 
 def test_delete_only_touches_rebindings_and_side_effects():
     source = "def f():\n    x = 1\n    y = x + 1\n    x = 2\n    return x + y\n"
-    gp = GPMutator(p_constant=0, p_operator=0, p_duplicate=0, p_delete=1, max_edits=1)
+    gp = GPMutator(p_constant=0, p_operator=0, p_duplicate=0, p_delete=1, p_grow=0, max_edits=1)
     for p in gp.mutate(parents=groups(source, 10), task=TASK, seed=0):
         assert p.meta["edits"] == ["del line 4"]
         assert p.source == "def f():\n    x = 1\n    y = x + 1\n    return x + y"
@@ -209,7 +209,7 @@ def test_delete_only_touches_rebindings_and_side_effects():
 
 def test_delete_fills_an_emptied_block_with_pass():
     source = "def f(x):\n    if x:\n        print(x)\n    return x\n"
-    gp = GPMutator(p_constant=0, p_operator=0, p_duplicate=0, p_delete=1, max_edits=1)
+    gp = GPMutator(p_constant=0, p_operator=0, p_duplicate=0, p_delete=1, p_grow=0, max_edits=1)
     outcomes = {p.source for p in gp.mutate(parents=groups(source, 20), task=TASK, seed=0)}
     assert outcomes == {
         "def f(x):\n    if x:\n        pass\n    return x",  # deleted the print
@@ -263,7 +263,7 @@ def test_empty_parent_group_is_an_error():
         ({"constant_sigma": 0}, "constant_sigma"),
         ({"constant_sigma": float("nan")}, "constant_sigma"),
         ({"p_delete": -0.1}, "p_delete"),
-        ({"p_constant": 0, "p_operator": 0, "p_duplicate": 0, "p_delete": 0}, "at least one"),
+        ({"p_constant": 0, "p_operator": 0, "p_duplicate": 0, "p_delete": 0, "p_grow": 0}, "at least one"),
         ({"max_edits": 0}, "max_edits"),
         ({"max_edits": 2.0}, "max_edits"),
         ({"name": ""}, "name"),
@@ -329,7 +329,7 @@ def test_a_pair_with_nothing_to_swap_gets_edits_instead():
         parents=[[parent(FIRST, 1), parent(FIRST, 2)], [parent(FIRST, 3)]], task=TASK, seed=0)
     assert [c.parent_ids for c in children] == [(1,), (3,)]
     assert all(c.status.value == "ok" for c in children)
-    assert all(e.split()[0] in ("const", "op", "dup", "del") for e in edits_of(children))
+    assert all(e.split()[0] in ("const", "op", "dup", "del", "grow") for e in edits_of(children))
 
 
 def test_share_of_crossover_children_follows_p_crossover():
@@ -381,17 +381,23 @@ def grown(source: str, count: int = 200, seed: int = 0) -> list[tuple[str, str]]
     return [(edit, c.source) for c in children for edit in c.meta["edits"]]
 
 
-def test_grow_is_off_by_default_and_leaves_the_other_edits_draws_unchanged(monkeypatch):
+def test_without_grow_the_edits_are_drawn_as_before_the_grow_edit_existed(monkeypatch):
     import mutators.gp as gp_module
 
-    assert "grow" not in {e.split()[0] for e in edits_of(GPMutator().mutate(
+    assert "grow" not in {e.split()[0] for e in edits_of(GPMutator(p_grow=0).mutate(
         parents=groups(RICH_PROGRAM, 200), task=TASK, seed=3))}
-    with_grow_kind = GPMutator().mutate(parents=groups(RICH_PROGRAM, 100), task=TASK, seed=11)
+    without = GPMutator(p_grow=0).mutate(parents=groups(RICH_PROGRAM, 100), task=TASK, seed=11)
     # the mutator as it was before the grow kind existed: four kinds, four weights
     monkeypatch.setattr(gp_module, "_EDIT_KINDS", gp_module._EDIT_KINDS[:4])
-    four = GPMutator()
+    four = GPMutator(p_grow=0)
     four._weights = four._weights[:4]
-    assert four.mutate(parents=groups(RICH_PROGRAM, 100), task=TASK, seed=11) == with_grow_kind
+    assert four.mutate(parents=groups(RICH_PROGRAM, 100), task=TASK, seed=11) == without
+
+
+def test_grow_is_on_by_default_at_a_third_of_the_edits():
+    edits = edits_of(GPMutator().mutate(parents=groups(RICH_PROGRAM, 300), task=TASK, seed=4))
+    share = sum(e.startswith("grow ") for e in edits) / len(edits)
+    assert 0.2 < share < 0.45  # weight 0.5 beside the other four's 1.0, where every kind has sites
 
 
 def test_grow_wraps_a_terminal_in_each_form_using_names_in_scope():
