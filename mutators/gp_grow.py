@@ -96,9 +96,10 @@ def grow_sites(tree: ast.AST) -> list[_Site]:
     """Every terminal the grow edit may replace, with the numeric names in scope there.
 
     A function's numeric names are those that appear as an operand of an
-    arithmetic operator, a unary minus/plus or a comparison anywhere in it.
-    Nested functions are visited on their own; their sites see their own
-    scope only.
+    arithmetic operator, a unary minus/plus or a comparison anywhere in its
+    own scope. Nested functions, classes and lambdas are not part of that
+    scope: a nested function is visited on its own (its sites see its own
+    scope only), and what a nested scope binds is not offered outside it.
     """
     sites: list[_Site] = []
     for fn in [n for n in ast.walk(tree) if isinstance(n, _FUNCTIONS)]:
@@ -107,15 +108,17 @@ def grow_sites(tree: ast.AST) -> list[_Site]:
         bound_at: dict[str, int] = {}  # name -> first line it is bound on (not counting comprehension targets)
         comprehension_targets: set[int] = set()
         found: list[tuple[ast.AST, str, int | None, ast.AST]] = []
+        scope: list[ast.AST] = []  # the nodes of fn's own scope
         stack: list[ast.AST] = [fn]
         while stack:
             node = stack.pop()
+            scope.append(node)
             for field, value in ast.iter_fields(node):
                 children = value if isinstance(value, list) else [value]
                 for child in children:
                     if isinstance(child, ast.AST):
                         parents[id(child)] = (node, field)
-                        if not (isinstance(child, _FUNCTIONS + (ast.ClassDef, ast.Lambda)) and node is not fn):
+                        if not isinstance(child, _FUNCTIONS + (ast.ClassDef, ast.Lambda)):
                             stack.append(child)
             if isinstance(node, ast.comprehension):
                 comprehension_targets.update(id(n) for n in ast.walk(node.target))
@@ -124,7 +127,7 @@ def grow_sites(tree: ast.AST) -> list[_Site]:
                     numeric.add(child.id)
                 if _is_terminal(child):
                     found.append((node, field, index, child))
-        for node in ast.walk(fn):
+        for node in scope:
             if (isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load)
                     and id(node) not in comprehension_targets and hasattr(node, "lineno")):
                 line = bound_at.get(node.id)

@@ -433,6 +433,32 @@ def test_grow_uses_comprehension_targets_and_only_numeric_names():
     assert names == {"i"}
 
 
+def test_grow_keeps_a_nested_function_and_its_outer_function_apart():
+    source = ("def f(a):\n"
+              "    def g(b):\n"
+              "        y = b * 3.0\n"
+              "        return y + 1.0\n"
+              "    z = a * 2.0\n"
+              "    return g(z) - a\n")
+    sites = {}
+    for edit, child in grown(source, count=300):
+        before, rest = edit[len("grow "):].split(" -> ")
+        after, line = rest.split(" at line ")
+        names = {n.id for n in ast.walk(ast.parse(after, mode="eval")) if isinstance(n, ast.Name)}
+        # g's sites see g's names only, f's sites f's only: y (bound in g) used in f is a NameError
+        assert names <= ({"b", "y"} if int(line) in (3, 4) else {"a", "z"}), edit
+        sites.setdefault((before, line), 0)
+        sites[before, line] += 1
+        namespace = {}
+        exec(compile(child, "<child>", "exec"), namespace)
+        namespace["f"](1.5)  # runs: no name out of its scope
+    # each terminal is one site, drawn about equally often (a nested function's terminals used to be
+    # sites of the outer function too, so they were drawn twice as often, half of them with its names)
+    assert set(sites) == {("b", "3"), ("3.0", "3"), ("y", "4"), ("1.0", "4"), ("a", "5"), ("2.0", "5"),
+                          ("a", "6")}
+    assert max(sites.values()) < 3 * min(sites.values())
+
+
 def test_grow_leaves_indices_range_arguments_and_strings_alone():
     source = 'def f(a, n):\n    s = "x" + "y"\n    return [a[i + 1] for i in range(n - 1)], s\n'
     [child] = GPMutator(**GROW_ONLY).mutate(parents=[[parent(source)]], task=TASK, seed=0)
