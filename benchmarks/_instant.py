@@ -13,14 +13,21 @@ from elm.types import EvalRequest, EvalResult, EvalStatus, Parent, Proposal, Tas
 
 class InstantMutator(Mutator):
     """Returns each parent's program with its last line set to ``_v = <a number unique to the child>``
-    (so duplicate detection lets it through, and programs do not grow), as fast as possible."""
+    (so duplicate detection lets it through, and programs do not grow), as fast as possible.
+
+    ``quoted=True``: the child is the parent's text as one string constant (``_program = '...'``)
+    and the marker line: the same size to store and ship, but a two-statement syntax tree, so its
+    canonical key (duplicate detection, computed in this actor) costs ~0.05 ms instead of the
+    1.5-3 ms of a 40-line program, and the actors stay faster than the driver on a 2-core machine.
+    """
 
     name = "instant"
     checks_syntax = True  # parents were evaluated ok, and the marker line parses
 
-    def __init__(self, name: str | None = None):
+    def __init__(self, name: str | None = None, quoted: bool = False):
         if name:
             self.name = name
+        self.quoted = quoted
 
     def mutate(self, *, parents: Sequence[Sequence[Parent]], task: TaskContext, seed: int) -> list[Proposal]:
         out = []
@@ -28,6 +35,8 @@ class InstantMutator(Mutator):
             body = g[0].source.rstrip("\n")
             if body.rsplit("\n", 1)[-1].startswith("_v = "):
                 body = body.rsplit("\n", 1)[0]
+            if self.quoted and not body.startswith("_program = "):
+                body = f"_program = {body!r}"
             out.append(Proposal(source=f"{body}\n_v = {seed % 10**12 * 1000 + i}\n", parent_ids=(g[0].id,),
                                 mutator=self.name))
         return out
