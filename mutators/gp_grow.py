@@ -127,8 +127,9 @@ def grow_sites(tree: ast.AST) -> list[_Site]:
                     numeric.add(child.id)
                 if _is_terminal(child):
                     found.append((node, field, index, child))
-        for node in scope:
-            if (isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load)
+        own = {id(node) for node in scope}
+        for node in ast.walk(fn):  # breadth first, as the names in scope are listed (the draws depend on it)
+            if (id(node) in own and isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load)
                     and id(node) not in comprehension_targets and hasattr(node, "lineno")):
                 line = bound_at.get(node.id)
                 bound_at[node.id] = node.lineno if line is None else min(line, node.lineno)
