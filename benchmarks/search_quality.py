@@ -87,6 +87,15 @@ CONFIGS: dict[str, list[str]] = {
     "gp_g2": ["mutator=gp", "mutator.p_grow=0.2"],
     "gp_g5": ["mutator=gp", "mutator.p_grow=0.5"],
     "gp_s03_xo4_g5": ["mutator=gp", "mutator.constant_sigma=0.3", "mutator.p_crossover=0.4", "mutator.p_grow=0.5"],
+    # frontier parent selection (qd.selection=frontier): elites next to empty cells drawn more often
+    "gp_frontier": ["mutator=gp", "qd.selection=frontier", "+qd.selection_args.weight=3.0"],
+    "gp_frontier1": ["mutator=gp", "qd.selection=frontier", "+qd.selection_args.weight=1.0"],
+    "gp_s03_xo4_g5_frontier": ["mutator=gp", "mutator.constant_sigma=0.3", "mutator.p_crossover=0.4",
+                               "mutator.p_grow=0.5", "qd.selection=frontier", "+qd.selection_args.weight=3.0"],
+    "gp_s03_xo4_g5_frontier1": ["mutator=gp", "mutator.constant_sigma=0.3", "mutator.p_crossover=0.4",
+                                "mutator.p_grow=0.5", "qd.selection=frontier", "+qd.selection_args.weight=1.0"],
+    "gp_s03_xo4_g5_frontier10": ["mutator=gp", "mutator.constant_sigma=0.3", "mutator.p_crossover=0.4",
+                                 "mutator.p_grow=0.5", "qd.selection=frontier", "+qd.selection_args.weight=10.0"],
     # the default configuration as the issue that asked for this benchmark found it: SmolLM2 + GP
     # mixed inside one actor, every program evaluated, and the default run's 450 s wall-clock bound
     "old_default": ["mutator=smollm2_gp", "search.lanes=false", "search.dedup=false", "budget.wall_seconds=450"],
@@ -300,7 +309,11 @@ def print_ablation(rows: list[dict], budget: int) -> None:
              ("batch 4 (GP)", "gp_b4", "gp"), ("crossover edit (GP step 0.3)", "gp_s03_xo4", "gp_s03"),
              ("crossover edit (GP, 1 edit)", "gp_e1_xo4", "gp_e1"),
              ("grow edit 0.2 (GP)", "gp_g2", "gp_g0"), ("grow edit 0.5 (GP)", "gp_g5", "gp_g0"),
-             ("grow edit (GP s0.3 + xo 0.4)", "gp_s03_xo4_g5", "gp_s03_xo4")]
+             ("grow edit (GP s0.3 + xo 0.4)", "gp_s03_xo4_g5", "gp_s03_xo4"),
+             ("frontier 3 (GP)", "gp_frontier", "gp"), ("frontier 1 (GP)", "gp_frontier1", "gp"),
+             ("frontier 3 (GP s0.3 xo0.4 g0.5)", "gp_s03_xo4_g5_frontier", "gp_s03_xo4_g5"),
+             ("frontier 1 (GP s0.3 xo0.4 g0.5)", "gp_s03_xo4_g5_frontier1", "gp_s03_xo4_g5"),
+             ("frontier 10 (GP s0.3 xo0.4 g0.5)", "gp_s03_xo4_g5_frontier10", "gp_s03_xo4_g5")]
     lines = []
     for env in sorted({e for e, _ in final}):
         for feature, on, off in pairs:

@@ -35,6 +35,7 @@ __all__ = [
     "ArchiveStats",
     "CVTArchive",
     "CuriositySelector",
+    "FrontierSelector",
     "GridArchive",
     "ParentSelector",
     "TournamentSelector",
@@ -668,6 +669,10 @@ class ParentSelector(ABC):
                 f"and {len(outcomes)}"
             )
 
+    def check_archive(self, archive: Archive) -> None:
+        """Raise ValueError, saying what to use instead, if this selector cannot work with
+        ``archive``'s kind (checked once when a run's config is validated). Default: any archive."""
+
     def remember(self, elites: Sequence[Elite]) -> None:
         """Note elites that may later appear as parents in ``update`` without having
         been returned by ``select`` in this process (a resumed run replays its
@@ -725,6 +730,57 @@ class TournamentSelector(ParentSelector):
 
     def state_dict(self) -> dict[str, Any]:
         return {"name": self.name, "size": self.size}
+
+
+class FrontierSelector(ParentSelector):
+    """Favours elites next to empty cells: an occupied cell is drawn with weight
+    ``1 + weight * e``, where ``e`` is the number of its grid neighbours (one bin away along one
+    descriptor axis: up to ``2 * dims``) that are empty.
+
+    A child usually lands in or near its parent's cell, so parents on the edge of the explored
+    region fill new cells more often than parents inside it; every elite keeps a weight of at
+    least 1. ``weight=0`` is uniform selection. Needs a grid archive (a CVT archive's cells have no
+    grid neighbours). Nothing is learned: the weights follow the archive as it is.
+    """
+
+    name: ClassVar[str] = "frontier"
+
+    def __init__(self, *, weight: float = 3.0) -> None:
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not (
+                math.isfinite(weight) and weight >= 0):
+            raise ValueError(f"frontier weight must be a finite number >= 0, got {weight!r}")
+        self.weight = float(weight)
+
+    def check_archive(self, archive: Archive) -> None:
+        if not isinstance(archive, GridArchive):
+            raise ValueError(
+                f"qd.selection=frontier needs a grid archive (qd.kind=grid), not {type(archive).__name__}: "
+                "its cells have no grid neighbours; use qd.selection=uniform or curiosity there"
+            )
+
+    def weights(self, archive: Archive, cells: np.ndarray) -> np.ndarray:
+        """The selection weight of each of ``cells`` (flat cell indices), shape ``(len(cells),)``."""
+        self.check_archive(archive)
+        bins = archive.bins
+        # pad with occupied cells, so that the edge of the map is no frontier
+        empty = np.pad(~archive._occupied.reshape(bins), 1, constant_values=False)
+        count = np.zeros(bins, dtype=np.int64)
+        inner = [slice(1, b + 1) for b in bins]
+        for axis, b in enumerate(bins):
+            for step in (-1, 1):
+                shifted = list(inner)
+                shifted[axis] = slice(1 + step, b + 1 + step)
+                count += empty[tuple(shifted)]
+        return 1.0 + self.weight * count.ravel()[cells]
+
+    def select(self, archive: Archive, n: int, rng: np.random.Generator) -> list[Elite]:
+        occ = self._occupied(archive, n)
+        w = self.weights(archive, occ)
+        picks = occ[rng.choice(occ.size, size=n, p=w / w.sum())]
+        return [archive._elites[c] for c in picks.tolist()]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "weight": self.weight}
 
 
 class CuriositySelector(ParentSelector):
@@ -845,6 +901,7 @@ class CuriositySelector(ParentSelector):
 _SELECTORS: dict[str, type[ParentSelector]] = {
     UniformSelector.name: UniformSelector,
     TournamentSelector.name: TournamentSelector,
+    FrontierSelector.name: FrontierSelector,
     CuriositySelector.name: CuriositySelector,
 }
 

@@ -59,7 +59,7 @@ class QDConfig:
     cvt_samples: int = 50_000  # CVT only: uniform samples for k-means
     qd_offset: float | None = None  # QD score = sum(fitness - qd_offset); None: the environment's own
     out_of_bounds: str = "clip"  # "clip" into the edge cell, or "reject" (status out_of_bounds)
-    selection: str = "uniform"  # "uniform", "curiosity", or a dotted path to a ParentSelector class
+    selection: str = "uniform"  # "uniform", "tournament", "frontier", "curiosity", or a ParentSelector's dotted path
     selection_args: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the selector
 
 

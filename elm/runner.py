@@ -96,8 +96,7 @@ def validate(cfg: RunConfig | Mapping[str, Any]) -> Environment:
     try:
         space = descriptor_space_for(declared, cfg.qd)
         qd = cfg.qd if cfg.qd.kind != "cvt" else replace(cfg.qd, cvt_samples=1000, cells=min(cfg.qd.cells, 1000))
-        build_archive(space, qd, seed=0)
-        build_selector(cfg.qd)
+        build_selector(cfg.qd).check_archive(build_archive(space, qd, seed=0))
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"qd: {exc}") from exc
     try:

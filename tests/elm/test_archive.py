@@ -360,7 +360,7 @@ def test_selectors_refuse_empty_archive(name):
 
 
 def test_make_selector_rejects_unknown_names():
-    with pytest.raises(ValueError, match=r"\['curiosity', 'tournament', 'uniform'\]"):
+    with pytest.raises(ValueError, match=r"\['curiosity', 'frontier', 'tournament', 'uniform'\]"):
         make_selector("roulette")
     sel = make_selector("curiosity", reward=2.0, penalty=0.25)
     assert isinstance(sel, CuriositySelector) and sel.reward == 2.0 and sel.penalty == 0.25
@@ -465,3 +465,31 @@ def test_tournament_selection_prefers_fit_elites_and_still_reaches_every_cell():
     assert np.all(np.abs(uniform - 0.1) < 0.03)
     with pytest.raises(ValueError, match="tournament size"):
         TournamentSelector(size=0)
+
+
+def test_frontier_selection_weights_cells_by_their_empty_neighbours():
+    import numpy as np
+
+    from elm.archive import CVTArchive, FrontierSelector, GridArchive, make_selector
+    from elm.types import DescriptorSpace, Elite
+
+    space = DescriptorSpace(names=("x", "y"), lower=(0.0, 0.0), upper=(1.0, 1.0), bins=(4, 4))
+    archive = GridArchive(space=space)
+    # a 2 x 2 block in the corner (cells (0,0) (0,1) (1,0) (1,1)) and the opposite corner (3,3)
+    points = [(0.1, 0.1), (0.1, 0.3), (0.3, 0.1), (0.3, 0.3), (0.9, 0.9)]
+    archive.add([Elite(id=i, cell=-1, source="", fitness=1.0, descriptor=p) for i, p in enumerate(points)])
+    cells = archive.index_of(np.array(points))
+    selector = FrontierSelector(weight=2.0)
+    # empty neighbours (the map's edge is none): 0, 1, 1, 2 in the block, 2 in the far corner
+    assert selector.weights(archive, cells).tolist() == [1.0, 3.0, 3.0, 5.0, 5.0]
+    picks = np.bincount([e.id for e in selector.select(archive, 17_000, np.random.default_rng(0))], minlength=5)
+    assert np.allclose(picks / picks.sum(), np.array([1, 3, 3, 5, 5]) / 17, atol=0.01)
+    assert FrontierSelector(weight=0).weights(archive, cells).tolist() == [1.0] * 5  # uniform
+    assert make_selector("frontier", weight=1.0).state_dict() == {"name": "frontier", "weight": 1.0}
+    for bad in (-1.0, float("nan"), True, "3"):
+        with pytest.raises(ValueError, match="frontier weight"):
+            FrontierSelector(weight=bad)
+    cvt = CVTArchive(space=space, cells=8, samples=2000, seed=0)
+    cvt.add([Elite(id=0, cell=-1, source="", fitness=1.0, descriptor=(0.5, 0.5))])
+    with pytest.raises(ValueError, match="needs a grid archive"):
+        selector.select(cvt, 4, np.random.default_rng(0))

@@ -130,6 +130,9 @@ def test_unknown_environment_lists_the_options():
     ("qd.selection=elm.archive.UniformSelector", None),
     ("qd.selection=elm.types.Parent", "not a subclass of elm.archive.ParentSelector"),
     ("+qd.selection_args.init_scor=2", "init_scor"),
+    ("qd=frontier", None),
+    ("+qd.selection_args.weight=-1", "frontier weight"),
+    ("qd.kind=cvt", "needs a grid archive"),
     ("mutator._target_=mutators.nope.Mutator", "mutators.nope"),
     ("env._target_=environments.nope.Env", "environments.nope"),
     ("budget.evaluations=0", "budget.evaluations"),
@@ -141,6 +144,8 @@ def test_bad_values_fail_in_validation(override, match):
     cfg = compose(["sandbox=process", override] if not override.startswith("sandbox._target_") else [override])
     if "init_scor" in override:
         cfg["qd"]["selection"] = "curiosity"
+    if "weight" in override or "cvt" in override:
+        cfg["qd"]["selection"] = "frontier"
     if match is None:
         validate(cfg)  # a dotted path to a built-in selector works
     else:
