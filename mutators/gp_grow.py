@@ -108,11 +108,11 @@ def grow_sites(tree: ast.AST) -> list[_Site]:
         bound_at: dict[str, int] = {}  # name -> first line it is bound on (not counting comprehension targets)
         comprehension_targets: set[int] = set()
         found: list[tuple[ast.AST, str, int | None, ast.AST]] = []
-        scope: list[ast.AST] = []  # the nodes of fn's own scope
+        own: set[int] = set()  # ids of the nodes of fn's own scope
         stack: list[ast.AST] = [fn]
         while stack:
             node = stack.pop()
-            scope.append(node)
+            own.add(id(node))
             for field, value in ast.iter_fields(node):
                 children = value if isinstance(value, list) else [value]
                 for child in children:
@@ -127,7 +127,6 @@ def grow_sites(tree: ast.AST) -> list[_Site]:
                     numeric.add(child.id)
                 if _is_terminal(child):
                     found.append((node, field, index, child))
-        own = {id(node) for node in scope}
         for node in ast.walk(fn):  # breadth first, as the names in scope are listed (the draws depend on it)
             if (id(node) in own and isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load)
                     and id(node) not in comprehension_targets and hasattr(node, "lineno")):
