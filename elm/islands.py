@@ -16,8 +16,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from elm.archive import AddOutcome, Archive, ParentSelector
+from elm.archive import AddOutcome, Archive
 from elm.config import IslandsConfig
+from elm.selection import ParentSelector
 from elm.types import Elite
 
 __all__ = ["IslandModel"]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from elm.archive import Archive, CVTArchive, GridArchive, ParentSelector, make_selector
+from elm.archive import Archive, CVTArchive, GridArchive
 from elm.config import QDConfig
+from elm.selection import ParentSelector, make_selector
 from elm.types import DescriptorSpace
 
 __all__ = ["build_archive", "build_selector", "descriptor_space_for"]

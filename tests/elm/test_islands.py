@@ -7,7 +7,8 @@ import sqlite3
 
 import pytest
 
-from elm.archive import GridArchive, UniformSelector
+from elm.archive import GridArchive
+from elm.selection import UniformSelector
 from elm.config import IslandsConfig, compose
 from elm.islands import IslandModel
 from elm.runner import run
