@@ -10,31 +10,13 @@ import pytest
 
 from elm import archive as archive_mod
 from elm.archive import AddOutcome, ArchiveStats, CVTArchive, GridArchive
-from elm.types import AddStatus, DescriptorSpace, Elite
+from elm.types import AddStatus
+from tests.elm.archive_helpers import SPACE_1D, e, space
 
 NEW, IMP, NOT = AddStatus.NEW_CELL, AddStatus.IMPROVED, AddStatus.NOT_ADDED
 
 
-def space(lower, upper, bins) -> DescriptorSpace:
-    return DescriptorSpace(
-        names=tuple(f"d{i}" for i in range(len(lower))), lower=lower, upper=upper, bins=bins
-    )
-
-
-SPACE_1D = space((0.0,), (1.0,), (10,))
 SPACE_3D = space((0.0, -2.0, 10.0), (1.0, 2.0, 20.0), (2, 4, 5))
-
-_next_id = iter(range(10**9))
-
-
-def e(fitness, *descriptor, id=None) -> Elite:
-    return Elite(
-        id=next(_next_id) if id is None else id,
-        cell=-1,
-        source="def f(): pass",
-        fitness=fitness,
-        descriptor=tuple(float(x) for x in descriptor),
-    )
 
 
 def brute_stats(archive, qd_offset):

@@ -8,10 +8,10 @@ import sqlite3
 import pytest
 
 from elm.archive import GridArchive
-from elm.selection import UniformSelector
 from elm.config import IslandsConfig, compose
 from elm.islands import IslandModel
 from elm.runner import run
+from elm.selection import UniformSelector
 from elm.types import DescriptorSpace, Elite
 
 SPACE = DescriptorSpace(names=("x",), lower=(0.0,), upper=(1.0,), bins=(10,))

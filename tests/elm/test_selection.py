@@ -16,24 +16,9 @@ from elm.selection import (
     make_selector,
 )
 from elm.types import AddStatus, DescriptorSpace, Elite
+from tests.elm.archive_helpers import SPACE_1D, e
 
 NEW, IMP, NOT = AddStatus.NEW_CELL, AddStatus.IMPROVED, AddStatus.NOT_ADDED
-
-SPACE_1D = DescriptorSpace(names=("d0",), lower=(0.0,), upper=(1.0,), bins=(10,))
-
-_next_id = iter(range(10**9))
-
-
-def e(fitness, *descriptor, id=None) -> Elite:
-    return Elite(
-        id=next(_next_id) if id is None else id,
-        cell=-1,
-        source="def f(): pass",
-        fitness=fitness,
-        descriptor=tuple(float(x) for x in descriptor),
-    )
-
-
 
 def filled_grid(n_cells=10):
     a = GridArchive(space=SPACE_1D, bins=[n_cells])
