@@ -7,17 +7,26 @@ programs with the same canonical form compute the same thing (short of introspec
 local names), so the second is recorded as status ``duplicate`` with a pointer to the first.
 :func:`program_key` hashes it; mutator workers compute keys next to the children they write,
 so programs never travel to the driver for this.
+
+The canonical text is ``ast.dump``'s, which differs between Python minor versions (3.12 added
+fields, 3.13 omits empty ones), so a key is only comparable with keys from the same version:
+:data:`KEY_VERSION` names it, a run's store records it, and a run resumed under another version
+recomputes its stored keys from the stored programs.
 """
 
 from __future__ import annotations
 
 import ast
 import hashlib
+import sys
 from collections.abc import Iterable
 
 from elm.types import EvalStatus
 
-__all__ = ["DuplicateIndex", "canonical_form", "program_key"]
+__all__ = ["KEY_VERSION", "DuplicateIndex", "canonical_form", "program_key"]
+
+#: what keys computed here are comparable with: the Python version whose ``ast`` made them
+KEY_VERSION = f"python{sys.version_info.major}.{sys.version_info.minor}"
 
 #: outcomes that say nothing about the program (its worker or the machine failed): evaluate it again
 RETRY_STATUSES = frozenset({EvalStatus.TIMEOUT.value, EvalStatus.SANDBOX_LOST.value, EvalStatus.LOST.value})

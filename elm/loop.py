@@ -34,7 +34,7 @@ import numpy as np
 
 from elm.archive import AddOutcome
 from elm.config import RunConfig
-from elm.dedup import RETRY_STATUSES, DuplicateIndex, program_key
+from elm.dedup import KEY_VERSION, RETRY_STATUSES, DuplicateIndex, program_key
 from elm.environment import Environment
 from elm.inspirations import choose_inspirations
 from elm.intrain import InRunTraining
@@ -201,6 +201,11 @@ class Driver:
         outcomes: list[AddOutcome] = []
         elites_by_id: dict[int, Elite] = {}
         events = self.store.island_events() if self.islands is not None else []
+        # Stored keys made under another Python version do not match this one's (elm.dedup); a store
+        # from before the version was recorded is taken to be this version's.
+        key_version = self.store.meta().get("dedup_key_version", KEY_VERSION) if self.dedup is not None \
+            else KEY_VERSION  # without duplicate detection the keys wait for a session that uses them
+        rekeyed: list[tuple[int, str | None]] = []
         issued = [0] * (self.islands.count if self.islands is not None else 0)
         budgeted = 0
 
@@ -229,9 +234,13 @@ class Driver:
             while events and events[0]["evaluations"] < budgeted:
                 flush()
                 self.islands.replay_event(events.pop(0), elites_by_id)
+            key = rec.program_key
+            if key is not None and key_version != KEY_VERSION:
+                key = program_key(rec.source)
+                rekeyed.append((rec.id, key))
             if self.dedup is not None and rec.status != EvalStatus.DUPLICATE.value and rec.source is not None \
                     and rec.status not in RETRY_STATUSES:
-                self.dedup.claim(rec.program_key or program_key(rec.source), rec.id)
+                self.dedup.claim(key or program_key(rec.source), rec.id)
             if self.islands is not None and rec.island is not None and 0 <= rec.island < len(issued):
                 issued[rec.island] += 1
             if rec.status == EvalStatus.OK.value and rec.descriptor is not None and rec.fitness is not None:
@@ -252,6 +261,10 @@ class Driver:
                 outcomes.append(_NOT_OFFERED)
                 self._feedback_one(rec, 0.0)
         flush()
+        if rekeyed:
+            self.store.set_program_keys(rekeyed)
+            log.info("duplicate detection: recomputed the keys of %d evaluations (stored under %s, now %s)",
+                     len(rekeyed), key_version, KEY_VERSION)
         for event in events:
             self.islands.replay_event(event, elites_by_id)
         if self.islands is not None:
@@ -826,6 +839,8 @@ class Driver:
         if resumed:
             self._replay()
             log.info("resumed: %d evaluations in the store, %d elites rebuilt", self._count, len(self.archive))
+        if self.dedup is not None:  # the keys this session writes are this Python's
+            self.store.set_meta(dedup_key_version=KEY_VERSION)
         previous = None
         if threading.current_thread() is threading.main_thread():
             previous = signal.signal(signal.SIGINT, self._on_sigint)

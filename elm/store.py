@@ -5,7 +5,8 @@ Tables (schema version :data:`SCHEMA_VERSION`):
 ``meta``         key/value text: ``schema_version``, ``config`` (the resolved run
                  config as JSON), ``seed``, ``versions`` (JSON), ``created_at``,
                  ``environment``, ``descriptor_space`` (JSON), ``archive`` (JSON
-                 geometry), ``sandbox_backend``.
+                 geometry), ``sandbox_backend``, ``dedup_key_version`` (the Python
+                 version whose canonical forms the ``program_key`` column holds).
 ``evaluations``  one row per *finished* evaluation (see :class:`EvaluationRecord`).
 ``sessions``     one row per process that worked on the run (start, resume...),
                  with its elapsed wall time, so budgets continue across resumes.
@@ -485,6 +486,15 @@ class RunStore:
                 [(k, v if isinstance(v, str) else _dumps(v)) for k, v in values.items()],
             ),
             "metadata",
+        )
+
+    def set_program_keys(self, keys: Sequence[tuple[int, str | None]]) -> None:
+        """Rewrite the ``program_key`` of evaluations, given as ``(evaluation id, key)`` pairs, in one
+        transaction (a resumed run whose keys were computed under another Python version)."""
+        self._write(
+            lambda c: c.executemany("UPDATE evaluations SET program_key = ? WHERE id = ?",
+                                    [(key, int(i)) for i, key in keys]),
+            "program keys",
         )
 
     def config(self) -> dict:

@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 
 from elm.config import compose
-from elm.dedup import DuplicateIndex, canonical_form, program_key
+from elm.dedup import KEY_VERSION, DuplicateIndex, canonical_form, program_key
 from elm.runner import run
 from elm.store import RunStore
 
@@ -116,3 +116,30 @@ def test_resume_remembers_what_was_evaluated(ray_session, tmp_path):
     conn.close()
     assert keys == []  # no program evaluated twice across the resume
     assert late_dups > 0  # children after the resume were recognised as copies of earlier programs
+
+
+def test_a_run_resumed_under_another_python_recomputes_its_stored_keys(ray_session, tmp_path):
+    run(_cfg(tmp_path, "budget.evaluations=60", "seed=4"), run_dir=tmp_path / "r")
+    first = set((tmp_path / "evaluated").read_text().split())
+    conn = sqlite3.connect(tmp_path / "r" / "run.db")
+    assert conn.execute("SELECT value FROM meta WHERE key = 'dedup_key_version'").fetchone() == (KEY_VERSION,)
+    # what another Python's ast.dump would have left: other keys, another version recorded
+    conn.execute("UPDATE evaluations SET program_key = 'x' || program_key WHERE program_key IS NOT NULL")
+    conn.execute("UPDATE meta SET value = 'python3.99' WHERE key = 'dedup_key_version'")
+    conn.commit()
+    conn.close()
+    cfg = _cfg(tmp_path, "budget.evaluations=120")
+    cfg["resume"] = str(tmp_path / "r")
+    run(cfg, run_dir=tmp_path / "r")
+    conn = sqlite3.connect(tmp_path / "r" / "run.db")
+    rows = conn.execute("SELECT id, source, status, program_key FROM evaluations").fetchall()
+    version = conn.execute("SELECT value FROM meta WHERE key = 'dedup_key_version'").fetchone()
+    late_dups = conn.execute("SELECT COUNT(*) FROM evaluations WHERE status = 'duplicate' AND duplicate_of IN "
+                             f"({','.join(first)})").fetchone()[0]
+    conn.close()
+    assert version == (KEY_VERSION,)
+    # every stored key is this Python's again, and no program was evaluated twice across the resume
+    assert all(key == program_key(source) for _, source, status, key in rows if key is not None)
+    evaluated_keys = [key for _, _, status, key in rows if status != "duplicate" and key is not None]
+    assert len(evaluated_keys) == len(set(evaluated_keys))
+    assert late_dups > 0  # copies of programs from before the resume were recognised
